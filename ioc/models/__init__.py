@@ -1,0 +1,29 @@
+"""Schemas shared by the publisher, the agents, the sink, the workers and the tests."""
+
+from ioc.models.events import (
+    BoundingBox,
+    Detection,
+    FrameDetections,
+    FrameHeaders,
+    SensorEvent,
+    Ticket,
+)
+from ioc.models.incidents import Alert, Incident, IncidentKind, IncidentSource, Severity
+from ioc.models.registry import SensorRegistry, SensorSpec, load_sensor_registry
+
+__all__ = [
+    "Alert",
+    "BoundingBox",
+    "Detection",
+    "FrameDetections",
+    "FrameHeaders",
+    "Incident",
+    "IncidentKind",
+    "IncidentSource",
+    "SensorEvent",
+    "SensorRegistry",
+    "SensorSpec",
+    "Severity",
+    "Ticket",
+    "load_sensor_registry",
+]

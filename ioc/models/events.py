@@ -1,0 +1,98 @@
+"""Input events: 1022 tickets, sensor observations, camera frames and their detections."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AwareDatetime, Field, StringConstraints, field_validator
+
+from ioc.models.base import WireModel
+
+NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class Ticket(WireModel):
+    """A citizen report as it reaches the 1022 hotline (Open311 GeoReport v2 field names).
+
+    `phone` is the only personal field; it stops at intake (hashed before storage).
+    `expected` carries the labels of sample tickets and is ignored by the pipeline.
+    """
+
+    service_request_id: NonEmpty
+    requested_datetime: AwareDatetime
+    channel: NonEmpty
+    description: NonEmpty = Field(max_length=4000)
+    address_string: str | None = None
+    lat: float | None = Field(None, ge=-90, le=90)
+    long: float | None = Field(None, ge=-180, le=180)
+    service_code: str | None = None
+    phone: str | None = None
+    expected: dict[str, object] | None = None
+
+
+class SensorEvent(WireModel):
+    """One observation, FIWARE-shaped (key-value form): `id`, `type`, `dateObserved`, attributes."""
+
+    id: NonEmpty
+    type: NonEmpty
+    date_observed: AwareDatetime = Field(alias="dateObserved")
+    measurements: dict[str, float] = Field(min_length=1)
+
+    @field_validator("measurements")
+    @classmethod
+    def _finite(cls, values: dict[str, float]) -> dict[str, float]:
+        bad = [name for name, value in values.items() if value != value or abs(value) == float("inf")]
+        if bad:
+            raise ValueError(f"non-finite measurement(s): {', '.join(bad)}")
+        return values
+
+
+class FrameHeaders(WireModel):
+    """Kafka headers of a camera frame; the value is the JPEG bytes themselves."""
+
+    camera_id: NonEmpty
+    event_time: AwareDatetime
+    seq: int = Field(ge=0)
+
+    def to_kafka(self) -> list[tuple[str, bytes]]:
+        return [
+            ("camera_id", self.camera_id.encode()),
+            ("event_time", self.event_time.isoformat().encode()),
+            ("seq", str(self.seq).encode()),
+        ]
+
+    @classmethod
+    def from_kafka(cls, headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...]) -> FrameHeaders:
+        values = {key: value.decode() for key, value in headers}
+        return cls.model_validate(values)
+
+
+class BoundingBox(WireModel):
+    """Pixel corners in the frame as sent."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+class Detection(WireModel):
+    class_name: str
+    score: float = Field(ge=0, le=1)
+    box: BoundingBox
+
+
+class FrameDetections(WireModel):
+    """What the vision worker saw in one frame."""
+
+    camera_id: str
+    event_time: AwareDatetime
+    seq: int
+    frame_partition: int
+    frame_offset: int
+    ingested_at_ms: int = Field(description="Kafka timestamp of the frame: the latency origin.")
+    model: str
+    inference_ms: float
+    width: int
+    height: int
+    detections: list[Detection]

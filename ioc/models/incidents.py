@@ -1,0 +1,62 @@
+"""Incidents raised by the rules, and the alert records of their delivery."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import AwareDatetime, Field
+
+from ioc.models.base import WireModel
+
+
+class IncidentSource(StrEnum):
+    HOTLINE = "hotline"
+    SENSOR = "sensor"
+    VISION = "vision"
+
+
+class IncidentKind(StrEnum):
+    FIRE = "fire"
+    WATER_LEVEL_HIGH = "water_level_high"
+    AIR_QUALITY_POOR = "air_quality_poor"
+
+
+class Severity(StrEnum):
+    URGENT = "urgent"
+    HIGH = "high"
+    NORMAL = "normal"
+
+
+class IncidentStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class Incident(WireModel):
+    """The latest state of one incident; `id` is derived from its inputs."""
+
+    id: str
+    kind: IncidentKind
+    severity: Severity
+    source: IncidentSource
+    source_key: str = Field(description="Ticket id, sensor id or camera id.")
+    title: str
+    status: IncidentStatus = IncidentStatus.OPEN
+    event_time: AwareDatetime = Field(description="When it happened, per the source.")
+    ingested_at_ms: int = Field(description="Kafka timestamp of the triggering input.")
+    district: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    evidence: dict[str, object] = Field(default_factory=dict)
+
+
+class Alert(WireModel):
+    """One delivery attempt's outcome, published to `ioc.alerts` for audit."""
+
+    id: str
+    incident_id: str
+    channel: str
+    delivered_at: AwareDatetime
+    latency_ms: float
+    ok: bool
+    error: str | None = None

@@ -1,0 +1,1 @@
+"""PostgreSQL/TimescaleDB: migrations and the writes of the pipeline."""

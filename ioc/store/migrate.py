@@ -1,0 +1,64 @@
+"""Apply the SQL migrations in order; turn time-series tables into hypertables when TimescaleDB exists."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# (table, time column): the tables that grow with time and are read by time range.
+HYPERTABLES = (("sensor_readings", "observed_at"), ("detections", "event_time"))
+
+
+@dataclass(frozen=True)
+class MigrationReport:
+    applied: list[str]
+    timescaledb: bool
+
+    @property
+    def storage(self) -> str:
+        tables = ", ".join(table for table, _ in HYPERTABLES)
+        if self.timescaledb:
+            return f"TimescaleDB: hypertables {tables}"
+        return f"plain PostgreSQL tables (no timescaledb extension): {tables}"
+
+
+def migrate(dsn: str) -> MigrationReport:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(4242)")  # concurrent starters wait, then see it done
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            applied = []
+            for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+                if path.stem in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(path.read_text())
+                    conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (path.stem,))
+                applied.append(path.stem)
+            timescale = _enable_timescaledb(conn)
+            return MigrationReport(applied, timescale)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(4242)")
+
+
+def _enable_timescaledb(conn: psycopg.Connection) -> bool:
+    available = conn.execute(
+        "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+    ).fetchone()
+    if not available:
+        return False
+    conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    for table, column in HYPERTABLES:
+        conn.execute(
+            "SELECT create_hypertable(%s, by_range(%s), if_not_exists => TRUE, migrate_data => TRUE)",
+            (table, column),
+        )
+    return True

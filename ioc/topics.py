@@ -1,0 +1,41 @@
+"""The Kafka topics of the IOC, their keys and their configs (see README, "Topics")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    key: str
+    value: str
+    config: dict[str, str] = field(default_factory=dict)
+
+
+CAMERA_FRAMES = "ioc.camera.frames"
+VISION_DETECTIONS = "ioc.vision.detections"
+HOTLINE_TICKETS = "ioc.hotline.tickets"
+SENSOR_EVENTS = "ioc.sensor.events"
+INCIDENTS = "ioc.incidents"
+ALERTS = "ioc.alerts"
+DLQ = "ioc.dlq"
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(CAMERA_FRAMES, "camera id", "JPEG bytes; headers camera_id, event_time, seq",
+              {"max.message.bytes": str(8 * 1024 * 1024)}),
+    TopicSpec(VISION_DETECTIONS, "camera id", "FrameDetections JSON"),
+    TopicSpec(HOTLINE_TICKETS, "ticket id", "Ticket JSON (Open311 + channel, reporter contact)"),
+    TopicSpec(SENSOR_EVENTS, "sensor id", "SensorEvent JSON (FIWARE key-value)"),
+    TopicSpec(INCIDENTS, "incident id", "Incident JSON, latest state", {"cleanup.policy": "compact,delete"}),
+    TopicSpec(ALERTS, "incident id", "Alert JSON, one per delivery"),
+    TopicSpec(DLQ, "source topic", "original bytes; headers reason, source topic/partition/offset",
+              {"retention.ms": str(30 * 24 * HOUR_MS), "max.message.bytes": str(8 * 1024 * 1024)}),
+)
+
+
+def topic_configs(spec: TopicSpec, retention_hours: int) -> dict[str, str]:
+    """The spec's own configs over the default retention."""
+    return {"retention.ms": str(retention_hours * HOUR_MS)} | spec.config
