@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from ioc.assets import SAMPLES_DIR
 from ioc.config import get_settings
 from ioc.stack import StackError, stack_down, stack_status, stack_up
 
@@ -23,7 +25,9 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(streams_app, name="streams")
 app.add_typer(vision_app, name="vision")
 app.add_typer(alerts_app, name="alerts")
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(scenario_app, name="scenario")
+app.add_typer(db_app, name="db")
 
 
 def _setup_logging() -> None:
@@ -76,6 +80,78 @@ def stack_status_command() -> None:
     console.print(table)
     if not all(health.healthy for health in healths):
         raise typer.Exit(1)
+
+
+@streams_app.command("run")
+def streams_run_command() -> None:
+    """Run the Faust agents (hotline, sensors, camera rules) until stopped."""
+    from ioc.streams.app import run_worker
+
+    run_worker(get_settings())
+
+
+@vision_app.command("run")
+def vision_run_command() -> None:
+    """Run the YOLO inference worker on camera frames until stopped."""
+    from ioc.vision.worker import run_worker
+
+    _setup_logging()
+    run_worker(get_settings())
+
+
+@alerts_app.command("run")
+def alerts_run_command() -> None:
+    """Deliver each new incident to the console and the configured webhook until stopped."""
+    from ioc.alerts.consumer import run_consumer
+
+    _setup_logging()
+    run_consumer(get_settings())
+
+
+@app.command("demo")
+def demo_command(
+    duration: float = typer.Option(None, help="Seconds of live input (default: demo.duration_s)."),
+    samples: Path = typer.Option(SAMPLES_DIR, help="Folder with frames/ and tickets_1022.jsonl."),
+    keep_stack: bool = typer.Option(False, help="Leave Kafka and PostgreSQL running afterwards."),
+) -> None:
+    """Run the bounded end-to-end scenario and print what happened. Exits 1 if anything is off."""
+    from ioc.scenario.demo import run_demo
+
+    settings = get_settings()
+    if duration is not None:
+        settings.demo.duration_s = duration
+    try:
+        code = run_demo(settings, samples, keep_stack, console)
+    except StackError as error:
+        _fail(error)
+    raise typer.Exit(code)
+
+
+@scenario_app.command("publish")
+def scenario_publish_command(
+    duration: float = typer.Option(60.0, help="Seconds over which to spread the scenario."),
+    samples: Path = typer.Option(SAMPLES_DIR, help="Folder with frames/ and tickets_1022.jsonl."),
+) -> None:
+    """Publish the sample scenario (frames, tickets, sensors, bad inputs) in real time."""
+    import asyncio
+
+    from ioc.scenario.plan import build_plan
+    from ioc.scenario.publisher import publish
+
+    settings = get_settings()
+    plan = build_plan(samples, duration, settings.demo.frame_interval_s, settings.demo.sensor_interval_s)
+    sent = asyncio.run(publish(plan, settings.kafka))
+    for topic, count in sorted(sent.items()):
+        console.print(f"{topic}: {count}")
+
+
+@db_app.command("migrate")
+def db_migrate_command() -> None:
+    """Apply schema migrations to database.dsn (hypertables when TimescaleDB exists)."""
+    from ioc.store.migrate import migrate
+
+    report = migrate(get_settings().database.dsn)
+    console.print(f"{len(report.applied)} migration(s) applied; {report.storage}")
 
 
 def main() -> None:

@@ -180,9 +180,7 @@ class Settings(BaseSettings):
             if not key.startswith(ENV_PREFIX) or key == SETTINGS_FILE_ENV:
                 continue
             top, _, sub = key[len(ENV_PREFIX) :].partition("__")
-            if top not in known_top:
-                unknown.append(key)
-            elif sub and (top not in sections or sub.lower() not in sections[top].model_fields):
+            if top not in known_top or (sub and (top not in sections or sub.lower() not in sections[top].model_fields)):
                 unknown.append(key)
         if unknown:
             raise ValueError(f"unknown settings in the environment: {', '.join(sorted(unknown))}")

@@ -1,0 +1,58 @@
+"""Dead letters: the original bytes of a message that could not be processed, with the reason.
+
+Every consumer in `ioc` (Faust agents, the vision worker, the alert consumer) sends what it cannot
+process here instead of crashing or dropping it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ioc.models.base import epoch_ms, utc_now
+
+if TYPE_CHECKING:
+    from aiokafka import AIOKafkaProducer
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    value: bytes | None
+    key: bytes | None
+    reason: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    consumer: str
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            ("reason", self.reason[:2000].encode()),
+            ("source_topic", self.source_topic.encode()),
+            ("source_partition", str(self.source_partition).encode()),
+            ("source_offset", str(self.source_offset).encode()),
+            ("source_key", self.key or b""),
+            ("consumer", self.consumer.encode()),
+            ("failed_at_ms", str(epoch_ms(utc_now())).encode()),
+        ]
+
+
+def describe_validation_error(error: Exception) -> str:
+    """One line a person can act on, e.g. `invalid Ticket: description: Field required`."""
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        parts = [
+            f"{'.'.join(str(p) for p in item['loc']) or '(root)'}: {item['msg']}" for item in error.errors()
+        ]
+        return f"invalid {error.title}: " + "; ".join(parts[:5])
+    return f"{type(error).__name__}: {error}"
+
+
+async def send_dead_letter(producer: AIOKafkaProducer, letter: DeadLetter) -> None:
+    """Publish a dead letter from a plain aiokafka client (the Faust app has its own topic)."""
+    from ioc.topics import DLQ
+
+    await producer.send_and_wait(
+        DLQ, key=letter.source_topic.encode(), value=letter.value, headers=letter.headers()
+    )

@@ -1,0 +1,174 @@
+"""What happened during a run, read back from Kafka and the database (not from the publisher's
+own counters), so the summary shows what the system really did."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import psycopg
+from rich.console import Console
+from rich.table import Table
+
+from ioc import topics
+from ioc.config import Settings
+from ioc.models.base import utc_now
+
+TABLES = ("tickets", "sensor_readings", "detections", "incidents", "alerts")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    at: datetime
+    end_offsets: dict[tuple[str, int], int]
+    rows: dict[str, int]
+
+
+@dataclass
+class Summary:
+    messages: dict[str, int]
+    rows: dict[str, int]
+    incidents: list[tuple[str, str, str, int]]  # source, kind, severity, count
+    alerts: dict[tuple[str, bool], int]  # (channel, ok) -> count
+    dead_letters: list[tuple[str, str]]  # source topic, reason
+    latency_ms: dict[str, tuple[float, float, int]]  # source -> (median, p95, n)
+    open_without_alert: int
+    lag: dict[str, int] = field(default_factory=dict)
+
+
+def snapshot(settings: Settings) -> Snapshot:
+    from kafka import KafkaConsumer, TopicPartition
+
+    reader = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    try:
+        partitions = [
+            TopicPartition(spec.name, p)
+            for spec in topics.TOPICS
+            for p in reader.partitions_for_topic(spec.name) or ()
+        ]
+        ends = {(tp.topic, tp.partition): offset for tp, offset in reader.end_offsets(partitions).items()}
+    finally:
+        reader.close()
+    with psycopg.connect(settings.database.dsn) as conn:
+        rows = {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES}  # type: ignore[index]
+    return Snapshot(utc_now(), ends, rows)
+
+
+def read_dead_letters(settings: Settings, before: Snapshot, after: Snapshot) -> list[tuple[str, str]]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    reader = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False)
+    letters = []
+    try:
+        ranges = {
+            TopicPartition(topic, partition): (before.end_offsets.get((topic, partition), 0), end)
+            for (topic, partition), end in after.end_offsets.items()
+            if topic == topics.DLQ and end > before.end_offsets.get((topic, partition), 0)
+        }
+        if not ranges:
+            return []
+        reader.assign(list(ranges))
+        for tp, (start, _) in ranges.items():
+            reader.seek(tp, start)
+        remaining = {tp: end - start for tp, (start, end) in ranges.items()}
+        while any(count > 0 for count in remaining.values()):
+            batch = reader.poll(timeout_ms=2000)
+            if not batch:
+                break
+            for tp, records in batch.items():
+                for record in records[: max(remaining[tp], 0)]:
+                    headers = {key: value.decode(errors="replace") for key, value in record.headers}
+                    letters.append((headers.get("source_topic", "?"), headers.get("reason", "?")))
+                remaining[tp] -= len(records)
+    finally:
+        reader.close()
+    return letters
+
+
+def summarize(settings: Settings, before: Snapshot, after: Snapshot) -> Summary:
+    messages: Counter[str] = Counter()
+    for (topic, partition), end in after.end_offsets.items():
+        messages[topic] += end - before.end_offsets.get((topic, partition), 0)
+    rows = {table: after.rows[table] - before.rows.get(table, 0) for table in TABLES}
+    with psycopg.connect(settings.database.dsn) as conn:
+        incidents = [
+            (str(source), str(kind), str(severity), int(count))
+            for source, kind, severity, count in conn.execute(
+                "SELECT source, kind, severity, count(*) FROM incidents WHERE opened_at >= %s"
+                " GROUP BY 1, 2, 3 ORDER BY 1, 2",
+                (before.at,),
+            )
+        ]
+        alerts = {
+            (str(channel), bool(ok)): int(count)
+            for channel, ok, count in conn.execute(
+                "SELECT channel, ok, count(*) FROM alerts WHERE delivered_at >= %s GROUP BY 1, 2",
+                (before.at,),
+            )
+        }
+        latency = {
+            str(source): (float(p50), float(p95), int(n))
+            for source, p50, p95, n in conn.execute(
+                "SELECT coalesce(i.source, 'all'),"
+                " percentile_cont(0.5) WITHIN GROUP (ORDER BY a.latency_ms),"
+                " percentile_cont(0.95) WITHIN GROUP (ORDER BY a.latency_ms), count(*)"
+                " FROM alerts a JOIN incidents i ON i.id = a.incident_id"
+                " WHERE a.delivered_at >= %s AND a.ok GROUP BY ROLLUP (i.source)",
+                (before.at,),
+            )
+        }
+        open_without_alert = conn.execute(
+            "SELECT count(*) FROM incidents i WHERE i.opened_at >= %s AND i.status = 'open'"
+            " AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.incident_id = i.id AND a.ok)",
+            (before.at,),
+        ).fetchone()[0]  # type: ignore[index]
+    return Summary(
+        messages=dict(messages), rows=rows, incidents=incidents, alerts=alerts,
+        dead_letters=read_dead_letters(settings, before, after), latency_ms=latency,
+        open_without_alert=int(open_without_alert),
+    )
+
+
+def render(summary: Summary, console: Console) -> None:
+    flow = Table("topic", "messages", title="Kafka topics (this run)")
+    for spec in topics.TOPICS:
+        flow.add_row(spec.name, str(summary.messages.get(spec.name, 0)))
+    rows = Table("table", "new rows", title="Database")
+    for table, count in summary.rows.items():
+        rows.add_row(table, str(count))
+    incidents = Table("source", "kind", "severity", "incidents", title="Incidents raised")
+    for source, kind, severity, count in summary.incidents:
+        incidents.add_row(source, kind, severity, str(count))
+    alerts = Table("channel", "delivered", "failed", title="Alerts")
+    for channel in sorted({channel for channel, _ in summary.alerts}):
+        alerts.add_row(channel, str(summary.alerts.get((channel, True), 0)),
+                       str(summary.alerts.get((channel, False), 0)))
+    latency = Table("source", "median ms", "p95 ms", "alerts", title="Latency, input → alert")
+    for source, (p50, p95, n) in sorted(summary.latency_ms.items(), key=lambda item: item[0] == "all"):
+        latency.add_row(source, f"{p50:,.0f}", f"{p95:,.0f}", str(n))
+    dead = Table("source topic", "reason", title=f"Dead letters ({len(summary.dead_letters)})")
+    for source_topic, reason in summary.dead_letters:
+        dead.add_row(source_topic, reason[:110])
+    for table in (flow, rows, incidents, alerts, latency, dead):
+        console.print(table)
+    if summary.lag:
+        console.print("consumer lag at the end: " + ", ".join(f"{k}={v}" for k, v in summary.lag.items()))
+
+
+def problems(summary: Summary, expected_dead_letters: int) -> list[str]:
+    """What a correct run must show; each failure is one line a person can act on."""
+    found = []
+    sources = {source for source, _, _, _ in summary.incidents}
+    for source in ("hotline", "sensor", "vision"):
+        if source not in sources:
+            found.append(f"no incident raised from the {source} flow")
+    if summary.open_without_alert:
+        found.append(f"{summary.open_without_alert} open incident(s) without a delivered alert")
+    if len(summary.dead_letters) != expected_dead_letters:
+        found.append(
+            f"{len(summary.dead_letters)} dead letters, expected {expected_dead_letters} (the bad inputs sent)"
+        )
+    if any(summary.lag.values()):
+        found.append(f"pipeline did not drain: lag {summary.lag}")
+    return found

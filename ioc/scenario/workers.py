@@ -1,0 +1,140 @@
+"""Start the three `ioc` services as child processes and know when they are ready and caught up.
+
+Readiness and drain are read from Kafka itself (consumer group state and committed offsets), so
+the same checks work for any deployment, not only for these children.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ioc import topics
+from ioc.config import Settings
+from ioc.stack.process import StackError, log_tail
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    name: str
+    command: tuple[str, ...]
+    group_id: str
+    topics: tuple[str, ...]
+
+
+def worker_specs(settings: Settings) -> list[WorkerSpec]:
+    return [
+        WorkerSpec("streams", ("streams", "run"), settings.streams.app_id,
+                   (topics.HOTLINE_TICKETS, topics.SENSOR_EVENTS, topics.VISION_DETECTIONS)),
+        WorkerSpec("vision", ("vision", "run"), settings.vision.group_id, (topics.CAMERA_FRAMES,)),
+        WorkerSpec("alerts", ("alerts", "run"), settings.alerts.group_id, (topics.INCIDENTS,)),
+    ]
+
+
+class Workers:
+    """The children, their logs under `<stack dir>/logs`, and checks read from the broker."""
+
+    def __init__(self, settings: Settings, specs: list[WorkerSpec] | None = None) -> None:
+        self.settings = settings
+        self.specs = specs or worker_specs(settings)
+        self.log_dir = settings.stack.dir / "logs"
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def log_file(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = os.environ | {"PYTHONUNBUFFERED": "1", "YOLO_OFFLINE": "1"}
+        for spec in self.specs:
+            with self.log_file(spec.name).open("ab") as log:
+                self.children[spec.name] = subprocess.Popen(
+                    [sys.executable, "-m", "ioc", *spec.command],
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                )
+
+    def check_alive(self) -> None:
+        for name, child in self.children.items():
+            if child.poll() is not None:
+                raise StackError(
+                    f"worker {name} exited with {child.returncode}. Log tail:\n"
+                    f"{log_tail(self.log_file(name))}"
+                )
+
+    def _admin(self):  # type: ignore[no-untyped-def]
+        from kafka import KafkaAdminClient
+
+        return KafkaAdminClient(bootstrap_servers=self.settings.kafka.bootstrap_servers,
+                                client_id="ioc-supervisor")
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Every group is Stable with a member: the worker has loaded and owns its partitions."""
+        deadline = time.monotonic() + timeout_s
+        admin = self._admin()
+        try:
+            while time.monotonic() < deadline:
+                self.check_alive()
+                groups = admin.describe_groups([spec.group_id for spec in self.specs])
+                if all(g["group_state"] == "Stable" and g["members"] for g in groups.values()):
+                    return
+                time.sleep(0.5)
+        finally:
+            admin.close()
+        raise StackError(f"workers not ready after {timeout_s:.0f}s; logs in {self.log_dir}")
+
+    def lag(self) -> dict[str, int]:
+        """Messages not yet committed by each group, over all its topics' partitions."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        admin = self._admin()
+        reader = KafkaConsumer(bootstrap_servers=self.settings.kafka.bootstrap_servers)
+        try:
+            lags = {}
+            offsets = admin.list_group_offsets([spec.group_id for spec in self.specs])
+            for spec in self.specs:
+                committed = offsets.get(spec.group_id, {})
+                partitions = [
+                    TopicPartition(topic, p)
+                    for topic in spec.topics
+                    for p in reader.partitions_for_topic(topic) or ()
+                ]
+                ends = reader.end_offsets(partitions)
+                lags[spec.name] = sum(
+                    max(0, ends[tp] - (committed[tp].offset if tp in committed else 0)) for tp in partitions
+                )
+            return lags
+        finally:
+            reader.close()
+            admin.close()
+
+    def wait_drained(self, timeout_s: float) -> dict[str, int]:
+        """Wait until no group has lag twice in a row (outputs of one stage feed the next)."""
+        deadline = time.monotonic() + timeout_s
+        quiet = 0
+        lags = self.lag()
+        while time.monotonic() < deadline:
+            self.check_alive()
+            lags = self.lag()
+            quiet = quiet + 1 if not any(lags.values()) else 0
+            if quiet >= 2:
+                break
+            time.sleep(1.0)
+        return lags
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for child in self.children.values():
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        self.children.clear()

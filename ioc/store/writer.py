@@ -1,0 +1,120 @@
+"""The pipeline's writes. Every write is idempotent on a deterministic key, so a redelivered or
+replayed message upserts (or is skipped) instead of duplicating a row."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from ioc.models import Alert, FrameDetections, Incident, SensorEvent, Ticket
+
+
+class Store:
+    """An async connection pool, opened on first use (agents start before they write)."""
+
+    def __init__(self, dsn: str, max_size: int = 4) -> None:
+        self._pool = AsyncConnectionPool(dsn, min_size=1, max_size=max_size, open=False)
+        self._opened = asyncio.Lock()
+        self._is_open = False
+
+    async def _ready(self) -> AsyncConnectionPool:
+        async with self._opened:
+            if not self._is_open:
+                await self._pool.open(wait=True, timeout=30)
+                self._is_open = True
+        return self._pool
+
+    async def close(self) -> None:
+        if self._is_open:
+            await self._pool.close()
+            self._is_open = False
+
+    async def insert_ticket(
+        self, ticket: Ticket, *, reporter_hash: str | None, urgent: bool, ingested_at: datetime
+    ) -> None:
+        pool = await self._ready()
+        async with pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO tickets (service_request_id, requested_at, channel, description, address,"
+                " lat, lon, reporter_hash, urgent, ingested_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (service_request_id) DO NOTHING",
+                (
+                    ticket.service_request_id, ticket.requested_datetime, ticket.channel,
+                    ticket.description, ticket.address_string, ticket.lat, ticket.long,
+                    reporter_hash, urgent, ingested_at,
+                ),
+            )
+
+    async def insert_readings(self, event: SensorEvent, *, ingested_at: datetime) -> None:
+        pool = await self._ready()
+        async with pool.connection() as conn, conn.cursor() as cursor:
+            await cursor.executemany(
+                "INSERT INTO sensor_readings (sensor_id, observed_at, property, value, sensor_type,"
+                " ingested_at) VALUES (%s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (sensor_id, property, observed_at) DO NOTHING",
+                [
+                    (event.id, event.date_observed, name, value, event.type, ingested_at)
+                    for name, value in event.measurements.items()
+                ],
+            )
+
+    async def insert_detections(self, frame: FrameDetections) -> None:
+        if not frame.detections:
+            return
+        pool = await self._ready()
+        async with pool.connection() as conn, conn.cursor() as cursor:
+            await cursor.executemany(
+                "INSERT INTO detections (camera_id, event_time, seq, idx, class_name, score,"
+                " x1, y1, x2, y2, model) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                [
+                    (
+                        frame.camera_id, frame.event_time, frame.seq, index, det.class_name, det.score,
+                        det.box.x1, det.box.y1, det.box.x2, det.box.y2, frame.model,
+                    )
+                    for index, det in enumerate(frame.detections)
+                ],
+            )
+
+    async def upsert_incident(self, incident: Incident) -> None:
+        pool = await self._ready()
+        async with pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO incidents (id, kind, severity, source, source_key, title, status,"
+                " district, lat, lon, event_time, evidence)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,"
+                " evidence = EXCLUDED.evidence, updated_at = now()",
+                (
+                    incident.id, incident.kind, incident.severity, incident.source,
+                    incident.source_key, incident.title, incident.status, incident.district,
+                    incident.lat, incident.lon, incident.event_time,
+                    Jsonb(json.loads(json.dumps(incident.evidence, default=str))),
+                ),
+            )
+
+    async def alert_exists(self, alert_id: str) -> bool:
+        pool = await self._ready()
+        async with pool.connection() as conn:
+            row = await (await conn.execute("SELECT 1 FROM alerts WHERE id = %s", (alert_id,))).fetchone()
+        return row is not None
+
+    async def insert_alert(self, alert: Alert) -> None:
+        pool = await self._ready()
+        async with pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO alerts (id, incident_id, channel, delivered_at, latency_ms, ok, error)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (id) DO UPDATE SET delivered_at = EXCLUDED.delivered_at,"
+                " latency_ms = EXCLUDED.latency_ms, ok = EXCLUDED.ok, error = EXCLUDED.error"
+                " WHERE NOT alerts.ok",
+                (
+                    alert.id, alert.incident_id, alert.channel, alert.delivered_at, alert.latency_ms,
+                    alert.ok, alert.error,
+                ),
+            )

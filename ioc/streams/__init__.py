@@ -1,0 +1,1 @@
+"""Faust agents: validate, apply each flow's rules, store, and raise incidents."""

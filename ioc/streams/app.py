@@ -1,0 +1,172 @@
+"""The Faust app: one agent per input flow.
+
+Each agent reads raw bytes, so a malformed message can never crash it: validation happens here,
+and what fails goes to `ioc.dlq` with the reason. Incidents are written to the database before
+they are published, so an alert never refers to an incident the walls cannot show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+from pydantic import ValidationError
+
+from ioc import topics
+from ioc.config import Settings
+from ioc.dlq import DeadLetter, describe_validation_error
+from ioc.models import FrameDetections, Incident, SensorEvent, Ticket, load_sensor_registry
+from ioc.models.base import from_epoch_ms
+from ioc.store.writer import Store
+from ioc.streams import rules
+
+log = logging.getLogger(__name__)
+
+STORE_ATTEMPTS = 5
+
+
+class Rejected(Exception):
+    """The message is permanently bad; its reason goes to the dead-letter topic."""
+
+
+def _broker_url(bootstrap_servers: str) -> str:
+    return ";".join(f"kafka://{server.strip()}" for server in bootstrap_servers.split(","))
+
+
+def _raw_topic(app: faust.App, name: str) -> faust.TopicT:
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
+def _ingested_ms(event: faust.EventT) -> int:
+    return int(event.message.timestamp * 1000)
+
+
+def create_app(settings: Settings) -> faust.App:
+    """Build the app and its agents from settings (no module-level state: tests build their own)."""
+    app = faust.App(
+        settings.streams.app_id,
+        broker=_broker_url(settings.kafka.bootstrap_servers),
+        store="memory://",
+        autodiscover=False,
+        topic_partitions=settings.kafka.partitions,
+        topic_replication_factor=settings.kafka.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_enabled=settings.streams.web_port is not None,
+        web_port=settings.streams.web_port or 6066,
+    )
+    store = Store(settings.database.dsn, settings.database.pool_max_size)
+    registry = load_sensor_registry(settings.streams.sensor_registry)
+    streams = settings.streams
+
+    tickets_topic = _raw_topic(app, topics.HOTLINE_TICKETS)
+    sensors_topic = _raw_topic(app, topics.SENSOR_EVENTS)
+    detections_topic = _raw_topic(app, topics.VISION_DETECTIONS)
+    incidents_topic = _raw_topic(app, topics.INCIDENTS)
+    dlq_topic = _raw_topic(app, topics.DLQ)
+
+    # Per-sensor open incident id ("" when none): one incident per episode above the alert level.
+    sensor_alarms = app.Table("sensor-alarms", default=str, partitions=settings.kafka.partitions)
+    # Per-camera last incident id raised: repeats within a bucket are not re-published.
+    camera_incidents = app.Table("camera-incidents", default=str, partitions=settings.kafka.partitions)
+
+    async def dead_letter(event: faust.EventT, reason: str, consumer: str) -> None:
+        message = event.message
+        letter = DeadLetter(
+            value=message.value, key=message.key, reason=reason, source_topic=message.topic,
+            source_partition=message.partition, source_offset=message.offset, consumer=consumer,
+        )
+        log.warning("dead letter from %s@%s: %s", message.topic, message.offset, reason)
+        await dlq_topic.send(key=message.topic.encode(), value=message.value, headers=letter.headers())
+
+    async def raise_incident(incident: Incident) -> None:
+        await store.upsert_incident(incident)
+        await incidents_topic.send(key=incident.id.encode(), value=incident.to_bytes())
+
+    async def handle(
+        event: faust.EventT, consumer: str, process: Callable[[faust.EventT], Awaitable[None]]
+    ) -> None:
+        """Process one event; bad input and exhausted retries become dead letters, never a crash."""
+        for attempt in range(1, STORE_ATTEMPTS + 1):
+            try:
+                await process(event)
+                return
+            except Rejected as error:
+                await dead_letter(event, str(error), consumer)
+                return
+            except ValidationError as error:
+                await dead_letter(event, describe_validation_error(error), consumer)
+                return
+            except Exception as error:  # a transient failure (database, network): retry, then DLQ
+                if attempt == STORE_ATTEMPTS:
+                    log.exception("giving up on %s@%s", event.message.topic, event.message.offset)
+                    await dead_letter(event, f"processing failed {attempt}x: {error!r}", consumer)
+                    return
+                await asyncio.sleep(0.2 * 2**attempt)
+
+    async def process_ticket(event: faust.EventT) -> None:
+        ticket = Ticket.model_validate_json(event.value or b"")
+        ingested_ms = _ingested_ms(event)
+        incident = rules.ticket_incident(ticket, streams.fire_keywords, ingested_ms)
+        await store.insert_ticket(
+            ticket,
+            reporter_hash=rules.reporter_hash(ticket.phone, streams.pii_key),
+            urgent=incident is not None,
+            ingested_at=from_epoch_ms(ingested_ms),
+        )
+        if incident:
+            await raise_incident(incident)
+
+    async def process_sensor(event: faust.EventT) -> None:
+        reading = SensorEvent.model_validate_json(event.value or b"")
+        spec = registry.get(reading.id)
+        if spec is None:
+            raise Rejected(f"unknown sensor id {reading.id!r}: not in the sensor registry")
+        ingested_ms = _ingested_ms(event)
+        await store.insert_readings(reading, ingested_at=from_epoch_ms(ingested_ms))
+        open_incident = sensor_alarms[spec.id] or None
+        incident = rules.sensor_crossing(reading, spec, open_incident, ingested_ms)
+        if incident:
+            await raise_incident(incident)
+            sensor_alarms[spec.id] = incident.id if incident.status == "open" else ""
+
+    async def process_detections(event: faust.EventT) -> None:
+        frame = FrameDetections.model_validate_json(event.value or b"")
+        await store.insert_detections(frame)
+        incident = rules.camera_incident(
+            frame, streams.vision_incident_classes, streams.vision_min_score,
+            streams.incident_bucket_minutes,
+        )
+        if incident and camera_incidents[frame.camera_id] != incident.id:
+            await raise_incident(incident)
+            camera_incidents[frame.camera_id] = incident.id
+
+    def agent(topic: faust.TopicT, name: str, process: Callable[[faust.EventT], Awaitable[None]]) -> None:
+        async def run(stream: faust.StreamT[Any]) -> None:
+            async for event in stream.events():
+                await handle(event, name, process)
+
+        app.agent(topic, name=f"ioc.streams.{name}")(run)
+
+    agent(tickets_topic, "hotline", process_ticket)
+    agent(sensors_topic, "sensors", process_sensor)
+    agent(detections_topic, "camera", process_detections)
+
+    @app.on_before_shutdown.connect
+    async def close_store(_app: faust.App, **_: Any) -> None:
+        await store.close()
+
+    return app
+
+
+def run_worker(settings: Settings) -> None:
+    """Run the agents until SIGTERM/SIGINT (Faust's worker handles the signals)."""
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    worker.execute_from_commandline()
+
+
+__all__ = ["create_app", "run_worker"]

@@ -1,0 +1,135 @@
+"""The first rule of each flow, as pure functions so they are tested without a broker."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import unicodedata
+from datetime import datetime, timedelta
+
+from ioc.models import (
+    FrameDetections,
+    Incident,
+    IncidentKind,
+    IncidentSource,
+    SensorEvent,
+    SensorSpec,
+    Severity,
+    Ticket,
+)
+from ioc.models.base import deterministic_id
+from ioc.models.incidents import IncidentStatus
+
+
+def _normalise(text: str) -> str:
+    return unicodedata.normalize("NFC", text).casefold()
+
+
+def mentions_any(text: str, keywords: list[str]) -> str | None:
+    """The first keyword found as whole words in `text` (Vietnamese diacritics respected)."""
+    normalised = _normalise(text)
+    for keyword in keywords:
+        if re.search(rf"(?<!\w){re.escape(_normalise(keyword))}(?!\w)", normalised):
+            return keyword
+    return None
+
+
+def reporter_hash(phone: str | None, key: str) -> str | None:
+    """Keyed hash of a phone number: lets staff link repeat callers without storing the number."""
+    if not phone:
+        return None
+    digits = re.sub(r"\D", "", phone)
+    return hmac.new(key.encode(), digits.encode(), hashlib.sha256).hexdigest()[:24]
+
+
+def ticket_incident(ticket: Ticket, keywords: list[str], ingested_at_ms: int) -> Incident | None:
+    """A ticket that mentions fire is an urgent fire incident (one per ticket)."""
+    keyword = mentions_any(ticket.description, keywords)
+    if keyword is None:
+        return None
+    return Incident(
+        id=deterministic_id("inc", IncidentSource.HOTLINE, ticket.service_request_id),
+        kind=IncidentKind.FIRE,
+        severity=Severity.URGENT,
+        source=IncidentSource.HOTLINE,
+        source_key=ticket.service_request_id,
+        title=f"1022: {ticket.description[:120]}",
+        event_time=ticket.requested_datetime,
+        ingested_at_ms=ingested_at_ms,
+        district=ticket.address_string,
+        lat=ticket.lat,
+        lon=ticket.long,
+        evidence={"keyword": keyword, "channel": ticket.channel},
+    )
+
+
+SENSOR_KINDS = {
+    "WaterObserved": (IncidentKind.WATER_LEVEL_HIGH, Severity.URGENT),
+    "AirQualityObserved": (IncidentKind.AIR_QUALITY_POOR, Severity.HIGH),
+}
+
+
+def sensor_crossing(
+    event: SensorEvent, spec: SensorSpec, open_incident: str | None, ingested_at_ms: int
+) -> Incident | None:
+    """Open an incident when the value first goes above the alert level, resolve it when it
+    comes back: one incident per episode, however many readings stay above."""
+    value = event.measurements.get(spec.property)
+    if value is None:
+        return None
+    above = value > spec.alert_level
+    if above == (open_incident is not None):
+        return None
+    kind, severity = SENSOR_KINDS.get(spec.type, (IncidentKind.WATER_LEVEL_HIGH, Severity.HIGH))
+    incident_id = open_incident or deterministic_id(
+        "inc", IncidentSource.SENSOR, spec.id, event.date_observed.isoformat()
+    )
+    verb = "above" if above else "back below"
+    return Incident(
+        id=incident_id,
+        kind=kind,
+        severity=severity,
+        source=IncidentSource.SENSOR,
+        source_key=spec.id,
+        title=f"{spec.name}: {value:g} {spec.unit} {verb} alert level {spec.alert_level:g}",
+        status=IncidentStatus.OPEN if above else IncidentStatus.RESOLVED,
+        event_time=event.date_observed,
+        ingested_at_ms=ingested_at_ms,
+        district=spec.district,
+        lat=spec.lat,
+        lon=spec.lon,
+        evidence={"property": spec.property, "value": value, "alert_level": spec.alert_level},
+    )
+
+
+def bucket_start(moment: datetime, minutes: int) -> datetime:
+    step = timedelta(minutes=minutes)
+    epoch = datetime(1970, 1, 1, tzinfo=moment.tzinfo)
+    return epoch + ((moment - epoch) // step) * step
+
+
+def camera_incident(
+    frame: FrameDetections, classes: list[str], min_score: float, bucket_minutes: int
+) -> Incident | None:
+    """Fire or smoke seen on a camera; repeats within one time bucket are the same incident."""
+    hits = [d for d in frame.detections if d.class_name in classes and d.score >= min_score]
+    if not hits:
+        return None
+    best = max(hits, key=lambda detection: detection.score)
+    bucket = bucket_start(frame.event_time, bucket_minutes)
+    return Incident(
+        id=deterministic_id("inc", IncidentSource.VISION, frame.camera_id, "fire", bucket.isoformat()),
+        kind=IncidentKind.FIRE,
+        severity=Severity.URGENT,
+        source=IncidentSource.VISION,
+        source_key=frame.camera_id,
+        title=f"Camera {frame.camera_id}: {best.class_name} detected ({best.score:.0%})",
+        event_time=frame.event_time,
+        ingested_at_ms=frame.ingested_at_ms,
+        evidence={
+            "classes": sorted({d.class_name for d in hits}),
+            "best_score": round(best.score, 3),
+            "frame": {"partition": frame.frame_partition, "offset": frame.frame_offset, "seq": frame.seq},
+        },
+    )

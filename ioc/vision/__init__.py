@@ -1,0 +1,1 @@
+"""Camera frames in, detections out: batched YOLO inference near the frames."""
