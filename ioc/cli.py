@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -15,7 +16,10 @@ from ioc.config import get_settings
 from ioc.stack import StackError, stack_down, stack_status, stack_up
 
 console = Console()
-app = typer.Typer(help="ioc: an Intelligent Operations Centre stream processor.", no_args_is_help=True)
+SamplesOption = Annotated[Path, typer.Option(help="Folder with frames/ and tickets_1022.jsonl.")]
+app = typer.Typer(
+    help="ioc: an Intelligent Operations Centre stream processor.", no_args_is_help=True
+)
 stack_app = typer.Typer(help="The native local stack (Kafka, PostgreSQL).", no_args_is_help=True)
 streams_app = typer.Typer(help="The Faust stream agents.", no_args_is_help=True)
 vision_app = typer.Typer(help="The YOLO inference worker.", no_args_is_help=True)
@@ -53,7 +57,9 @@ def stack_up_command() -> None:
         console.print(f"[green]✓[/] {name}: {outcome}")
     created = [name for name, outcome in topics.items() if outcome == "created"]
     console.print(f"[green]✓[/] topics: {len(topics)} ({len(created)} created)")
-    console.print(f"[green]✓[/] schema: {len(report.applied)} migration(s) applied; {report.storage}")
+    console.print(
+        f"[green]✓[/] schema: {len(report.applied)} migration(s) applied; {report.storage}"
+    )
 
 
 @stack_app.command("down")
@@ -74,8 +80,11 @@ def stack_status_command() -> None:
     healths = stack_status(get_settings())
     for health in healths:
         table.add_row(
-            health.service, health.address, "yes" if health.running else "no",
-            "[green]yes[/]" if health.healthy else "[red]no[/]", health.detail,
+            health.service,
+            health.address,
+            "yes" if health.running else "no",
+            "[green]yes[/]" if health.healthy else "[red]no[/]",
+            health.detail,
         )
     console.print(table)
     if not all(health.healthy for health in healths):
@@ -110,9 +119,13 @@ def alerts_run_command() -> None:
 
 @app.command("demo")
 def demo_command(
-    duration: float = typer.Option(None, help="Seconds of live input (default: demo.duration_s)."),
-    samples: Path = typer.Option(SAMPLES_DIR, help="Folder with frames/ and tickets_1022.jsonl."),
-    keep_stack: bool = typer.Option(False, help="Leave Kafka and PostgreSQL running afterwards."),
+    duration: Annotated[
+        float | None, typer.Option(help="Seconds of live input (default: demo.duration_s).")
+    ] = None,
+    samples: SamplesOption = SAMPLES_DIR,
+    keep_stack: Annotated[
+        bool, typer.Option(help="Leave Kafka and PostgreSQL running afterwards.")
+    ] = False,
 ) -> None:
     """Run the bounded end-to-end scenario and print what happened. Exits 1 if anything is off."""
     from ioc.scenario.demo import run_demo
@@ -129,8 +142,10 @@ def demo_command(
 
 @scenario_app.command("publish")
 def scenario_publish_command(
-    duration: float = typer.Option(60.0, help="Seconds over which to spread the scenario."),
-    samples: Path = typer.Option(SAMPLES_DIR, help="Folder with frames/ and tickets_1022.jsonl."),
+    duration: Annotated[
+        float, typer.Option(help="Seconds over which to spread the scenario.")
+    ] = 60.0,
+    samples: SamplesOption = SAMPLES_DIR,
 ) -> None:
     """Publish the sample scenario (frames, tickets, sensors, bad inputs) in real time."""
     import asyncio
@@ -139,7 +154,9 @@ def scenario_publish_command(
     from ioc.scenario.publisher import publish
 
     settings = get_settings()
-    plan = build_plan(samples, duration, settings.demo.frame_interval_s, settings.demo.sensor_interval_s)
+    plan = build_plan(
+        samples, duration, settings.demo.frame_interval_s, settings.demo.sensor_interval_s
+    )
     sent = asyncio.run(publish(plan, settings.kafka))
     for topic, count in sorted(sent.items()):
         console.print(f"{topic}: {count}")

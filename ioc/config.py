@@ -39,7 +39,9 @@ class KafkaSettings(Section):
     bootstrap_servers: str = "127.0.0.1:19092"
     partitions: int = Field(3, ge=1, description="Partitions for every ioc topic.")
     replication_factor: int = Field(1, ge=1)
-    retention_hours: int = Field(72, ge=1, description="Retention of data topics (DLQ keeps 30 days).")
+    retention_hours: int = Field(
+        72, ge=1, description="Retention of data topics (DLQ keeps 30 days)."
+    )
 
     @property
     def first_host_port(self) -> tuple[str, int]:
@@ -180,7 +182,9 @@ class Settings(BaseSettings):
             if not key.startswith(ENV_PREFIX) or key == SETTINGS_FILE_ENV:
                 continue
             top, _, sub = key[len(ENV_PREFIX) :].partition("__")
-            if top not in known_top or (sub and (top not in sections or sub.lower() not in sections[top].model_fields)):
+            if top not in known_top or (
+                sub and (top not in sections or sub.lower() not in sections[top].model_fields)
+            ):
                 unknown.append(key)
         if unknown:
             raise ValueError(f"unknown settings in the environment: {', '.join(sorted(unknown))}")

@@ -43,7 +43,8 @@ def describe_validation_error(error: Exception) -> str:
 
     if isinstance(error, ValidationError):
         parts = [
-            f"{'.'.join(str(p) for p in item['loc']) or '(root)'}: {item['msg']}" for item in error.errors()
+            f"{'.'.join(str(p) for p in item['loc']) or '(root)'}: {item['msg']}"
+            for item in error.errors()
         ]
         return f"invalid {error.title}: " + "; ".join(parts[:5])
     return f"{type(error).__name__}: {error}"

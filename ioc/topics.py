@@ -24,15 +24,28 @@ ALERTS = "ioc.alerts"
 DLQ = "ioc.dlq"
 
 TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec(CAMERA_FRAMES, "camera id", "JPEG bytes; headers camera_id, event_time, seq",
-              {"max.message.bytes": str(8 * 1024 * 1024)}),
+    TopicSpec(
+        CAMERA_FRAMES,
+        "camera id",
+        "JPEG bytes; headers camera_id, event_time, seq",
+        {"max.message.bytes": str(8 * 1024 * 1024)},
+    ),
     TopicSpec(VISION_DETECTIONS, "camera id", "FrameDetections JSON"),
     TopicSpec(HOTLINE_TICKETS, "ticket id", "Ticket JSON (Open311 + channel, reporter contact)"),
     TopicSpec(SENSOR_EVENTS, "sensor id", "SensorEvent JSON (FIWARE key-value)"),
-    TopicSpec(INCIDENTS, "incident id", "Incident JSON, latest state", {"cleanup.policy": "compact,delete"}),
+    TopicSpec(
+        INCIDENTS,
+        "incident id",
+        "Incident JSON, latest state",
+        {"cleanup.policy": "compact,delete"},
+    ),
     TopicSpec(ALERTS, "incident id", "Alert JSON, one per delivery"),
-    TopicSpec(DLQ, "source topic", "original bytes; headers reason, source topic/partition/offset",
-              {"retention.ms": str(30 * 24 * HOUR_MS), "max.message.bytes": str(8 * 1024 * 1024)}),
+    TopicSpec(
+        DLQ,
+        "source topic",
+        "original bytes; headers reason, source topic/partition/offset",
+        {"retention.ms": str(30 * 24 * HOUR_MS), "max.message.bytes": str(8 * 1024 * 1024)},
+    ),
 )
 
 

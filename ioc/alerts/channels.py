@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import httpx
 from rich.console import Console
@@ -24,7 +24,7 @@ class ConsoleChannel:
     """One line per incident on the operator's terminal."""
 
     name = "console"
-    STYLES = {"urgent": "bold red", "high": "yellow", "normal": "cyan"}
+    STYLES: ClassVar[dict[str, str]] = {"urgent": "bold red", "high": "yellow", "normal": "cyan"}
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
@@ -76,5 +76,7 @@ def channels_from_settings(alerts: AlertSettings) -> list[Channel]:
     if alerts.console:
         channels.append(ConsoleChannel())
     if alerts.webhook_url:
-        channels.append(WebhookChannel(alerts.webhook_url, alerts.webhook_timeout_s, alerts.webhook_retries))
+        channels.append(
+            WebhookChannel(alerts.webhook_url, alerts.webhook_timeout_s, alerts.webhook_retries)
+        )
     return channels

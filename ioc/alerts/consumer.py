@@ -40,13 +40,18 @@ class AlertConsumer:
         await send_dead_letter(
             self.producer,
             DeadLetter(
-                value=record.value, key=record.key, reason=reason, source_topic=record.topic,
-                source_partition=record.partition, source_offset=record.offset, consumer="ioc.alerts",
+                value=record.value,
+                key=record.key,
+                reason=reason,
+                source_topic=record.topic,
+                source_partition=record.partition,
+                source_offset=record.offset,
+                consumer="ioc.alerts",
             ),
         )
 
     async def handle_safely(self, record: ConsumerRecord) -> None:
-        """Retry transient failures (database, broker); after that the record becomes a dead letter."""
+        """Retry transient failures (database, broker); then the record becomes a dead letter."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 await self.handle(record)
@@ -78,9 +83,13 @@ class AlertConsumer:
                 log.warning("alert %s via %s failed: %s", incident.id, channel.name, error_text)
             delivered_at = utc_now()
             alert = Alert(
-                id=alert_id, incident_id=incident.id, channel=channel.name, delivered_at=delivered_at,
+                id=alert_id,
+                incident_id=incident.id,
+                channel=channel.name,
+                delivered_at=delivered_at,
                 latency_ms=epoch_ms(delivered_at) - incident.ingested_at_ms,
-                ok=error_text is None, error=error_text,
+                ok=error_text is None,
+                error=error_text,
             )
             await self.store.insert_alert(alert)
             await self.producer.send_and_wait(

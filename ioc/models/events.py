@@ -41,7 +41,9 @@ class SensorEvent(WireModel):
     @field_validator("measurements")
     @classmethod
     def _finite(cls, values: dict[str, float]) -> dict[str, float]:
-        bad = [name for name, value in values.items() if value != value or abs(value) == float("inf")]
+        bad = [
+            name for name, value in values.items() if value != value or abs(value) == float("inf")
+        ]
         if bad:
             raise ValueError(f"non-finite measurement(s): {', '.join(bad)}")
         return values
@@ -62,7 +64,9 @@ class FrameHeaders(WireModel):
         ]
 
     @classmethod
-    def from_kafka(cls, headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...]) -> FrameHeaders:
+    def from_kafka(
+        cls, headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...]
+    ) -> FrameHeaders:
         values = {key: value.decode() for key, value in headers}
         return cls.model_validate(values)
 

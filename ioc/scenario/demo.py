@@ -29,7 +29,9 @@ def run_demo(settings: Settings, samples_dir: Path, keep_stack: bool, console: C
             workers.wait_ready(WORKER_START_TIMEOUT_S)
         console.print(f"workers ready (logs in {workers.log_dir})")
         plan = build_plan(
-            samples_dir, settings.demo.duration_s, settings.demo.frame_interval_s,
+            samples_dir,
+            settings.demo.duration_s,
+            settings.demo.frame_interval_s,
             settings.demo.sensor_interval_s,
         )
         expected_dead = sum(item.bad for item in plan)
@@ -49,6 +51,8 @@ def run_demo(settings: Settings, samples_dir: Path, keep_stack: bool, console: C
     for problem in found:
         console.print(f"[bold red]✗[/] {problem}")
     if not found:
-        console.print("[bold green]✓ demo passed:[/] every flow raised incidents, every incident was "
-                      "alerted, every bad input is in the dead-letter topic with its reason")
+        console.print(
+            "[bold green]✓ demo passed:[/] every flow raised incidents, every incident was "
+            "alerted, every bad input is in the dead-letter topic with its reason"
+        )
     return 1 if found else 0

@@ -49,8 +49,8 @@ def sample_cameras(samples_dir: Path) -> list[Camera]:
 
 
 def sensor_value(spec: SensorSpec, progress: float) -> float:
-    """The first water-level sensor rises steadily through its alert level halfway through the run; others stay
-    below theirs, with a little deterministic wobble."""
+    """The Gia Bảy water level rises steadily through its alert level halfway through the run;
+    the other sensors stay below theirs, with a little deterministic wobble."""
     wobble = 0.02 * math.sin(progress * 20)
     if spec.type == "WaterObserved" and spec.id == "tn-wl-cau-gia-bay":
         return round(spec.alert_level * (0.8 + 0.4 * progress) + wobble, 3)
@@ -89,8 +89,13 @@ def build_plan(
                 camera_id=camera.camera_id, event_time=start + timedelta(seconds=at_s), seq=seq
             )
             plan.append(
-                Scheduled(at_s, topics.CAMERA_FRAMES, camera.camera_id.encode(), frame.read_bytes(),
-                          tuple(headers.to_kafka()))
+                Scheduled(
+                    at_s,
+                    topics.CAMERA_FRAMES,
+                    camera.camera_id.encode(),
+                    frame.read_bytes(),
+                    tuple(headers.to_kafka()),
+                )
             )
 
     tickets = (samples_dir / "tickets_1022.jsonl").read_text().splitlines()
@@ -106,7 +111,12 @@ def build_plan(
             value = sensor_value(spec, step / max(steps - 1, 1))
             observed = start + timedelta(seconds=at_s)
             plan.append(
-                Scheduled(at_s, topics.SENSOR_EVENTS, spec.id.encode(), sensor_event(spec, value, observed))
+                Scheduled(
+                    at_s,
+                    topics.SENSOR_EVENTS,
+                    spec.id.encode(),
+                    sensor_event(spec, value, observed),
+                )
             )
 
     plan.extend(bad_messages(duration_s, start))
@@ -118,17 +128,50 @@ def bad_messages(duration_s: float, start: datetime) -> list[Scheduled]:
     at = duration_s * 0.3
     frame_headers = FrameHeaders(camera_id="cam-tn-broken", event_time=start, seq=0).to_kafka()
     return [
-        Scheduled(at, topics.HOTLINE_TICKETS, b"S-BAD-1", b'{"service_request_id": "S-BAD-1", ', bad=True),
-        Scheduled(at + 1, topics.HOTLINE_TICKETS, b"S-BAD-2",
-                  json.dumps({"service_request_id": "S-BAD-2", "channel": "sms",
-                              "requested_datetime": start.isoformat()}).encode(), bad=True),
-        Scheduled(at + 2, topics.SENSOR_EVENTS, b"tn-unknown",
-                  json.dumps({"id": "tn-unknown", "type": "WaterObserved",
-                              "dateObserved": start.isoformat(),
-                              "measurements": {"waterLevel": 1.0}}).encode(), bad=True),
-        Scheduled(at + 3, topics.SENSOR_EVENTS, b"tn-wl-thac-huong",
-                  b'{"id": "tn-wl-thac-huong", "type": "WaterObserved", "dateObserved": "yesterday",'
-                  b' "measurements": {"waterLevel": "high"}}', bad=True),
-        Scheduled(at + 4, topics.CAMERA_FRAMES, b"cam-tn-broken", b"\x00not a jpeg\x00",
-                  tuple(frame_headers), bad=True),
+        Scheduled(
+            at, topics.HOTLINE_TICKETS, b"S-BAD-1", b'{"service_request_id": "S-BAD-1", ', bad=True
+        ),
+        Scheduled(
+            at + 1,
+            topics.HOTLINE_TICKETS,
+            b"S-BAD-2",
+            json.dumps(
+                {
+                    "service_request_id": "S-BAD-2",
+                    "channel": "sms",
+                    "requested_datetime": start.isoformat(),
+                }
+            ).encode(),
+            bad=True,
+        ),
+        Scheduled(
+            at + 2,
+            topics.SENSOR_EVENTS,
+            b"tn-unknown",
+            json.dumps(
+                {
+                    "id": "tn-unknown",
+                    "type": "WaterObserved",
+                    "dateObserved": start.isoformat(),
+                    "measurements": {"waterLevel": 1.0},
+                }
+            ).encode(),
+            bad=True,
+        ),
+        Scheduled(
+            at + 3,
+            topics.SENSOR_EVENTS,
+            b"tn-wl-thac-huong",
+            b'{"id": "tn-wl-thac-huong", "type": "WaterObserved", "dateObserved": "yesterday",'
+            b' "measurements": {"waterLevel": "high"}}',
+            bad=True,
+        ),
+        Scheduled(
+            at + 4,
+            topics.CAMERA_FRAMES,
+            b"cam-tn-broken",
+            b"\x00not a jpeg\x00",
+            tuple(frame_headers),
+            bad=True,
+        ),
     ]

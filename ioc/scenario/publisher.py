@@ -13,7 +13,9 @@ from ioc.kafka_clients import producer
 from ioc.scenario.plan import Scheduled
 
 
-async def publish(plan: list[Scheduled], kafka: KafkaSettings, *, show_progress: bool = True) -> Counter[str]:
+async def publish(
+    plan: list[Scheduled], kafka: KafkaSettings, *, show_progress: bool = True
+) -> Counter[str]:
     """Send each message at its time; returns messages sent per topic."""
     client = producer(kafka, "ioc-scenario")
     await client.start()
@@ -21,8 +23,13 @@ async def publish(plan: list[Scheduled], kafka: KafkaSettings, *, show_progress:
     started = time.monotonic()
     try:
         with Progress(
-            TextColumn("[bold]scenario"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.description}"), disable=not show_progress, transient=False,
+            TextColumn("[bold]scenario"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            disable=not show_progress,
+            transient=False,
         ) as progress:
             task = progress.add_task("", total=len(plan))
             pending = []
@@ -31,7 +38,9 @@ async def publish(plan: list[Scheduled], kafka: KafkaSettings, *, show_progress:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 pending.append(
-                    await client.send(item.topic, key=item.key, value=item.value, headers=list(item.headers))
+                    await client.send(
+                        item.topic, key=item.key, value=item.value, headers=list(item.headers)
+                    )
                 )
                 sent[item.topic] += 1
                 progress.update(task, advance=1, description=item.topic)

@@ -47,18 +47,27 @@ def snapshot(settings: Settings) -> Snapshot:
             for spec in topics.TOPICS
             for p in reader.partitions_for_topic(spec.name) or ()
         ]
-        ends = {(tp.topic, tp.partition): offset for tp, offset in reader.end_offsets(partitions).items()}
+        ends = {
+            (tp.topic, tp.partition): offset
+            for tp, offset in reader.end_offsets(partitions).items()
+        }
     finally:
         reader.close()
     with psycopg.connect(settings.database.dsn) as conn:
-        rows = {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES}  # type: ignore[index]
+        rows = {
+            table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES
+        }  # type: ignore[index]
     return Snapshot(utc_now(), ends, rows)
 
 
-def read_dead_letters(settings: Settings, before: Snapshot, after: Snapshot) -> list[tuple[str, str]]:
+def read_dead_letters(
+    settings: Settings, before: Snapshot, after: Snapshot
+) -> list[tuple[str, str]]:
     from kafka import KafkaConsumer, TopicPartition
 
-    reader = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False)
+    reader = KafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False
+    )
     letters = []
     try:
         ranges = {
@@ -124,8 +133,12 @@ def summarize(settings: Settings, before: Snapshot, after: Snapshot) -> Summary:
             (before.at,),
         ).fetchone()[0]  # type: ignore[index]
     return Summary(
-        messages=dict(messages), rows=rows, incidents=incidents, alerts=alerts,
-        dead_letters=read_dead_letters(settings, before, after), latency_ms=latency,
+        messages=dict(messages),
+        rows=rows,
+        incidents=incidents,
+        alerts=alerts,
+        dead_letters=read_dead_letters(settings, before, after),
+        latency_ms=latency,
         open_without_alert=int(open_without_alert),
     )
 
@@ -142,10 +155,15 @@ def render(summary: Summary, console: Console) -> None:
         incidents.add_row(source, kind, severity, str(count))
     alerts = Table("channel", "delivered", "failed", title="Alerts")
     for channel in sorted({channel for channel, _ in summary.alerts}):
-        alerts.add_row(channel, str(summary.alerts.get((channel, True), 0)),
-                       str(summary.alerts.get((channel, False), 0)))
+        alerts.add_row(
+            channel,
+            str(summary.alerts.get((channel, True), 0)),
+            str(summary.alerts.get((channel, False), 0)),
+        )
     latency = Table("source", "median ms", "p95 ms", "alerts", title="Latency, input → alert")
-    for source, (p50, p95, n) in sorted(summary.latency_ms.items(), key=lambda item: item[0] == "all"):
+    for source, (p50, p95, n) in sorted(
+        summary.latency_ms.items(), key=lambda item: item[0] == "all"
+    ):
         latency.add_row(source, f"{p50:,.0f}", f"{p95:,.0f}", str(n))
     dead = Table("source topic", "reason", title=f"Dead letters ({len(summary.dead_letters)})")
     for source_topic, reason in summary.dead_letters:
@@ -153,7 +171,9 @@ def render(summary: Summary, console: Console) -> None:
     for table in (flow, rows, incidents, alerts, latency, dead):
         console.print(table)
     if summary.lag:
-        console.print("consumer lag at the end: " + ", ".join(f"{k}={v}" for k, v in summary.lag.items()))
+        console.print(
+            "consumer lag at the end: " + ", ".join(f"{k}={v}" for k, v in summary.lag.items())
+        )
 
 
 def problems(summary: Summary, expected_dead_letters: int) -> list[str]:
@@ -167,7 +187,8 @@ def problems(summary: Summary, expected_dead_letters: int) -> list[str]:
         found.append(f"{summary.open_without_alert} open incident(s) without a delivered alert")
     if len(summary.dead_letters) != expected_dead_letters:
         found.append(
-            f"{len(summary.dead_letters)} dead letters, expected {expected_dead_letters} (the bad inputs sent)"
+            f"{len(summary.dead_letters)} dead letters, expected {expected_dead_letters}"
+            " (the bad inputs sent)"
         )
     if any(summary.lag.values()):
         found.append(f"pipeline did not drain: lag {summary.lag}")

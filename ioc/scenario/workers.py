@@ -29,8 +29,12 @@ class WorkerSpec:
 
 def worker_specs(settings: Settings) -> list[WorkerSpec]:
     return [
-        WorkerSpec("streams", ("streams", "run"), settings.streams.app_id,
-                   (topics.HOTLINE_TICKETS, topics.SENSOR_EVENTS, topics.VISION_DETECTIONS)),
+        WorkerSpec(
+            "streams",
+            ("streams", "run"),
+            settings.streams.app_id,
+            (topics.HOTLINE_TICKETS, topics.SENSOR_EVENTS, topics.VISION_DETECTIONS),
+        ),
         WorkerSpec("vision", ("vision", "run"), settings.vision.group_id, (topics.CAMERA_FRAMES,)),
         WorkerSpec("alerts", ("alerts", "run"), settings.alerts.group_id, (topics.INCIDENTS,)),
     ]
@@ -55,7 +59,10 @@ class Workers:
             with self.log_file(spec.name).open("ab") as log:
                 self.children[spec.name] = subprocess.Popen(
                     [sys.executable, "-m", "ioc", *spec.command],
-                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
                 )
 
     def check_alive(self) -> None:
@@ -69,18 +76,26 @@ class Workers:
     def _admin(self):  # type: ignore[no-untyped-def]
         from kafka import KafkaAdminClient
 
-        return KafkaAdminClient(bootstrap_servers=self.settings.kafka.bootstrap_servers,
-                                client_id="ioc-supervisor")
+        return KafkaAdminClient(
+            bootstrap_servers=self.settings.kafka.bootstrap_servers, client_id="ioc-supervisor"
+        )
 
     def wait_ready(self, timeout_s: float) -> None:
         """Every group is Stable with a member: the worker has loaded and owns its partitions."""
+        from kafka.errors import KafkaError
+
         deadline = time.monotonic() + timeout_s
         admin = self._admin()
         try:
             while time.monotonic() < deadline:
                 self.check_alive()
-                groups = admin.describe_groups([spec.group_id for spec in self.specs])
-                if all(g["group_state"] == "Stable" and g["members"] for g in groups.values()):
+                try:
+                    groups = admin.describe_groups([spec.group_id for spec in self.specs])
+                except KafkaError:  # a fresh broker has no group coordinator for a moment
+                    groups = {}
+                if groups and all(
+                    g["group_state"] == "Stable" and g["members"] for g in groups.values()
+                ):
                     return
                 time.sleep(0.5)
         finally:
@@ -105,7 +120,8 @@ class Workers:
                 ]
                 ends = reader.end_offsets(partitions)
                 lags[spec.name] = sum(
-                    max(0, ends[tp] - (committed[tp].offset if tp in committed else 0)) for tp in partitions
+                    max(0, ends[tp] - (committed[tp].offset if tp in committed else 0))
+                    for tp in partitions
                 )
             return lags
         finally:

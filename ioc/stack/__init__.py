@@ -10,11 +10,19 @@ from ioc.store.migrate import MigrationReport, migrate
 
 Service = KafkaService | PostgresService
 
-__all__ = ["Health", "Service", "StackError", "stack_down", "stack_services", "stack_status", "stack_up"]
+__all__ = [
+    "Health",
+    "Service",
+    "StackError",
+    "stack_down",
+    "stack_services",
+    "stack_status",
+    "stack_up",
+]
 
 
 def stack_services(settings: Settings) -> list[Service]:
-    """The services this machine should run, per settings (an external DSN/broker is not started)."""
+    """The services to run here, per settings (an external DSN or broker is not started)."""
     services: list[Service] = []
     if settings.stack.kafka:
         services.append(KafkaService(settings.stack, settings.kafka))

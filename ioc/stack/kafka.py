@@ -8,6 +8,7 @@ the repository, so every clone on a machine shares one download.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import subprocess
 import urllib.request
@@ -76,7 +77,7 @@ def _sha256(path: Path) -> str:
 
 
 def ensure_jars(stack: StackSettings) -> Path:
-    """Download missing jars into the cache, verifying each against the lock; return the libs dir."""
+    """Download missing jars into the cache, each verified against the lock; return their dir."""
     libs = stack.cache_dir / "kafka" / stack.kafka_version / "libs"
     libs.mkdir(parents=True, exist_ok=True)
     artifacts = read_lock(stack.kafka_version)
@@ -84,7 +85,10 @@ def ensure_jars(stack: StackSettings) -> Path:
     if not missing:
         return libs
     with Progress(
-        TextColumn("[bold]Kafka jars"), BarColumn(), DownloadColumn(), TextColumn("{task.description}")
+        TextColumn("[bold]Kafka jars"),
+        BarColumn(),
+        DownloadColumn(),
+        TextColumn("{task.description}"),
     ) as progress:
         task = progress.add_task("", total=len(missing))
         for artifact in missing:
@@ -92,15 +96,20 @@ def ensure_jars(stack: StackSettings) -> Path:
             target = libs / artifact.file_name
             partial = target.with_suffix(".part")
             try:
-                with urllib.request.urlopen(artifact.url(stack.maven_repository), timeout=60) as response:
+                with urllib.request.urlopen(
+                    artifact.url(stack.maven_repository), timeout=60
+                ) as response:
                     partial.write_bytes(response.read())
             except OSError as error:
-                raise StackError(f"cannot download {artifact.url(stack.maven_repository)}: {error}") from error
+                raise StackError(
+                    f"cannot download {artifact.url(stack.maven_repository)}: {error}"
+                ) from error
             actual = _sha256(partial)
             if actual != artifact.sha256:
                 partial.unlink()
                 raise StackError(
-                    f"checksum mismatch for {artifact.file_name}: expected {artifact.sha256}, got {actual}"
+                    f"checksum mismatch for {artifact.file_name}: "
+                    f"expected {artifact.sha256}, got {actual}"
                 )
             partial.rename(target)
             progress.advance(task)
@@ -173,8 +182,15 @@ class KafkaService:
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         argv = self._java_argv(
-            java, libs, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-            "-c", str(self.properties.resolve()), "--ignore-formatted",
+            java,
+            libs,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(self.properties.resolve()),
+            "--ignore-formatted",
         )
         result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
@@ -184,13 +200,17 @@ class KafkaService:
         if self.process.running():
             return "already running"
         if port_open(self.host, self.port):
-            raise StackError(f"{self.address} is taken by another process; set IOC_KAFKA__BOOTSTRAP_SERVERS")
+            raise StackError(
+                f"{self.address} is taken by another process; set IOC_KAFKA__BOOTSTRAP_SERVERS"
+            )
         java = find_java(self.stack.java_home)
         libs = ensure_jars(self.stack)
         self.home.mkdir(parents=True, exist_ok=True)
         self._write_config()
         self._format_storage(java, libs)
-        self.process.start(self._java_argv(java, libs, "kafka.Kafka", str(self.properties.resolve())))
+        self.process.start(
+            self._java_argv(java, libs, "kafka.Kafka", str(self.properties.resolve()))
+        )
         self.process.wait_ready(lambda: port_open(self.host, self.port), self.stack.start_timeout_s)
         self.process.wait_ready(self._metadata_ok, self.stack.start_timeout_s)
         return "started"
@@ -206,7 +226,9 @@ class KafkaService:
         from kafka import KafkaAdminClient
 
         admin = KafkaAdminClient(
-            bootstrap_servers=self.kafka.bootstrap_servers, request_timeout_ms=5000, client_id="ioc-stack"
+            bootstrap_servers=self.kafka.bootstrap_servers,
+            request_timeout_ms=5000,
+            client_id="ioc-stack",
         )
         try:
             return set(admin.list_topics())
@@ -244,10 +266,8 @@ def ensure_topics(kafka: KafkaSettings) -> dict[str, str]:
             if spec.name not in existing
         ]
         if new:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent starter won
                 admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass  # created concurrently by another process: fine
             outcome |= {topic.name: "created" for topic in new}
         return outcome
     finally:

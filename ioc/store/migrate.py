@@ -1,4 +1,4 @@
-"""Apply the SQL migrations in order; turn time-series tables into hypertables when TimescaleDB exists."""
+"""Apply SQL migrations in order; make time-series tables hypertables when TimescaleDB exists."""
 
 from __future__ import annotations
 
@@ -41,7 +41,9 @@ def migrate(dsn: str) -> MigrationReport:
                     continue
                 with conn.transaction():
                     conn.execute(path.read_text())
-                    conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (path.stem,))
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version) VALUES (%s)", (path.stem,)
+                    )
                 applied.append(path.stem)
             timescale = _enable_timescaledb(conn)
             return MigrationReport(applied, timescale)
@@ -58,7 +60,8 @@ def _enable_timescaledb(conn: psycopg.Connection) -> bool:
     conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
     for table, column in HYPERTABLES:
         conn.execute(
-            "SELECT create_hypertable(%s, by_range(%s), if_not_exists => TRUE, migrate_data => TRUE)",
+            "SELECT create_hypertable(%s, by_range(%s),"
+            " if_not_exists => TRUE, migrate_data => TRUE)",
             (table, column),
         )
     return True

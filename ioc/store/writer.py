@@ -39,14 +39,21 @@ class Store:
         pool = await self._ready()
         async with pool.connection() as conn:
             await conn.execute(
-                "INSERT INTO tickets (service_request_id, requested_at, channel, description, address,"
-                " lat, lon, reporter_hash, urgent, ingested_at)"
+                "INSERT INTO tickets (service_request_id, requested_at, channel, description,"
+                " address, lat, lon, reporter_hash, urgent, ingested_at)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (service_request_id) DO NOTHING",
                 (
-                    ticket.service_request_id, ticket.requested_datetime, ticket.channel,
-                    ticket.description, ticket.address_string, ticket.lat, ticket.long,
-                    reporter_hash, urgent, ingested_at,
+                    ticket.service_request_id,
+                    ticket.requested_datetime,
+                    ticket.channel,
+                    ticket.description,
+                    ticket.address_string,
+                    ticket.lat,
+                    ticket.long,
+                    reporter_hash,
+                    urgent,
+                    ingested_at,
                 ),
             )
 
@@ -74,8 +81,17 @@ class Store:
                 " ON CONFLICT DO NOTHING",
                 [
                     (
-                        frame.camera_id, frame.event_time, frame.seq, index, det.class_name, det.score,
-                        det.box.x1, det.box.y1, det.box.x2, det.box.y2, frame.model,
+                        frame.camera_id,
+                        frame.event_time,
+                        frame.seq,
+                        index,
+                        det.class_name,
+                        det.score,
+                        det.box.x1,
+                        det.box.y1,
+                        det.box.x2,
+                        det.box.y2,
+                        frame.model,
                     )
                     for index, det in enumerate(frame.detections)
                 ],
@@ -91,9 +107,17 @@ class Store:
                 " ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,"
                 " evidence = EXCLUDED.evidence, updated_at = now()",
                 (
-                    incident.id, incident.kind, incident.severity, incident.source,
-                    incident.source_key, incident.title, incident.status, incident.district,
-                    incident.lat, incident.lon, incident.event_time,
+                    incident.id,
+                    incident.kind,
+                    incident.severity,
+                    incident.source,
+                    incident.source_key,
+                    incident.title,
+                    incident.status,
+                    incident.district,
+                    incident.lat,
+                    incident.lon,
+                    incident.event_time,
                     Jsonb(json.loads(json.dumps(incident.evidence, default=str))),
                 ),
             )
@@ -101,7 +125,9 @@ class Store:
     async def alert_exists(self, alert_id: str) -> bool:
         pool = await self._ready()
         async with pool.connection() as conn:
-            row = await (await conn.execute("SELECT 1 FROM alerts WHERE id = %s", (alert_id,))).fetchone()
+            row = await (
+                await conn.execute("SELECT 1 FROM alerts WHERE id = %s", (alert_id,))
+            ).fetchone()
         return row is not None
 
     async def insert_alert(self, alert: Alert) -> None:
@@ -114,7 +140,12 @@ class Store:
                 " latency_ms = EXCLUDED.latency_ms, ok = EXCLUDED.ok, error = EXCLUDED.error"
                 " WHERE NOT alerts.ok",
                 (
-                    alert.id, alert.incident_id, alert.channel, alert.delivered_at, alert.latency_ms,
-                    alert.ok, alert.error,
+                    alert.id,
+                    alert.incident_id,
+                    alert.channel,
+                    alert.delivered_at,
+                    alert.latency_ms,
+                    alert.ok,
+                    alert.error,
                 ),
             )

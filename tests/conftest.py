@@ -1,0 +1,161 @@
+"""Shared fixtures. Integration tests run against a real local stack (Kafka + PostgreSQL) started
+once per session on free loopback ports in a temporary folder, and the real `ioc` workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+import pytest
+
+from ioc.assets import SAMPLES_DIR
+from ioc.config import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_REGISTRY = Path(__file__).resolve().parent / "data" / "sensors.toml"
+SHARED_SAMPLES = REPO.parent / "shared" / "samples"
+
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="session")
+def samples_dir() -> Path:
+    """The shared samples when present (CI, developers), else the copies shipped in the package."""
+    return SHARED_SAMPLES if (SHARED_SAMPLES / "frames").is_dir() else SAMPLES_DIR
+
+
+def free_port(consecutive: int = 1) -> int:
+    """A loopback port with `consecutive - 1` free ports after it (Kafka's controller)."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port + consecutive >= 65535:
+            continue
+        if all(_is_free(port + offset) for offset in range(consecutive)):
+            return port
+    raise RuntimeError("no free port range found")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_for(probe: Callable[[], T | None], timeout: float = 60.0, what: str = "condition") -> T:
+    """Poll until `probe` returns something truthy; fail with `what` on timeout (no bare sleeps)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = probe()
+        if result:
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class WebhookReceiver:
+    """A real HTTP endpoint that records what the alert consumer POSTs."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.received.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def incidents(self) -> list[dict[str, Any]]:
+        return [payload["incident"] for payload in self.received]
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def webhook() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="session")
+def stack_env(
+    tmp_path_factory: pytest.TempPathFactory, webhook: WebhookReceiver
+) -> Iterator[dict[str, str]]:
+    """IOC_* variables for an isolated stack; exported so worker subprocesses read the same."""
+    stack_dir = tmp_path_factory.mktemp("stack")
+    kafka_port = free_port(consecutive=2)
+    pg_port = free_port()
+    env = {
+        "IOC_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
+        "IOC_DATABASE__DSN": f"postgresql://ioc:ioc-test@127.0.0.1:{pg_port}/ioc",
+        "IOC_STACK__DIR": str(stack_dir),
+        "IOC_STREAMS__SENSOR_REGISTRY": str(TEST_REGISTRY),
+        "IOC_ALERTS__WEBHOOK_URL": webhook.url,
+        "IOC_VISION__BATCH_WAIT_MS": "20",
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def settings(stack_env: dict[str, str]) -> Settings:
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def live_stack(settings: Settings) -> Iterator[Settings]:
+    from ioc.stack import stack_down, stack_up
+
+    stack_up(settings)
+    yield settings
+    stack_down(settings)
+
+
+@pytest.fixture(scope="session")
+def workers(live_stack: Settings) -> Iterator[Settings]:
+    """The real streams, vision and alert workers, ready (their groups own the partitions)."""
+    from ioc.scenario.workers import Workers
+
+    running = Workers(live_stack)
+    running.start()
+    try:
+        running.wait_ready(timeout_s=240)
+        yield live_stack
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def db(live_stack: Settings) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(live_stack.database.dsn, autocommit=True) as conn:
+        yield conn

@@ -1,0 +1,35 @@
+from collections import Counter
+from pathlib import Path
+
+from ioc import topics
+from ioc.models import SensorEvent, load_sensor_registry
+from ioc.scenario.plan import build_plan
+from ioc.streams import rules
+
+
+def test_plan_covers_every_flow_in_time_order(samples_dir: Path) -> None:
+    plan = build_plan(samples_dir, duration_s=60, frame_interval_s=2, sensor_interval_s=4)
+    per_topic = Counter(item.topic for item in plan)
+    assert per_topic[topics.HOTLINE_TICKETS] == 32 + 2
+    assert per_topic[topics.CAMERA_FRAMES] == 3 * 30 + 1
+    assert per_topic[topics.SENSOR_EVENTS] == 3 * 15 + 2
+    assert [item.at_s for item in plan] == sorted(item.at_s for item in plan)
+    assert all(0 <= item.at_s <= 60 for item in plan)
+    assert sum(item.bad for item in plan) == 5
+
+
+def test_exactly_one_sensor_crosses_its_alert_level_once(samples_dir: Path) -> None:
+    registry = load_sensor_registry()
+    plan = build_plan(samples_dir, duration_s=120, frame_interval_s=2, sensor_interval_s=4)
+    open_by_sensor: dict[str, str | None] = {}
+    opened = []
+    for item in plan:
+        if item.topic != topics.SENSOR_EVENTS or item.bad:
+            continue
+        event = SensorEvent.model_validate_json(item.value)
+        spec = registry.get(event.id)
+        incident = rules.sensor_crossing(event, spec, open_by_sensor.get(event.id), 0)
+        if incident:
+            opened.append(event.id)
+            open_by_sensor[event.id] = incident.id
+    assert opened == ["tn-wl-cau-gia-bay"]

@@ -1,0 +1,133 @@
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from ioc.config import StreamsSettings
+from ioc.models import BoundingBox, Detection, FrameDetections, SensorEvent, SensorSpec, Ticket
+from ioc.streams import rules
+
+KEYWORDS = StreamsSettings().fire_keywords
+
+
+def test_fire_rule_flags_exactly_the_fire_tickets_among_the_samples(samples_dir: Path) -> None:
+    lines = (samples_dir / "tickets_1022.jsonl").read_text().splitlines()
+    flagged, expected = set(), set()
+    for line in lines:
+        ticket = Ticket.model_validate_json(line)
+        if rules.ticket_incident(ticket, KEYWORDS, 0):
+            flagged.add(ticket.service_request_id)
+        if json.loads(line)["expected"]["category"] == "chay_no":
+            expected.add(ticket.service_request_id)
+    assert len(lines) == 32
+    assert flagged == expected and len(expected) == 4
+
+
+def test_keywords_respect_vietnamese_diacritics() -> None:
+    assert rules.mentions_any("Xe CHÁY trên cầu", ["cháy"]) == "cháy"
+    assert (
+        rules.mentions_any("Xe chạy quá tốc độ", ["cháy"]) is None
+    )  # chạy (run) is not cháy (burn)
+    assert rules.mentions_any("nỗ lực khắc phục", ["nổ"]) is None
+    assert rules.mentions_any("Bình ga phát nổ.", ["nổ"]) == "nổ"
+
+
+def test_ticket_incident_id_is_deterministic() -> None:
+    ticket = Ticket(
+        service_request_id="S-9",
+        requested_datetime=datetime.now(UTC),
+        channel="app",
+        description="Cháy kho hàng",
+    )
+    first = rules.ticket_incident(ticket, KEYWORDS, 1)
+    again = rules.ticket_incident(ticket, KEYWORDS, 2)
+    assert first and again and first.id == again.id
+
+
+def test_reporter_hash_is_keyed_and_format_insensitive() -> None:
+    assert rules.reporter_hash("0912 345 678", "k") == rules.reporter_hash("0912345678", "k")
+    assert rules.reporter_hash("0912345678", "k") != rules.reporter_hash("0912345678", "other")
+    assert rules.reporter_hash(None, "k") is None
+
+
+SPEC = SensorSpec(
+    id="s1",
+    name="River",
+    type="WaterObserved",
+    property="waterLevel",
+    unit="m",
+    alert_level=3.0,
+    district="D",
+    lat=21.0,
+    lon=105.0,
+)
+
+
+def _event(value: float, minute: int) -> SensorEvent:
+    observed = datetime(2026, 11, 20, 8, minute, tzinfo=UTC)
+    return SensorEvent(
+        id="s1", type="WaterObserved", dateObserved=observed, measurements={"waterLevel": value}
+    )
+
+
+def test_sensor_crossing_opens_once_and_resolves() -> None:
+    open_incident = None
+    raised = []
+    for minute, value in enumerate([2.5, 2.9, 3.1, 3.4, 3.2, 2.8, 2.7, 3.3]):
+        incident = rules.sensor_crossing(_event(value, minute), SPEC, open_incident, 0)
+        if incident:
+            raised.append((minute, incident.status.value, incident.id))
+            open_incident = incident.id if incident.status == "open" else None
+    assert [(m, s) for m, s, _ in raised] == [(2, "open"), (5, "resolved"), (7, "open")]
+    assert raised[0][2] == raised[1][2], "resolution updates the same incident"
+    assert raised[2][2] != raised[0][2], "a new episode is a new incident"
+
+
+def test_sensor_reading_without_the_watched_property_is_ignored() -> None:
+    event = SensorEvent(
+        id="s1",
+        type="WaterObserved",
+        dateObserved=datetime.now(UTC),
+        measurements={"temperature": 30.0},
+    )
+    assert rules.sensor_crossing(event, SPEC, None, 0) is None
+
+
+def _frame(classes: list[tuple[str, float]], when: datetime) -> FrameDetections:
+    box = BoundingBox(x1=0, y1=0, x2=10, y2=10)
+    return FrameDetections(
+        camera_id="cam-1",
+        event_time=when,
+        seq=0,
+        frame_partition=0,
+        frame_offset=0,
+        ingested_at_ms=0,
+        model="m",
+        inference_ms=1,
+        width=640,
+        height=640,
+        detections=[Detection(class_name=name, score=score, box=box) for name, score in classes],
+    )
+
+
+def test_camera_incident_needs_fire_or_smoke_above_min_score() -> None:
+    now = datetime(2026, 11, 20, 8, 5, tzinfo=UTC)
+    assert rules.camera_incident(_frame([("car", 0.9)], now), ["fire", "smoke"], 0.4, 30) is None
+    assert rules.camera_incident(_frame([("fire", 0.3)], now), ["fire", "smoke"], 0.4, 30) is None
+    incident = rules.camera_incident(
+        _frame([("smoke", 0.8), ("fire", 0.5)], now), ["fire", "smoke"], 0.4, 30
+    )
+    assert incident and incident.evidence["classes"] == ["fire", "smoke"]
+
+
+def test_camera_incidents_share_an_id_within_a_bucket() -> None:
+    start = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    ids = {
+        rules.camera_incident(
+            _frame([("fire", 0.9)], start + timedelta(minutes=m)), ["fire"], 0.4, 30
+        ).id
+        for m in (1, 10, 29)
+    }
+    later = rules.camera_incident(
+        _frame([("fire", 0.9)], start + timedelta(minutes=31)), ["fire"], 0.4, 30
+    )
+    assert len(ids) == 1 and later.id not in ids
