@@ -34,6 +34,7 @@ class Summary:
     dead_letters: list[tuple[str, str]]  # source topic, reason
     latency_ms: dict[str, tuple[float, float, int]]  # source -> (median, p95, n)
     open_without_alert: int
+    recent: list[tuple[str, str, str, str]]  # time, source, status, title (newest first)
     lag: dict[str, int] = field(default_factory=dict)
 
 
@@ -127,6 +128,14 @@ def summarize(settings: Settings, before: Snapshot, after: Snapshot) -> Summary:
                 (before.at,),
             )
         }
+        recent = [
+            (f"{event_time:%d/%m %H:%M:%S}", str(source), str(status), str(title))
+            for event_time, source, status, title in conn.execute(
+                "SELECT event_time AT TIME ZONE 'Asia/Ho_Chi_Minh', source, status, title"
+                " FROM incidents WHERE opened_at >= %s ORDER BY event_time DESC LIMIT 12",
+                (before.at,),
+            )
+        ]
         open_without_alert = conn.execute(
             "SELECT count(*) FROM incidents i WHERE i.opened_at >= %s AND i.status = 'open'"
             " AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.incident_id = i.id AND a.ok)",
@@ -140,6 +149,7 @@ def summarize(settings: Settings, before: Snapshot, after: Snapshot) -> Summary:
         dead_letters=read_dead_letters(settings, before, after),
         latency_ms=latency,
         open_without_alert=int(open_without_alert),
+        recent=recent,
     )
 
 
@@ -160,6 +170,9 @@ def render(summary: Summary, console: Console) -> None:
             str(summary.alerts.get((channel, True), 0)),
             str(summary.alerts.get((channel, False), 0)),
         )
+    recent = Table("event time (ICT)", "source", "status", "incident", title="Latest incidents")
+    for row in summary.recent:
+        recent.add_row(*row)
     latency = Table("source", "median ms", "p95 ms", "alerts", title="Latency, input → alert")
     for source, (p50, p95, n) in sorted(
         summary.latency_ms.items(), key=lambda item: item[0] == "all"
@@ -168,7 +181,7 @@ def render(summary: Summary, console: Console) -> None:
     dead = Table("source topic", "reason", title=f"Dead letters ({len(summary.dead_letters)})")
     for source_topic, reason in summary.dead_letters:
         dead.add_row(source_topic, reason[:110])
-    for table in (flow, rows, incidents, alerts, latency, dead):
+    for table in (flow, rows, incidents, recent, alerts, latency, dead):
         console.print(table)
     if summary.lag:
         console.print(
