@@ -6,13 +6,26 @@ process here instead of crashing or dropping it.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ioc.models.base import epoch_ms, utc_now
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
+
+log = logging.getLogger(__name__)
+
+
+class SourceRecord(Protocol):
+    """What a dead letter needs of a consumed record (aiokafka's and Faust's both fit)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
 
 
 @dataclass(frozen=True)
@@ -24,6 +37,21 @@ class DeadLetter:
     source_partition: int
     source_offset: int
     consumer: str
+
+    @classmethod
+    def of(cls, record: SourceRecord, reason: str, consumer: str) -> DeadLetter:
+        log.warning(
+            "dead letter from %s[%s]@%s: %s", record.topic, record.partition, record.offset, reason
+        )
+        return cls(
+            value=record.value,
+            key=record.key,
+            reason=reason,
+            source_topic=record.topic,
+            source_partition=record.partition,
+            source_offset=record.offset,
+            consumer=consumer,
+        )
 
     def headers(self) -> list[tuple[str, bytes]]:
         return [
@@ -50,10 +78,13 @@ def describe_validation_error(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-async def send_dead_letter(producer: AIOKafkaProducer, letter: DeadLetter) -> None:
+async def send_dead_letter(
+    producer: AIOKafkaProducer, record: SourceRecord, reason: str, consumer: str
+) -> None:
     """Publish a dead letter from a plain aiokafka client (the Faust app has its own topic)."""
     from ioc.topics import DLQ
 
+    letter = DeadLetter.of(record, reason, consumer)
     await producer.send_and_wait(
         DLQ, key=letter.source_topic.encode(), value=letter.value, headers=letter.headers()
     )

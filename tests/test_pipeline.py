@@ -202,35 +202,46 @@ def test_threshold_crossing_sensor_raises_one_incident_per_episode(
     assert sorted(a[0] for a in alerts) == ["console", "webhook"], "alerted once per channel"
 
 
-def test_fire_frame_raises_vision_incident(
+def test_fire_frames_raise_one_vision_incident_that_stays_current(
     producer: KafkaProducer, db: psycopg.Connection, samples_dir: Path
 ) -> None:
     camera = f"cam-test-{uuid.uuid4().hex[:6]}"
     now = datetime.now(UTC)
-    frames = [
-        samples_dir / "frames" / "negative" / "neg_00.jpg",
-        samples_dir / "frames" / "fire" / "fire_04.jpg",
+    frames = samples_dir / "frames"
+    sequence = [
+        frames / "negative" / "neg_00.jpg",
+        frames / "fire" / "fire_04.jpg",
+        frames / "fire" / "fire_07.jpg",
     ]
-    for seq, frame in enumerate(frames):
+    for seq, frame in enumerate(sequence):
         headers = FrameHeaders(camera_id=camera, event_time=now + timedelta(seconds=seq), seq=seq)
         send(producer, topics.CAMERA_FRAMES, camera, frame.read_bytes(), headers.to_kafka())
 
-    incident = wait_for(
-        lambda: row(
-            db,
-            "SELECT kind, severity, source, evidence FROM incidents WHERE source_key = %s",
-            camera,
-        ),
-        timeout=120,
-        what="vision fire incident",
+    def incidents() -> list[tuple] | None:
+        rows = db.execute(
+            "SELECT id, kind, severity, source, evidence FROM incidents WHERE source_key = %s",
+            (camera,),
+        ).fetchall()
+        return rows if rows and rows[0][4]["frame"]["seq"] == 2 else None
+
+    found = wait_for(
+        incidents, timeout=120, what="the vision incident, refreshed by the last fire frame"
     )
-    assert incident[:3] == ("fire", "urgent", "vision")
-    assert incident[3]["frame"]["seq"] == 1, "raised by the fire frame, not the negative one"
+    assert len(found) == 1, "repeated fire on one camera within the bucket is one incident"
+    assert found[0][1:4] == ("fire", "urgent", "vision")
     classes = {
         r[0]
         for r in db.execute("SELECT class_name FROM detections WHERE camera_id = %s", (camera,))
     }
     assert classes & {"fire", "smoke"}
+    wait_for(
+        lambda: row(
+            db,
+            "SELECT count(*) FROM alerts WHERE incident_id = %s HAVING count(*) = 2",
+            found[0][0],
+        ),
+        what="one alert per channel",
+    )
 
 
 @pytest.mark.parametrize(

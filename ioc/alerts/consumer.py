@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from ioc import topics
 from ioc.alerts.channels import Channel, channels_from_settings
 from ioc.config import Settings
-from ioc.dlq import DeadLetter, describe_validation_error, send_dead_letter
+from ioc.dlq import describe_validation_error, send_dead_letter
 from ioc.kafka_clients import consumer, producer
 from ioc.models import Alert, Incident
 from ioc.models.base import deterministic_id, epoch_ms, utc_now
@@ -36,19 +36,7 @@ class AlertConsumer:
         self.producer = producer(settings.kafka, settings.alerts.group_id)
 
     async def _reject(self, record: ConsumerRecord, reason: str) -> None:
-        log.warning("dead letter from %s@%s: %s", record.topic, record.offset, reason)
-        await send_dead_letter(
-            self.producer,
-            DeadLetter(
-                value=record.value,
-                key=record.key,
-                reason=reason,
-                source_topic=record.topic,
-                source_partition=record.partition,
-                source_offset=record.offset,
-                consumer="ioc.alerts",
-            ),
-        )
+        await send_dead_letter(self.producer, record, reason, "ioc.alerts")
 
     async def handle_safely(self, record: ConsumerRecord) -> None:
         """Retry transient failures (database, broker); then the record becomes a dead letter."""

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from ioc import topics
 from ioc.models import FrameHeaders, SensorSpec, load_sensor_registry
@@ -70,6 +71,16 @@ def sensor_event(spec: SensorSpec, value: float, observed: datetime) -> bytes:
     ).encode()
 
 
+def live_ticket(sample: dict[str, Any], run_tag: str, received: datetime) -> dict[str, Any]:
+    """A sample ticket as a new report arriving now: a fresh id per run (the portal numbers each
+    report) and the time it is sent, in the sample's own time zone."""
+    zone = datetime.fromisoformat(sample["requested_datetime"]).tzinfo
+    return sample | {
+        "service_request_id": f"{sample['service_request_id']}-{run_tag}",
+        "requested_datetime": received.astimezone(zone).isoformat(),
+    }
+
+
 def build_plan(
     samples_dir: Path,
     duration_s: float,
@@ -99,10 +110,18 @@ def build_plan(
             )
 
     tickets = (samples_dir / "tickets_1022.jsonl").read_text().splitlines()
+    run_tag = f"{start:%y%m%d%H%M%S}"
     for index, line in enumerate(tickets):
         at_s = (index + 0.5) * duration_s / len(tickets)
-        ticket_id = json.loads(line)["service_request_id"]
-        plan.append(Scheduled(at_s, topics.HOTLINE_TICKETS, ticket_id.encode(), line.encode()))
+        ticket = live_ticket(json.loads(line), run_tag, start + timedelta(seconds=at_s))
+        plan.append(
+            Scheduled(
+                at_s,
+                topics.HOTLINE_TICKETS,
+                ticket["service_request_id"].encode(),
+                json.dumps(ticket, ensure_ascii=False).encode(),
+            )
+        )
 
     for spec in load_sensor_registry().sensors:
         steps = int(duration_s / sensor_interval_s)

@@ -105,7 +105,7 @@ def summarize(settings: Settings, before: Snapshot, after: Snapshot) -> Summary:
         incidents = [
             (str(source), str(kind), str(severity), int(count))
             for source, kind, severity, count in conn.execute(
-                "SELECT source, kind, severity, count(*) FROM incidents WHERE opened_at >= %s"
+                "SELECT source, kind, severity, count(*) FROM incidents WHERE updated_at >= %s"
                 " GROUP BY 1, 2, 3 ORDER BY 1, 2",
                 (before.at,),
             )
@@ -132,12 +132,12 @@ def summarize(settings: Settings, before: Snapshot, after: Snapshot) -> Summary:
             (f"{event_time:%d/%m %H:%M:%S}", str(source), str(status), str(title))
             for event_time, source, status, title in conn.execute(
                 "SELECT event_time AT TIME ZONE 'Asia/Ho_Chi_Minh', source, status, title"
-                " FROM incidents WHERE opened_at >= %s ORDER BY event_time DESC LIMIT 12",
+                " FROM incidents WHERE updated_at >= %s ORDER BY updated_at DESC LIMIT 12",
                 (before.at,),
             )
         ]
         open_without_alert = conn.execute(
-            "SELECT count(*) FROM incidents i WHERE i.opened_at >= %s AND i.status = 'open'"
+            "SELECT count(*) FROM incidents i WHERE i.updated_at >= %s AND i.status = 'open'"
             " AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.incident_id = i.id AND a.ok)",
             (before.at,),
         ).fetchone()[0]  # type: ignore[index]
@@ -160,7 +160,9 @@ def render(summary: Summary, console: Console) -> None:
     rows = Table("table", "new rows", title="Database")
     for table, count in summary.rows.items():
         rows.add_row(table, str(count))
-    incidents = Table("source", "kind", "severity", "incidents", title="Incidents raised")
+    incidents = Table(
+        "source", "kind", "severity", "incidents", title="Incidents raised or updated (this run)"
+    )
     for source, kind, severity, count in summary.incidents:
         incidents.add_row(source, kind, severity, str(count))
     alerts = Table("channel", "delivered", "failed", title="Alerts")

@@ -17,13 +17,15 @@ HYPERTABLES = (("sensor_readings", "observed_at"), ("detections", "event_time"))
 class MigrationReport:
     applied: list[str]
     timescaledb: bool
+    timescaledb_problem: str | None = None  # installed but unusable (e.g. not preloaded)
 
     @property
     def storage(self) -> str:
         tables = ", ".join(table for table, _ in HYPERTABLES)
         if self.timescaledb:
             return f"TimescaleDB: hypertables {tables}"
-        return f"plain PostgreSQL tables (no timescaledb extension): {tables}"
+        why = self.timescaledb_problem or "no timescaledb extension"
+        return f"plain PostgreSQL tables ({why}): {tables}"
 
 
 def migrate(dsn: str) -> MigrationReport:
@@ -45,23 +47,31 @@ def migrate(dsn: str) -> MigrationReport:
                         "INSERT INTO schema_migrations (version) VALUES (%s)", (path.stem,)
                     )
                 applied.append(path.stem)
-            timescale = _enable_timescaledb(conn)
-            return MigrationReport(applied, timescale)
+            problem = _enable_timescaledb(conn)
+            return MigrationReport(applied, problem is None, None if problem == ABSENT else problem)
         finally:
             conn.execute("SELECT pg_advisory_unlock(4242)")
 
 
-def _enable_timescaledb(conn: psycopg.Connection) -> bool:
+ABSENT = "absent"
+
+
+def _enable_timescaledb(conn: psycopg.Connection) -> str | None:
+    """None when the hypertables are in place; else why not (`ABSENT` when not installed)."""
     available = conn.execute(
         "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
     ).fetchone()
     if not available:
-        return False
-    conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        return ABSENT
+    try:
+        with conn.transaction():
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    except psycopg.Error as error:  # e.g. installed but missing from shared_preload_libraries
+        return f"timescaledb installed but not usable: {str(error).strip().splitlines()[0]}"
     for table, column in HYPERTABLES:
         conn.execute(
             "SELECT create_hypertable(%s, by_range(%s),"
             " if_not_exists => TRUE, migrate_data => TRUE)",
             (table, column),
         )
-    return True
+    return None

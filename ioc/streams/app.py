@@ -78,19 +78,9 @@ def create_app(settings: Settings) -> faust.App:
     )
 
     async def dead_letter(event: faust.EventT, reason: str, consumer: str) -> None:
-        message = event.message
-        letter = DeadLetter(
-            value=message.value,
-            key=message.key,
-            reason=reason,
-            source_topic=message.topic,
-            source_partition=message.partition,
-            source_offset=message.offset,
-            consumer=consumer,
-        )
-        log.warning("dead letter from %s@%s: %s", message.topic, message.offset, reason)
+        letter = DeadLetter.of(event.message, reason, consumer)
         await dlq_topic.send(
-            key=message.topic.encode(), value=message.value, headers=letter.headers()
+            key=letter.source_topic.encode(), value=letter.value, headers=letter.headers()
         )
 
     async def raise_incident(incident: Incident) -> None:
@@ -153,7 +143,11 @@ def create_app(settings: Settings) -> faust.App:
             streams.vision_min_score,
             streams.incident_bucket_minutes,
         )
-        if incident and camera_incidents[frame.camera_id] != incident.id:
+        if incident is None:
+            return
+        if camera_incidents[frame.camera_id] == incident.id:
+            await store.upsert_incident(incident)  # still burning: refresh evidence, no new alert
+        else:
             await raise_incident(incident)
             camera_incidents[frame.camera_id] = incident.id
 

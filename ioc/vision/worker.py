@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from ioc import topics
 from ioc.config import Settings
-from ioc.dlq import DeadLetter, describe_validation_error, send_dead_letter
+from ioc.dlq import describe_validation_error, send_dead_letter
 from ioc.kafka_clients import consumer, producer
 from ioc.models import FrameDetections, FrameHeaders
 from ioc.vision.detector import Detector, decode_jpeg
@@ -32,19 +32,7 @@ class VisionWorker:
         self.frames_done = 0
 
     async def _reject(self, record: ConsumerRecord, reason: str) -> None:
-        log.warning("dead letter from %s@%s: %s", record.topic, record.offset, reason)
-        await send_dead_letter(
-            self.producer,
-            DeadLetter(
-                value=record.value,
-                key=record.key,
-                reason=reason,
-                source_topic=record.topic,
-                source_partition=record.partition,
-                source_offset=record.offset,
-                consumer="ioc.vision",
-            ),
-        )
+        await send_dead_letter(self.producer, record, reason, "ioc.vision")
 
     async def process_batch(self, records: list[ConsumerRecord]) -> None:
         frames = []

@@ -1,8 +1,9 @@
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ioc import topics
-from ioc.models import SensorEvent, load_sensor_registry
+from ioc.models import SensorEvent, Ticket, load_sensor_registry
 from ioc.scenario.plan import build_plan
 from ioc.streams import rules
 
@@ -33,3 +34,24 @@ def test_exactly_one_sensor_crosses_its_alert_level_once(samples_dir: Path) -> N
             opened.append(event.id)
             open_by_sensor[event.id] = incident.id
     assert opened == ["tn-wl-cau-gia-bay"]
+
+
+def test_tickets_arrive_as_new_reports_each_run(samples_dir: Path) -> None:
+    first = build_plan(samples_dir, 60, 2, 4, start=datetime(2026, 11, 23, 1, 0, tzinfo=UTC))
+    second = build_plan(samples_dir, 60, 2, 4, start=datetime(2026, 11, 23, 1, 5, tzinfo=UTC))
+
+    def tickets(plan: list) -> list[Ticket]:
+        return [
+            Ticket.model_validate_json(item.value)
+            for item in plan
+            if item.topic == topics.HOTLINE_TICKETS and not item.bad
+        ]
+
+    ids_first = {t.service_request_id for t in tickets(first)}
+    assert len(ids_first) == 32
+    assert not ids_first & {t.service_request_id for t in tickets(second)}
+    ticket = tickets(first)[0]
+    assert ticket.service_request_id.startswith("S-0001-")
+    assert ticket.requested_datetime.utcoffset() == timedelta(hours=7), "keeps the time zone"
+    window = (datetime(2026, 11, 23, 1, 0, tzinfo=UTC), datetime(2026, 11, 23, 1, 1, tzinfo=UTC))
+    assert window[0] <= ticket.requested_datetime <= window[1]

@@ -1,0 +1,241 @@
+"""`ioc.store.migrate` and `ioc.store.writer.Store` against a real TimescaleDB.
+
+The database is PGlite (PostgreSQL 17 compiled to WASM) with TimescaleDB 2.23, served over the
+PostgreSQL wire protocol by `server.mjs` beside this file. Its npm packages are pinned by the
+`package-lock.json` here and installed outside the repository, in a cache folder
+(`$IOC_PGLITE_CACHE`, default `~/.cache/ioc/pglite-timescaledb`), once per lock.
+
+PGlite serves one session at a time (the socket server queues the others) and its socket server
+dies on COPY FROM STDIN, so every test closes its connections and writes with INSERT only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ioc.models import SensorEvent
+from ioc.store.migrate import HYPERTABLES, migrate
+from ioc.store.writer import Store
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+HERE = Path(__file__).resolve().parent
+PINNED = ("package.json", "package-lock.json")
+SERVER = "server.mjs"
+START_TIMEOUT = 60.0
+
+
+def _cache_dir() -> Path:
+    if configured := os.environ.get("IOC_PGLITE_CACHE"):
+        return Path(configured).expanduser()
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache_home / "ioc" / "pglite-timescaledb"
+
+
+def _lock_hash() -> str:
+    digest = hashlib.sha256()
+    for name in PINNED:
+        digest.update((HERE / name).read_bytes())
+    return digest.hexdigest()
+
+
+def _install(npm: str, cache: Path) -> None:
+    """`npm ci` the pinned packages into `cache`, unless that exact lock is already installed."""
+    cache.mkdir(parents=True, exist_ok=True)
+    marker = cache / ".lock-hash"
+    wanted = _lock_hash()
+    with (cache / ".install.lock").open("w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)  # parallel sessions: one installs, the others wait
+        if (
+            marker.exists()
+            and marker.read_text().strip() == wanted
+            and (cache / "node_modules").is_dir()
+        ):
+            return
+        marker.unlink(missing_ok=True)
+        for name in PINNED:
+            shutil.copyfile(HERE / name, cache / name)
+        done = subprocess.run(
+            [npm, "ci", "--prefix", str(cache), "--no-audit", "--no-fund", "--ignore-scripts"],
+            cwd=cache,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if done.returncode != 0:
+            output = (done.stdout + done.stderr)[-4000:]
+            pytest.fail(f"npm ci into {cache} failed ({done.returncode}):\n{output}")
+        marker.write_text(wanted + "\n")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _tail(path: Path, limit: int = 4000) -> str:
+    return path.read_text(errors="replace")[-limit:] if path.exists() else ""
+
+
+@pytest.fixture(scope="module")
+def timescale_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("node and npm are needed to run PGlite with TimescaleDB (not on PATH)")
+    cache = _cache_dir()
+    _install(npm, cache)
+    # Node resolves an ES module's imports from the module's own folder (NODE_PATH is ignored),
+    # so the server script runs from the cache folder, beside its node_modules.
+    shutil.copyfile(HERE / SERVER, cache / SERVER)
+
+    port = _free_port()
+    dsn = f"postgresql://postgres:postgres@127.0.0.1:{port}/postgres?sslmode=disable"
+    logs = tmp_path_factory.mktemp("pglite")
+    stdout, stderr = logs / "stdout.log", logs / "stderr.log"
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        server = subprocess.Popen(
+            [node, str(cache / SERVER), str(port)], cwd=cache, stdout=out, stderr=err
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if server.poll() is not None:
+                pytest.fail(
+                    f"PGlite server exited with {server.returncode} before accepting connections:"
+                    f"\n{_tail(stderr)}\n{_tail(stdout)}"
+                )
+            try:
+                with psycopg.connect(dsn, connect_timeout=5) as conn:
+                    conn.execute("SELECT 1")
+                break
+            except psycopg.OperationalError as error:
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"PGlite server not ready on port {port} after {START_TIMEOUT:.0f}s:"
+                        f" {error}\n{_tail(stderr)}\n{_tail(stdout)}"
+                    )
+                time.sleep(0.2)
+        yield dsn
+        if server.poll() is not None:
+            pytest.fail(f"PGlite server died during the tests:\n{_tail(stderr)}\n{_tail(stdout)}")
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+@pytest.fixture(scope="module")
+def migrated(timescale_dsn: str) -> str:
+    report = migrate(timescale_dsn)
+    assert report.applied == ["0001_initial"]
+    assert report.timescaledb is True
+    assert "TimescaleDB" in report.storage
+    return timescale_dsn
+
+
+def test_migrate_makes_hypertables(migrated: str) -> None:
+    with psycopg.connect(migrated) as conn:
+        extension = conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+        ).fetchone()
+        dimensions = conn.execute(
+            "SELECT hypertable_name, column_name FROM timescaledb_information.dimensions"
+            " WHERE hypertable_schema = 'public' ORDER BY hypertable_name"
+        ).fetchall()
+        hypertables = {
+            row[0]
+            for row in conn.execute(
+                "SELECT hypertable_name FROM timescaledb_information.hypertables"
+            )
+        }
+    assert extension is not None
+    assert hypertables == {"sensor_readings", "detections"}
+    assert sorted(dimensions) == sorted(HYPERTABLES)
+
+
+def test_migrate_again_applies_nothing(migrated: str) -> None:
+    report = migrate(migrated)
+    assert report.applied == []
+    assert report.timescaledb is True
+    assert "TimescaleDB" in report.storage
+    with psycopg.connect(migrated) as conn:
+        versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations")]
+        count = conn.execute("SELECT count(*) FROM timescaledb_information.hypertables").fetchone()
+    assert versions == ["0001_initial"]
+    assert count == (2,)
+
+
+def test_hypertable_keeps_primary_key(migrated: str) -> None:
+    observed = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
+    insert = (
+        "INSERT INTO sensor_readings (sensor_id, observed_at, property, value, sensor_type,"
+        " ingested_at) VALUES (%s, %s, %s, %s, %s, now()) ON CONFLICT DO NOTHING"
+    )
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        first = conn.execute(insert, ("pk-test", observed, "pm25", 41.0, "AirQualityObserved"))
+        assert first.rowcount == 1
+        second = conn.execute(insert, ("pk-test", observed, "pm25", 99.0, "AirQualityObserved"))
+        assert second.rowcount == 0
+        rows = conn.execute(
+            "SELECT value FROM sensor_readings WHERE sensor_id = 'pk-test'"
+        ).fetchall()
+        chunks = conn.execute(
+            "SELECT count(*) FROM timescaledb_information.chunks"
+            " WHERE hypertable_name = 'sensor_readings'"
+        ).fetchone()
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(
+                insert.removesuffix(" ON CONFLICT DO NOTHING"),
+                ("pk-test", observed, "pm25", 1.0, "x"),
+            )
+    assert rows == [(41.0,)]
+    assert chunks is not None and chunks[0] >= 1  # the row went into a chunk
+
+
+def test_store_insert_readings(migrated: str) -> None:
+    event = SensorEvent.model_validate(
+        {
+            "id": "urn:ngsi-ld:AirQualityObserved:store-test",
+            "type": "AirQualityObserved",
+            "dateObserved": "2024-05-02T09:30:00+07:00",
+            "measurements": {"pm25": 55.5, "pm10": 80.0},
+        }
+    )
+    ingested_at = datetime.now(UTC)
+
+    async def write_twice() -> None:
+        store = Store(migrated, max_size=1)
+        try:
+            await store.insert_readings(event, ingested_at=ingested_at)
+            await store.insert_readings(event, ingested_at=ingested_at)  # a redelivery
+        finally:
+            await store.close()
+
+    asyncio.run(write_twice())
+    with psycopg.connect(migrated) as conn:
+        rows = conn.execute(
+            "SELECT property, value, observed_at FROM sensor_readings WHERE sensor_id = %s"
+            " ORDER BY property",
+            (event.id,),
+        ).fetchall()
+    assert [(name, value) for name, value, _ in rows] == [("pm10", 80.0), ("pm25", 55.5)]
+    assert {observed for _, _, observed in rows} == {event.date_observed}
