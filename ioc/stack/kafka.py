@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from ioc.config import KafkaSettings, StackSettings
 from ioc.stack.java import find_java
@@ -87,7 +87,7 @@ def ensure_jars(stack: StackSettings) -> Path:
     with Progress(
         TextColumn("[bold]Kafka jars"),
         BarColumn(),
-        DownloadColumn(),
+        MofNCompleteColumn(),
         TextColumn("{task.description}"),
     ) as progress:
         task = progress.add_task("", total=len(missing))

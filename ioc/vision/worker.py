@@ -50,7 +50,15 @@ class VisionWorker:
         if not frames:
             return
         started = time.perf_counter()
-        results = await asyncio.to_thread(self.detector.detect, [image for _, _, image in frames])
+        try:
+            results = await asyncio.to_thread(
+                self.detector.detect, [image for _, _, image in frames]
+            )
+        except Exception as error:  # a frame the model chokes on must not stop the cameras
+            log.exception("inference failed on a batch of %d frames", len(frames))
+            for record, _, _ in frames:
+                await self._reject(record, f"inference failed: {type(error).__name__}: {error}")
+            return
         per_frame_ms = (time.perf_counter() - started) * 1000 / len(frames)
         sends = []
         for (record, headers, image), detections in zip(frames, results, strict=True):
