@@ -30,6 +30,12 @@ app.add_typer(streams_app, name="streams")
 app.add_typer(vision_app, name="vision")
 app.add_typer(alerts_app, name="alerts")
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+tickets_app = typer.Typer(help="1022 hotline tickets.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks against a baseline measured in the same run.", no_args_is_help=True
+)
+app.add_typer(tickets_app, name="tickets")
+app.add_typer(bench_app, name="bench")
 app.add_typer(scenario_app, name="scenario")
 app.add_typer(db_app, name="db")
 
@@ -169,6 +175,66 @@ def db_migrate_command() -> None:
 
     report = migrate(get_settings().database.dsn)
     console.print(f"{len(report.applied)} migration(s) applied; {report.storage}")
+
+
+@app.command("api")
+def api_command() -> None:
+    """Serve the Open311 GeoReport v2 intake (hotline.api_host:api_port) until stopped."""
+    from ioc.api.server import serve
+
+    _setup_logging()
+    serve(get_settings())
+
+
+@tickets_app.command("import")
+def tickets_import_command(
+    path: Annotated[Path, typer.Argument(help="A .csv (Open311 field names) or .jsonl file.")],
+) -> None:
+    """Bulk-load tickets onto the intake topic; prints accepted and rejected rows with reasons."""
+    from ioc.api.importer import import_tickets
+
+    if not path.is_file():
+        _fail(FileNotFoundError(f"no such file: {path}"))
+    try:
+        report = import_tickets(path, get_settings())
+    except ValueError as error:  # the whole file is unusable (type, encoding, header)
+        _fail(error)
+    raise typer.Exit(1 if report.rejected and not report.accepted else 0)
+
+
+@app.command("triage")
+def triage_command(
+    source: Annotated[str, typer.Argument(help="JSONL tickets file, or - for stdin.")] = "-",
+) -> None:
+    """Triage tickets offline: JSONL in, JSONL out (category, urgent, priority, sla_due)."""
+    from ioc.hotline.commands import triage_file
+    from ioc.hotline.triage import Triage
+
+    hotline = get_settings().hotline
+    triage = Triage.load(hotline.triage_rules, hotline.sla_table)
+    if source == "-":
+        triage_file(sys.stdin, sys.stdout, triage)
+        return
+    if not Path(source).is_file():
+        _fail(FileNotFoundError(f"no such file: {source}"))
+    with open(source, encoding="utf-8") as handle:
+        triage_file(handle, sys.stdout, triage)
+
+
+@bench_app.command("tickets")
+def bench_tickets_command(
+    count: Annotated[int, typer.Option(help="Tickets per throughput round.")] = 2000,
+    rounds: Annotated[int, typer.Option(help="Throughput rounds per side (median).")] = 3,
+    rate: Annotated[float, typer.Option(help="Tickets/s for the latency phase.")] = 50.0,
+    seconds: Annotated[float, typer.Option(help="Length of the latency phase.")] = 10.0,
+) -> None:
+    """Tickets/s and latency through intake → triage → DB vs a plain aiokafka+INSERT loop."""
+    from ioc.bench.tickets import run_bench
+
+    try:
+        run_bench(count, rounds, rate, seconds, console)
+    except StackError as error:
+        _fail(error)
 
 
 def main() -> None:

@@ -53,7 +53,7 @@ class DatabaseSettings(Section):
     """PostgreSQL (TimescaleDB in production). The local stack serves exactly this DSN."""
 
     dsn: str = "postgresql://ioc:ioc@127.0.0.1:15432/ioc"
-    pool_max_size: int = Field(4, ge=1)
+    pool_max_size: int = Field(8, ge=1)
 
     @field_validator("dsn")
     @classmethod
@@ -84,9 +84,8 @@ class StreamsSettings(Section):
 
     app_id: str = "ioc-streams"
     web_port: int | None = Field(None, description="Faust's web server port; off when unset.")
-    fire_keywords: list[str] = Field(
-        default_factory=lambda: ["cháy", "hỏa hoạn", "cứu hỏa", "nổ", "chay nha", "cuu hoa"],
-        description="A ticket mentioning any of these (whole words, any case) is an urgent fire.",
+    hotline_concurrency: int = Field(
+        4, ge=1, description="Tickets processed at once per worker (database latency overlaps)."
     )
     sensor_registry: Path | None = Field(None, description="TOML sensor registry; default bundled.")
     vision_incident_classes: list[str] = Field(default_factory=lambda: ["fire", "smoke"])
@@ -97,6 +96,23 @@ class StreamsSettings(Section):
     pii_key: str = Field(
         "change-me", description="Key for hashing reporter contact data at intake."
     )
+
+
+class HotlineSettings(Section):
+    """The 1022 intake (Open311 API), triage, duplicates and SLA."""
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8311, ge=1, le=65535)
+    api_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="Integrating system name -> API key; POST needs one. JSON in the environment.",
+    )
+    max_body_bytes: int = Field(64 * 1024, ge=1024, description="Larger request bodies get 413.")
+    triage_rules: Path | None = Field(None, description="TOML triage rules; default bundled.")
+    sla_table: Path | None = Field(None, description="TOML SLA hours per category and priority.")
+    duplicate_radius_m: float = Field(200.0, gt=0)
+    duplicate_window_minutes: int = Field(120, ge=1)
+    sla_check_interval_s: float = Field(30.0, gt=0, description="How often to look for breaches.")
 
 
 class VisionSettings(Section):
@@ -114,6 +130,9 @@ class VisionSettings(Section):
 class AlertSettings(Section):
     """Delivery of new incidents to hotline staff."""
 
+    min_severity: Literal["urgent", "high", "normal"] = Field(
+        "high", description="Incidents below this severity are recorded but page nobody."
+    )
     console: bool = True
     webhook_url: str | None = None
     webhook_timeout_s: float = Field(5.0, gt=0)
@@ -145,6 +164,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
     streams: StreamsSettings = Field(default_factory=StreamsSettings)
+    hotline: HotlineSettings = Field(default_factory=HotlineSettings)
     vision: VisionSettings = Field(default_factory=VisionSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     demo: DemoSettings = Field(default_factory=DemoSettings)

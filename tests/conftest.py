@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ import pytest
 
 from ioc.assets import SAMPLES_DIR
 from ioc.config import Settings
+from ioc.stack.process import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_REGISTRY = Path(__file__).resolve().parent / "data" / "sensors.toml"
@@ -30,28 +30,6 @@ T = TypeVar("T")
 def samples_dir() -> Path:
     """The shared samples when present (CI, developers), else the copies shipped in the package."""
     return SHARED_SAMPLES if (SHARED_SAMPLES / "frames").is_dir() else SAMPLES_DIR
-
-
-def free_port(consecutive: int = 1) -> int:
-    """A loopback port with `consecutive - 1` free ports after it (Kafka's controller)."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port + consecutive >= 65535:
-            continue
-        if all(_is_free(port + offset) for offset in range(consecutive)):
-            return port
-    raise RuntimeError("no free port range found")
-
-
-def _is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def wait_for(probe: Callable[[], T | None], timeout: float = 60.0, what: str = "condition") -> T:
@@ -116,6 +94,7 @@ def stack_env(
         "IOC_STREAMS__SENSOR_REGISTRY": str(TEST_REGISTRY),
         "IOC_ALERTS__WEBHOOK_URL": webhook.url,
         "IOC_VISION__BATCH_WAIT_MS": "20",
+        "IOC_HOTLINE__SLA_CHECK_INTERVAL_S": "1",
     }
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)

@@ -98,7 +98,10 @@ def test_fire_ticket_raises_urgent_incident_and_alert(
 
     incident = wait_for(
         lambda: row(
-            db, "SELECT id, kind, severity, source FROM incidents WHERE source_key = %s", ticket_id
+            db,
+            "SELECT id, kind, severity, source FROM incidents WHERE source_key = %s"
+            " AND kind <> 'sla_breach'",
+            ticket_id,
         ),
         what="incident row for the fire ticket",
     )
@@ -126,22 +129,44 @@ def test_fire_ticket_raises_urgent_incident_and_alert(
     assert delivered[0]["severity"] == "urgent"
 
 
-def test_ordinary_ticket_is_stored_without_incident(
-    producer: KafkaProducer, db: psycopg.Connection
+def caught_up(settings: Settings, group: str, topic: str) -> bool:
+    """The group has committed everything in the topic: what it will do, it has done."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    reader = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    try:
+        committed = admin.list_group_offsets([group]).get(group, {})
+        parts = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
+        ends = reader.end_offsets(parts)
+        return all(
+            committed.get(tp) and committed[tp].offset >= ends[tp] for tp in parts if ends[tp]
+        )
+    finally:
+        reader.close()
+        admin.close()
+
+
+def test_ordinary_ticket_is_triaged_without_paging_anyone(
+    producer: KafkaProducer, db: psycopg.Connection, settings: Settings
 ) -> None:
     ticket_id = f"T-{uuid.uuid4().hex[:8]}"
-    send(
-        producer,
-        topics.HOTLINE_TICKETS,
-        ticket_id,
-        ticket(ticket_id, "Đèn chiếu sáng đường Z115 không sáng"),
-    )
+    description = "Đèn chiếu sáng công cộng đường Z115 không sáng cả tuần"
+    send(producer, topics.HOTLINE_TICKETS, ticket_id, ticket(ticket_id, description))
     stored = wait_for(
-        lambda: row(db, "SELECT urgent FROM tickets WHERE service_request_id = %s", ticket_id),
+        lambda: row(
+            db,
+            "SELECT urgent, category, status, incident_id FROM tickets"
+            " WHERE service_request_id = %s",
+            ticket_id,
+        ),
         what="ticket row",
     )
-    assert stored == (False,)
-    assert row(db, "SELECT 1 FROM incidents WHERE source_key = %s", ticket_id) is None
+    assert stored[:3] == (False, "dien_nuoc_chieu_sang", "triaged")
+    incident = row(db, "SELECT kind, severity FROM incidents WHERE id = %s", stored[3])
+    assert incident == ("citizen_report", "normal")
+    wait_for(lambda: caught_up(settings, "ioc-alerts", topics.INCIDENTS), what="alert consumer")
+    assert row(db, "SELECT 1 FROM alerts WHERE incident_id = %s", stored[3]) is None
 
 
 def test_threshold_crossing_sensor_raises_one_incident_per_episode(

@@ -18,7 +18,7 @@ from ioc.alerts.channels import Channel, channels_from_settings
 from ioc.config import Settings
 from ioc.dlq import describe_validation_error, send_dead_letter
 from ioc.kafka_clients import consumer, producer
-from ioc.models import Alert, Incident
+from ioc.models import Alert, Incident, Severity
 from ioc.models.base import deterministic_id, epoch_ms, utc_now
 from ioc.models.incidents import IncidentStatus
 from ioc.store.writer import Store
@@ -31,6 +31,7 @@ ATTEMPTS = 5
 class AlertConsumer:
     def __init__(self, settings: Settings, channels: list[Channel]) -> None:
         self.channels = channels
+        self.min_rank = Severity(settings.alerts.min_severity).rank
         self.store = Store(settings.database.dsn, settings.database.pool_max_size)
         self.consumer = consumer(settings.kafka, settings.alerts.group_id, topics.INCIDENTS)
         self.producer = producer(settings.kafka, settings.alerts.group_id)
@@ -57,7 +58,7 @@ class AlertConsumer:
         except ValidationError as error:
             await self._reject(record, describe_validation_error(error))
             return
-        if incident.status != IncidentStatus.OPEN:
+        if incident.status != IncidentStatus.OPEN or incident.severity.rank > self.min_rank:
             return
         for channel in self.channels:
             alert_id = deterministic_id("alert", incident.id, channel.name)

@@ -2,32 +2,53 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints, field_validator
+from pydantic import AwareDatetime, Field, StringConstraints, field_validator, model_validator
 
+from ioc.hotline.categories import Category
 from ioc.models.base import WireModel
 
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
-class Ticket(WireModel):
-    """A citizen report as it reaches the 1022 hotline (Open311 GeoReport v2 field names).
+# Vietnam, islands included (Hoàng Sa, Trường Sa): reports outside are a typo or a test.
+VIETNAM_LAT = (7.0, 23.5)
+VIETNAM_LON = (102.0, 117.5)
+MAX_DESCRIPTION = 4000
 
-    `phone` is the only personal field; it stops at intake (hashed before storage).
+Channel = Literal["phone", "app", "web", "zalo", "email"]
+
+
+class Ticket(WireModel):
+    """A citizen report as it reaches the 1022 hotline (Open311 GeoReport v2 field names + channel).
+
+    `phone`, `email`, `first_name`, `last_name` are personal data: they exist only on the intake
+    topic and are replaced by a keyed hash and a masked form before anything is stored.
+    `service_code` is one of the categories, or absent for triage to decide.
     `expected` carries the labels of sample tickets and is ignored by the pipeline.
     """
 
     service_request_id: NonEmpty
     requested_datetime: AwareDatetime
-    channel: NonEmpty
-    description: NonEmpty = Field(max_length=4000)
-    address_string: str | None = None
-    lat: float | None = Field(None, ge=-90, le=90)
-    long: float | None = Field(None, ge=-180, le=180)
-    service_code: str | None = None
-    phone: str | None = None
+    channel: Channel
+    description: NonEmpty = Field(max_length=MAX_DESCRIPTION)
+    service_code: Category | None = None
+    address_string: str | None = Field(None, max_length=500)
+    lat: float | None = Field(None, ge=VIETNAM_LAT[0], le=VIETNAM_LAT[1])
+    long: float | None = Field(None, ge=VIETNAM_LON[0], le=VIETNAM_LON[1])
+    media_url: str | None = Field(None, max_length=2000)
+    phone: str | None = Field(None, max_length=32)
+    email: str | None = Field(None, max_length=254)
+    first_name: str | None = Field(None, max_length=100)
+    last_name: str | None = Field(None, max_length=100)
     expected: dict[str, object] | None = None
+
+    @model_validator(mode="after")
+    def _located(self) -> Ticket:
+        if (self.lat is None) != (self.long is None):
+            raise ValueError("lat and long come together")
+        return self
 
 
 class SensorEvent(WireModel):

@@ -17,14 +17,22 @@ class IncidentSource(StrEnum):
 
 class IncidentKind(StrEnum):
     FIRE = "fire"
+    FLOOD = "flood"
     WATER_LEVEL_HIGH = "water_level_high"
     AIR_QUALITY_POOR = "air_quality_poor"
+    CITIZEN_REPORT = "citizen_report"
+    SLA_BREACH = "sla_breach"
 
 
 class Severity(StrEnum):
     URGENT = "urgent"
     HIGH = "high"
     NORMAL = "normal"
+
+    @property
+    def rank(self) -> int:
+        """0 is the most severe."""
+        return list(Severity).index(self)
 
 
 class IncidentStatus(StrEnum):
@@ -47,6 +55,8 @@ class Incident(WireModel):
     district: str | None = None
     lat: float | None = None
     lon: float | None = None
+    category: str | None = Field(None, description="Hotline category, for citizen reports.")
+    reports: int = Field(1, ge=1, description="How many citizens reported it.")
     evidence: dict[str, object] = Field(default_factory=dict)
 
 

@@ -52,7 +52,8 @@ def run_demo(settings: Settings, samples_dir: Path, keep_stack: bool, console: C
         console.print(f"[bold red]✗[/] {problem}")
     if not found:
         console.print(
-            "[bold green]✓ demo passed:[/] every flow raised incidents, every incident was "
-            "alerted, every bad input is in the dead-letter topic with its reason"
+            "[bold green]✓ demo passed:[/] every flow raised incidents, every urgent or high one "
+            "was alerted, a second citizen's report joined its incident, every bad input is in "
+            "the dead-letter topic with its reason"
         )
     return 1 if found else 0

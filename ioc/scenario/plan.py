@@ -81,6 +81,18 @@ def live_ticket(sample: dict[str, Any], run_tag: str, received: datetime) -> dic
     }
 
 
+def second_report(sample: dict[str, Any]) -> dict[str, Any]:
+    """A neighbour calling about the same event from 60 m away: it must join the first report's
+    incident, not open another."""
+    return sample | {
+        "service_request_id": f"{sample['service_request_id']}-2",
+        "channel": "phone",
+        "description": "Bên cạnh nhà tôi đang cháy to, khói đen mù mịt, gọi cứu hỏa giúp",
+        "lat": round(sample["lat"] + 0.00054, 6),
+        "phone": "0900000001",
+    }
+
+
 def build_plan(
     samples_dir: Path,
     duration_s: float,
@@ -122,6 +134,18 @@ def build_plan(
                 json.dumps(ticket, ensure_ascii=False).encode(),
             )
         )
+
+    first = json.loads(tickets[0])
+    at_s = 0.5 * duration_s / len(tickets) + min(20.0, duration_s / 10)
+    echo = live_ticket(second_report(first), run_tag, start + timedelta(seconds=at_s))
+    plan.append(
+        Scheduled(
+            at_s,
+            topics.HOTLINE_TICKETS,
+            echo["service_request_id"].encode(),
+            json.dumps(echo, ensure_ascii=False).encode(),
+        )
+    )
 
     for spec in load_sensor_registry().sensors:
         steps = int(duration_s / sensor_interval_s)

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from ioc import topics
 from ioc.config import Settings
+from ioc.models import Severity
 from ioc.models.base import utc_now
 
 TABLES = ("tickets", "sensor_readings", "detections", "incidents", "alerts")
@@ -34,7 +35,8 @@ class Summary:
     dead_letters: list[tuple[str, str]]  # source topic, reason
     latency_ms: dict[str, tuple[float, float, int]]  # source -> (median, p95, n)
     open_without_alert: int
-    recent: list[tuple[str, str, str, str]]  # time, source, status, title (newest first)
+    recent: list[tuple[str, str, str, str, str]]  # time, source, status, reports, title
+    max_reports: int  # most citizens linked to one hotline incident
     lag: dict[str, int] = field(default_factory=dict)
 
 
@@ -97,6 +99,8 @@ def read_dead_letters(
 
 
 def summarize(settings: Settings, before: Snapshot, after: Snapshot) -> Summary:
+    min_rank = Severity(settings.alerts.min_severity).rank
+    alertable = [severity.value for severity in Severity if severity.rank <= min_rank]
     messages: Counter[str] = Counter()
     for (topic, partition), end in after.end_offsets.items():
         messages[topic] += end - before.end_offsets.get((topic, partition), 0)
@@ -129,17 +133,24 @@ def summarize(settings: Settings, before: Snapshot, after: Snapshot) -> Summary:
             )
         }
         recent = [
-            (f"{event_time:%d/%m %H:%M:%S}", str(source), str(status), str(title))
-            for event_time, source, status, title in conn.execute(
-                "SELECT event_time AT TIME ZONE 'Asia/Ho_Chi_Minh', source, status, title"
-                " FROM incidents WHERE updated_at >= %s ORDER BY updated_at DESC LIMIT 12",
+            (f"{event_time:%d/%m %H:%M:%S}", str(source), str(status), str(reports), str(title))
+            for event_time, source, status, reports, title in conn.execute(
+                "SELECT event_time AT TIME ZONE 'Asia/Ho_Chi_Minh', source, status, reports, title"
+                " FROM incidents WHERE updated_at >= %s ORDER BY CASE severity WHEN 'urgent' THEN 0"
+                " WHEN 'high' THEN 1 ELSE 2 END, updated_at DESC LIMIT 12",
                 (before.at,),
             )
         ]
+        max_reports = conn.execute(
+            "SELECT coalesce(max(reports), 0) FROM incidents WHERE updated_at >= %s"
+            " AND source = 'hotline'",
+            (before.at,),
+        ).fetchone()[0]  # type: ignore[index]
         open_without_alert = conn.execute(
             "SELECT count(*) FROM incidents i WHERE i.updated_at >= %s AND i.status = 'open'"
+            " AND i.severity = ANY(%s)"
             " AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.incident_id = i.id AND a.ok)",
-            (before.at,),
+            (before.at, alertable),
         ).fetchone()[0]  # type: ignore[index]
     return Summary(
         messages=dict(messages),
@@ -150,6 +161,7 @@ def summarize(settings: Settings, before: Snapshot, after: Snapshot) -> Summary:
         latency_ms=latency,
         open_without_alert=int(open_without_alert),
         recent=recent,
+        max_reports=int(max_reports),
     )
 
 
@@ -172,7 +184,14 @@ def render(summary: Summary, console: Console) -> None:
             str(summary.alerts.get((channel, True), 0)),
             str(summary.alerts.get((channel, False), 0)),
         )
-    recent = Table("event time (ICT)", "source", "status", "incident", title="Latest incidents")
+    recent = Table(
+        "event time (ICT)",
+        "source",
+        "status",
+        "reports",
+        "incident",
+        title="Most severe incidents (this run)",
+    )
     for row in summary.recent:
         recent.add_row(*row)
     latency = Table("source", "median ms", "p95 ms", "alerts", title="Latency, input → alert")
@@ -198,8 +217,10 @@ def problems(summary: Summary, expected_dead_letters: int) -> list[str]:
     for source in ("hotline", "sensor", "vision"):
         if source not in sources:
             found.append(f"no incident raised from the {source} flow")
+    if summary.max_reports < 2:
+        found.append("the second citizen's report of the same fire was not linked to its incident")
     if summary.open_without_alert:
-        found.append(f"{summary.open_without_alert} open incident(s) without a delivered alert")
+        found.append(f"{summary.open_without_alert} open alertable incident(s) without an alert")
     if len(summary.dead_letters) != expected_dead_letters:
         found.append(
             f"{len(summary.dead_letters)} dead letters, expected {expected_dead_letters}"

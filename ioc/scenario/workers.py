@@ -6,6 +6,7 @@ the same checks work for any deployment, not only for these children.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -83,6 +84,9 @@ class Workers:
     def wait_ready(self, timeout_s: float) -> None:
         """Every group is Stable with a member: the worker has loaded and owns its partitions."""
         from kafka.errors import KafkaError
+
+        # kafka-python cannot decode Faust's member metadata and warns on every poll; harmless.
+        logging.getLogger("kafka.admin._groups").setLevel(logging.ERROR)
 
         deadline = time.monotonic() + timeout_s
         admin = self._admin()

@@ -108,3 +108,23 @@ class ManagedProcess:
             os.killpg(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
         return True
+
+
+def free_port(consecutive: int = 1) -> int:
+    """A free loopback port with `consecutive - 1` free ports after it (Kafka's controller)."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port + consecutive < 65535 and all(_is_free(port + n) for n in range(consecutive)):
+            return port
+    raise StackError("no free loopback port range found")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

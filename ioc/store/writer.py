@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 
+from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from ioc.models import Alert, FrameDetections, Incident, SensorEvent, Ticket
+from ioc.models import Alert, FrameDetections, Incident, SensorEvent
 
 
 class Store:
@@ -33,29 +36,12 @@ class Store:
             await self._pool.close()
             self._is_open = False
 
-    async def insert_ticket(
-        self, ticket: Ticket, *, reporter_hash: str | None, urgent: bool, ingested_at: datetime
-    ) -> None:
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection, for callers that own a multi-statement transaction."""
         pool = await self._ready()
         async with pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO tickets (service_request_id, requested_at, channel, description,"
-                " address, lat, lon, reporter_hash, urgent, ingested_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (service_request_id) DO NOTHING",
-                (
-                    ticket.service_request_id,
-                    ticket.requested_datetime,
-                    ticket.channel,
-                    ticket.description,
-                    ticket.address_string,
-                    ticket.lat,
-                    ticket.long,
-                    reporter_hash,
-                    urgent,
-                    ingested_at,
-                ),
-            )
+            yield conn
 
     async def insert_readings(self, event: SensorEvent, *, ingested_at: datetime) -> None:
         pool = await self._ready()
@@ -102,8 +88,8 @@ class Store:
         async with pool.connection() as conn:
             await conn.execute(
                 "INSERT INTO incidents (id, kind, severity, source, source_key, title, status,"
-                " district, lat, lon, event_time, evidence)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " district, lat, lon, event_time, category, evidence)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,"
                 " evidence = EXCLUDED.evidence, updated_at = now()",
                 (
@@ -118,6 +104,7 @@ class Store:
                     incident.lat,
                     incident.lon,
                     incident.event_time,
+                    incident.category,
                     Jsonb(json.loads(json.dumps(incident.evidence, default=str))),
                 ),
             )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import faust
@@ -18,6 +20,10 @@ from pydantic import ValidationError
 from ioc import topics
 from ioc.config import Settings
 from ioc.dlq import DeadLetter, describe_validation_error
+from ioc.hotline import lifecycle
+from ioc.hotline.privacy import redact_ticket_bytes, reporter_of
+from ioc.hotline.triage import Triage
+from ioc.kafka_clients import hide_produced_payloads
 from ioc.models import FrameDetections, Incident, SensorEvent, Ticket, load_sensor_registry
 from ioc.models.base import from_epoch_ms
 from ioc.store.writer import Store
@@ -48,6 +54,7 @@ def _ingested_ms(event: faust.EventT) -> int:
 
 def create_app(settings: Settings) -> faust.App:
     """Build the app and its agents from settings (no module-level state: tests build their own)."""
+    hide_produced_payloads()
     app = faust.App(
         settings.streams.app_id,
         broker=_broker_url(settings.kafka.bootstrap_servers),
@@ -63,6 +70,8 @@ def create_app(settings: Settings) -> faust.App:
     store = Store(settings.database.dsn, settings.database.pool_max_size)
     registry = load_sensor_registry(settings.streams.sensor_registry)
     streams = settings.streams
+    hotline = settings.hotline
+    triage = Triage.load(hotline.triage_rules, hotline.sla_table)
 
     tickets_topic = _raw_topic(app, topics.HOTLINE_TICKETS)
     sensors_topic = _raw_topic(app, topics.SENSOR_EVENTS)
@@ -79,6 +88,8 @@ def create_app(settings: Settings) -> faust.App:
 
     async def dead_letter(event: faust.EventT, reason: str, consumer: str) -> None:
         letter = DeadLetter.of(event.message, reason, consumer)
+        if letter.source_topic == topics.HOTLINE_TICKETS:  # reporter contact stays on intake
+            letter = replace(letter, value=redact_ticket_bytes(letter.value))
         await dlq_topic.send(
             key=letter.source_topic.encode(), value=letter.value, headers=letter.headers()
         )
@@ -110,16 +121,21 @@ def create_app(settings: Settings) -> faust.App:
 
     async def process_ticket(event: faust.EventT) -> None:
         ticket = Ticket.model_validate_json(event.value or b"")
-        ingested_ms = _ingested_ms(event)
-        incident = rules.ticket_incident(ticket, streams.fire_keywords, ingested_ms)
-        await store.insert_ticket(
-            ticket,
-            reporter_hash=rules.reporter_hash(ticket.phone, streams.pii_key),
-            urgent=incident is not None,
-            ingested_at=from_epoch_ms(ingested_ms),
-        )
-        if incident:
-            await raise_incident(incident)
+        result = triage.classify(ticket.description, ticket.service_code)
+        async with store.connection() as conn:
+            linked = await lifecycle.record_ticket(
+                conn,
+                ticket,
+                result,
+                sla_due=triage.sla_due(result, ticket.requested_datetime),
+                reporter=reporter_of(ticket, streams.pii_key),
+                ingested_ms=_ingested_ms(event),
+                radius_m=hotline.duplicate_radius_m,
+                window=timedelta(minutes=hotline.duplicate_window_minutes),
+            )
+        if not linked.replay:  # new incident, or one more citizen reporting it
+            incident = linked.incident
+            await incidents_topic.send(key=incident.id.encode(), value=incident.to_bytes())
 
     async def process_sensor(event: faust.EventT) -> None:
         reading = SensorEvent.model_validate_json(event.value or b"")
@@ -152,17 +168,33 @@ def create_app(settings: Settings) -> faust.App:
             camera_incidents[frame.camera_id] = incident.id
 
     def agent(
-        topic: faust.TopicT, name: str, process: Callable[[faust.EventT], Awaitable[None]]
+        topic: faust.TopicT,
+        name: str,
+        process: Callable[[faust.EventT], Awaitable[None]],
+        concurrency: int = 1,
     ) -> None:
         async def run(stream: faust.StreamT[Any]) -> None:
             async for event in stream.events():
                 await handle(event, name, process)
 
-        app.agent(topic, name=f"ioc.streams.{name}")(run)
+        app.agent(topic, name=f"ioc.streams.{name}", concurrency=concurrency)(run)
 
-    agent(tickets_topic, "hotline", process_ticket)
+    # Tickets are independent of each other (linking is serialised in SQL), so several are
+    # processed at once to overlap database round trips; sensors and cameras keep their order.
+    agent(tickets_topic, "hotline", process_ticket, concurrency=streams.hotline_concurrency)
     agent(sensors_topic, "sensors", process_sensor)
     agent(detections_topic, "camera", process_detections)
+
+    @app.timer(interval=hotline.sla_check_interval_s)
+    async def watch_sla() -> None:
+        """Open tickets past their deadline become SLA-breach incidents (claimed once in SQL)."""
+        try:
+            async with store.connection() as conn:
+                breaches = await lifecycle.claim_sla_breaches(conn)
+            for incident in breaches:
+                await raise_incident(incident)
+        except Exception:  # the database may be restarting: the next tick tries again
+            log.exception("SLA check failed")
 
     @app.on_before_shutdown.connect
     async def close_store(_app: faust.App, **_: Any) -> None:

@@ -1,11 +1,8 @@
-"""The first rule of each flow, as pure functions so they are tested without a broker."""
+"""The sensor and camera rules, as pure functions so they are tested without a broker.
+(Hotline tickets are triaged in `ioc.hotline`.)"""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import re
-import unicodedata
 from datetime import datetime, timedelta
 
 from ioc.models import (
@@ -16,53 +13,9 @@ from ioc.models import (
     SensorEvent,
     SensorSpec,
     Severity,
-    Ticket,
 )
 from ioc.models.base import deterministic_id
 from ioc.models.incidents import IncidentStatus
-
-
-def _normalise(text: str) -> str:
-    return unicodedata.normalize("NFC", text).casefold()
-
-
-def mentions_any(text: str, keywords: list[str]) -> str | None:
-    """The first keyword found as whole words in `text` (Vietnamese diacritics respected)."""
-    normalised = _normalise(text)
-    for keyword in keywords:
-        if re.search(rf"(?<!\w){re.escape(_normalise(keyword))}(?!\w)", normalised):
-            return keyword
-    return None
-
-
-def reporter_hash(phone: str | None, key: str) -> str | None:
-    """Keyed hash of a phone number: lets staff link repeat callers without storing the number."""
-    if not phone:
-        return None
-    digits = re.sub(r"\D", "", phone)
-    return hmac.new(key.encode(), digits.encode(), hashlib.sha256).hexdigest()[:24]
-
-
-def ticket_incident(ticket: Ticket, keywords: list[str], ingested_at_ms: int) -> Incident | None:
-    """A ticket that mentions fire is an urgent fire incident (one per ticket)."""
-    keyword = mentions_any(ticket.description, keywords)
-    if keyword is None:
-        return None
-    return Incident(
-        id=deterministic_id("inc", IncidentSource.HOTLINE, ticket.service_request_id),
-        kind=IncidentKind.FIRE,
-        severity=Severity.URGENT,
-        source=IncidentSource.HOTLINE,
-        source_key=ticket.service_request_id,
-        title=f"1022: {ticket.description[:120]}",
-        event_time=ticket.requested_datetime,
-        ingested_at_ms=ingested_at_ms,
-        district=ticket.address_string,
-        lat=ticket.lat,
-        lon=ticket.long,
-        evidence={"keyword": keyword, "channel": ticket.channel},
-    )
-
 
 SENSOR_KINDS = {
     "WaterObserved": (IncidentKind.WATER_LEVEL_HIGH, Severity.URGENT),

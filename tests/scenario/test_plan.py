@@ -11,7 +11,7 @@ from ioc.streams import rules
 def test_plan_covers_every_flow_in_time_order(samples_dir: Path) -> None:
     plan = build_plan(samples_dir, duration_s=60, frame_interval_s=2, sensor_interval_s=4)
     per_topic = Counter(item.topic for item in plan)
-    assert per_topic[topics.HOTLINE_TICKETS] == 32 + 2
+    assert per_topic[topics.HOTLINE_TICKETS] == 32 + 1 + 2  # samples, a second report, bad ones
     assert per_topic[topics.CAMERA_FRAMES] == 3 * 30 + 1
     assert per_topic[topics.SENSOR_EVENTS] == 3 * 15 + 2
     assert [item.at_s for item in plan] == sorted(item.at_s for item in plan)
@@ -48,7 +48,7 @@ def test_tickets_arrive_as_new_reports_each_run(samples_dir: Path) -> None:
         ]
 
     ids_first = {t.service_request_id for t in tickets(first)}
-    assert len(ids_first) == 32
+    assert len(ids_first) == 33
     assert not ids_first & {t.service_request_id for t in tickets(second)}
     ticket = tickets(first)[0]
     assert ticket.service_request_id.startswith("S-0001-")

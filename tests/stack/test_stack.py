@@ -13,8 +13,8 @@ from ioc.config import Settings
 from ioc.stack import StackError, stack_down, stack_status, stack_up
 from ioc.stack.kafka import KafkaService, read_lock
 from ioc.stack.postgres import PostgresService
+from ioc.stack.process import free_port
 from ioc.topics import TOPICS
-from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 

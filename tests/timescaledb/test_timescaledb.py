@@ -27,7 +27,7 @@ import psycopg
 import pytest
 
 from ioc.models import SensorEvent
-from ioc.store.migrate import HYPERTABLES, migrate
+from ioc.store.migrate import HYPERTABLES, MIGRATIONS_DIR, migrate
 from ioc.store.writer import Store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -143,10 +143,13 @@ def timescale_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 server.wait()
 
 
+ALL_MIGRATIONS = sorted(path.stem for path in MIGRATIONS_DIR.glob("*.sql"))
+
+
 @pytest.fixture(scope="module")
 def migrated(timescale_dsn: str) -> str:
     report = migrate(timescale_dsn)
-    assert report.applied == ["0001_initial"]
+    assert report.applied == ALL_MIGRATIONS
     assert report.timescaledb is True
     assert "TimescaleDB" in report.storage
     return timescale_dsn
@@ -180,7 +183,7 @@ def test_migrate_again_applies_nothing(migrated: str) -> None:
     with psycopg.connect(migrated) as conn:
         versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations")]
         count = conn.execute("SELECT count(*) FROM timescaledb_information.hypertables").fetchone()
-    assert versions == ["0001_initial"]
+    assert versions == ALL_MIGRATIONS
     assert count == (2,)
 
 

@@ -1,0 +1,436 @@
+"""The 1022 intake: Open311 GeoReport v2 under /open311/v2.
+
+POST publishes a validated Ticket to `ioc.hotline.tickets` and answers once Kafka acknowledged it;
+the stream agent stores it, and GET reads it back from the `tickets` table. Reporter contact data
+only ever travels to the topic: it is not logged, not echoed in errors and never read back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import traceback
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ioc.api.open311 import (
+    CHANNELS,
+    CLOSED_STATUSES,
+    REQUEST_COLUMNS,
+    IntakeError,
+    Service,
+    ServiceRequest,
+    describe,
+    error_body,
+    field_label,
+    intake_values,
+    make_ticket,
+    new_request_id,
+    parse_datetime,
+    request_from_row,
+    services,
+)
+from ioc.config import Settings
+from ioc.hotline.categories import Category
+from ioc.kafka_clients import producer as kafka_producer
+from ioc.models.base import utc_now
+from ioc.topics import HOTLINE_TICKETS
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/open311/v2"
+PUBLISH_TIMEOUT_S = 15.0
+DB_TIMEOUT_S = 5.0
+MAX_IDS = 200
+LIST_PARAMETERS = frozenset(
+    {
+        "service_request_id",
+        "service_code",
+        "status",
+        "start_date",
+        "end_date",
+        "page",
+        "page_size",
+        "jurisdiction_id",
+    }
+)
+NOTICE = "Đã tiếp nhận phản ánh. Tra cứu: GET {prefix}/requests/{id}.json"
+
+
+class ApiError(Exception):
+    """Answered in Open311's error format."""
+
+    def __init__(self, status: int, *problems: str) -> None:
+        super().__init__("; ".join(problems))
+        self.status = status
+        self.problems = list(problems)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    producer: AIOKafkaProducer
+    pool: AsyncConnectionPool[AsyncConnection[DictRow]]
+    producer_started: bool = False
+
+
+def create_app(settings: Settings) -> FastAPI:
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        producer = kafka_producer(settings.kafka, "ioc-api")
+        pool = AsyncConnectionPool(
+            settings.database.dsn,
+            connection_class=AsyncConnection[DictRow],
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            min_size=1,
+            max_size=settings.database.pool_max_size,
+            open=False,
+        )
+        runtime = Runtime(settings, producer, pool)
+        await producer.start()
+        runtime.producer_started = True
+        await pool.open(wait=False)  # intake works while the database is away; GETs answer 503
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            runtime.producer_started = False
+            await pool.close()
+            await producer.stop()
+
+    app = FastAPI(
+        title="IOC 1022 — Open311 GeoReport v2",
+        lifespan=lifespan,
+        docs_url=f"{PREFIX}/docs",
+        openapi_url=f"{PREFIX}/openapi.json",
+        redoc_url=None,
+    )
+    app.include_router(router, prefix=PREFIX)
+    app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_middleware(SafeErrors)
+    return app
+
+
+router = APIRouter()
+
+
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+@router.get("/services.json")
+async def list_services() -> list[Service]:
+    return services()
+
+
+@router.post(
+    "/requests.json",
+    status_code=201,
+    responses={400: {}, 401: {}, 413: {}, 415: {}, 503: {}},
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+                "application/json": {"schema": {"type": "object"}},
+            }
+        }
+    },
+)
+async def create_request(request: Request) -> JSONResponse:
+    runtime = _runtime(request)
+    hotline = runtime.settings.hotline
+    body = await _read_body(request, hotline.max_body_bytes)
+    fields = await _parse_fields(request, body)
+    body_key = fields.pop("api_key", None)
+    system = _system_of(request.headers.get("x-api-key") or body_key, hotline.api_keys)
+
+    now = utc_now()
+    request_id = new_request_id(now)
+    values, problems = intake_values(fields)
+    values.setdefault("requested_datetime", now)
+    if "channel" not in values and system in CHANNELS:
+        values["channel"] = system
+    values["service_request_id"] = request_id
+    try:
+        ticket = make_ticket(values, problems)
+    except IntakeError as error:
+        log.info("request from %s rejected: %s", system, error)  # names fields, not values
+        raise ApiError(400, *error.problems) from None
+
+    try:
+        await asyncio.wait_for(
+            runtime.producer.send_and_wait(
+                HOTLINE_TICKETS, key=request_id.encode(), value=ticket.to_bytes()
+            ),
+            PUBLISH_TIMEOUT_S,
+        )
+    except (KafkaError, TimeoutError) as error:
+        log.warning("ticket %s not published: %s", request_id, type(error).__name__)
+        raise ApiError(503, "intake temporarily unavailable, retry later") from None
+    log.info("ticket %s accepted from %s via %s", request_id, system, ticket.channel)
+    notice = NOTICE.format(prefix=PREFIX, id=request_id)
+    return JSONResponse(
+        [{"service_request_id": request_id, "service_notice": notice}], status_code=201
+    )
+
+
+@router.get("/requests/{service_request_id}.json", responses={404: {}, 503: {}})
+async def get_request(service_request_id: str, request: Request) -> list[ServiceRequest]:
+    rows = await _query(
+        _runtime(request),
+        f"SELECT {REQUEST_COLUMNS} FROM tickets WHERE service_request_id = %s",
+        (service_request_id,),
+    )
+    if not rows:
+        raise ApiError(404, f"service_request_id {field_label(service_request_id)}: not found")
+    return [request_from_row(rows[0])]
+
+
+@router.get("/requests.json", responses={400: {}, 503: {}})
+async def list_requests(
+    request: Request,
+    service_request_id: str | None = None,
+    service_code: str | None = None,
+    status: str | None = None,
+    start_date: str | None = None,
+    end_date: str | None = None,
+    page: int = Query(1, ge=1),
+    page_size: int = Query(50, ge=1, le=200),
+) -> list[ServiceRequest]:
+    """Newest first. `service_request_id` (comma list) overrides the other filters (Open311)."""
+    unknown = sorted({field_label(name) for name in request.query_params} - LIST_PARAMETERS)
+    if unknown:
+        raise ApiError(400, *(f"{name}: unknown parameter" for name in unknown))
+    where: list[str] = []
+    params: list[Any] = []
+    ids = _comma_list(service_request_id)
+    if ids:
+        if len(ids) > MAX_IDS:
+            raise ApiError(400, f"service_request_id: at most {MAX_IDS} ids")
+        where.append("service_request_id = ANY(%s)")
+        params.append(ids)
+    else:
+        where, params = _filters(service_code, status, start_date, end_date)
+    sql = f"SELECT {REQUEST_COLUMNS} FROM tickets"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY requested_at DESC, service_request_id DESC LIMIT %s OFFSET %s"
+    params += [page_size, (page - 1) * page_size]
+    return [request_from_row(row) for row in await _query(_runtime(request), sql, params)]
+
+
+async def healthz(request: Request) -> JSONResponse:
+    runtime = _runtime(request)
+    database = True
+    try:
+        await _query(runtime, "SELECT 1 AS ok", (), timeout=2.0)
+    except ApiError:
+        database = False
+    healthy = runtime.producer_started and database
+    return JSONResponse(
+        {
+            "status": "ok" if healthy else "unavailable",
+            "kafka": runtime.producer_started,
+            "database": database,
+        },
+        status_code=200 if healthy else 503,
+    )
+
+
+def _filters(
+    service_code: str | None, status: str | None, start_date: str | None, end_date: str | None
+) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    problems: list[str] = []
+    codes = _comma_list(service_code)
+    if codes:
+        valid = {category.value for category in Category}
+        if any(code not in valid for code in codes):
+            problems.append("service_code: unknown service_code (see services.json)")
+        where.append("COALESCE(category, service_code) = ANY(%s)")
+        params.append(codes)
+    statuses = set(_comma_list(status))
+    if statuses - {"open", "closed"}:
+        problems.append("status: must be open or closed")
+    elif statuses == {"open"}:
+        where.append("status <> ALL(%s)")
+        params.append(list(CLOSED_STATUSES))
+    elif statuses == {"closed"}:
+        where.append("status = ANY(%s)")
+        params.append(list(CLOSED_STATUSES))
+    bounds: dict[str, datetime] = {}
+    for name, value, clause in (
+        ("start_date", start_date, "requested_at >= %s"),
+        ("end_date", end_date, "requested_at <= %s"),
+    ):
+        if value is None:
+            continue
+        try:
+            bounds[name] = parse_datetime(value, name)
+        except IntakeError as error:
+            problems.extend(error.problems)
+            continue
+        where.append(clause)
+        params.append(bounds[name])
+    if len(bounds) == 2 and bounds["start_date"] > bounds["end_date"]:
+        problems.append("start_date: after end_date")
+    if problems:
+        raise ApiError(400, *problems)
+    return where, params
+
+
+def _comma_list(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+async def _query(
+    runtime: Runtime, sql: str, params: Any, timeout: float = DB_TIMEOUT_S
+) -> list[DictRow]:
+    try:
+        async with runtime.pool.connection(timeout=timeout) as conn:
+            cursor = await conn.execute(sql, params)
+            return await cursor.fetchall()
+    except (psycopg.OperationalError, OSError) as error:  # PoolTimeout included
+        log.warning("database unavailable: %s", type(error).__name__)
+        raise ApiError(503, "database unavailable, retry later") from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, or 413 as soon as either the declared or the actual size exceeds `limit`."""
+    too_large = ApiError(413, f"request body larger than {limit} bytes")
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise ApiError(400, "Content-Length: not a number")
+        if int(declared) > limit:
+            raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _parse_fields(request: Request, body: bytes) -> dict[str, object]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json" or content_type.endswith("+json"):
+        try:
+            data = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ApiError(400, "body: malformed JSON") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "body: must be a JSON object")
+        return data
+    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+
+        async def replay() -> Message:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        form = await Request(request.scope, replay).form()
+        fields: dict[str, object] = {}
+        problems: list[str] = []
+        for name, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                problems.append(f"{field_label(name)}: file uploads not accepted, send media_url")
+            elif name in fields:
+                problems.append(f"{field_label(name)}: given more than once")
+            else:
+                fields[name] = value
+        await form.close()
+        if problems:
+            raise ApiError(400, *problems)
+        return fields
+    raise ApiError(415, "Content-Type: use application/x-www-form-urlencoded or application/json")
+
+
+def _system_of(key: object, api_keys: Mapping[str, str]) -> str:
+    """The integrating system owning `key`; 401 otherwise (every key compared in constant time)."""
+    system = None
+    if isinstance(key, str) and key:
+        for name, expected in api_keys.items():
+            if hmac.compare_digest(key.encode(), expected.encode()):
+                system = name
+    if system is None:
+        raise ApiError(401, "api_key: missing or not valid")
+    return system
+
+
+async def _api_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ApiError)
+    return JSONResponse(error_body(error.status, error.problems), status_code=error.status)
+
+
+async def _validation_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    return JSONResponse(error_body(400, describe(error.errors(), skip_loc=1)), status_code=400)
+
+
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)
+    return JSONResponse(
+        error_body(error.status_code, [str(error.detail)]),
+        status_code=error.status_code,
+        headers=error.headers,
+    )
+
+
+class SafeErrors:
+    """Unexpected exceptions become a 500 logged by type and place only: their messages might
+    quote request data (pydantic errors carry the input), so they never reach the log."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception as error:
+            frames = traceback.extract_tb(error.__traceback__)
+            where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+            log.error(
+                "%s %s failed: %s at %s",
+                scope.get("method"),
+                scope.get("path"),
+                type(error).__name__,
+                where,
+            )
+            if not started:
+                response = JSONResponse(error_body(500, ["internal error"]), status_code=500)
+                await response(scope, receive, send)

@@ -1,0 +1,1 @@
+"""The 1022 hotline: categories, triage, SLA, duplicates and reporter privacy."""

@@ -1,0 +1,267 @@
+"""A ticket's way through the IOC: stored triaged, linked to the incident it reports (a new one,
+or an open one of the same category nearby and recently), and watched against its SLA.
+
+Linking runs in one transaction under a per-category advisory lock, so two workers that receive
+two reports of the same fire at the same moment still make one incident with two reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from ioc.hotline.categories import CATEGORY_NAMES, Category
+from ioc.hotline.privacy import Reporter, redact_text
+from ioc.hotline.triage import TriageResult
+from ioc.models import Incident, IncidentKind, IncidentSource, Severity, Ticket
+from ioc.models.base import deterministic_id, epoch_ms, from_epoch_ms, utc_now
+
+ICT = ZoneInfo("Asia/Ho_Chi_Minh")
+
+# Internal states; Open311 shows the first four as "open" and the last two as "closed".
+OPEN_STATES = ("new", "triaged", "assigned", "in_progress")
+CLOSED_STATES = ("resolved", "duplicate")
+
+KIND_OF_CATEGORY = {
+    Category.CHAY_NO: IncidentKind.FIRE,
+    Category.NGAP_LUT_THIEN_TAI: IncidentKind.FLOOD,
+}
+
+
+def severity_of(result: TriageResult) -> Severity:
+    """Urgent reports page at once; priority 2 pages too; the rest wait for the queue."""
+    if result.urgent or result.priority == 1:
+        return Severity.URGENT
+    return Severity.HIGH if result.priority == 2 else Severity.NORMAL
+
+
+DISTANCE_M = (
+    "2 * 6371000 * asin(sqrt(power(sin(radians(lat - %(lat)s) / 2), 2)"
+    " + cos(radians(%(lat)s)) * cos(radians(lat)) * power(sin(radians(lon - %(lon)s) / 2), 2)))"
+)
+
+
+@dataclass(frozen=True)
+class Linked:
+    incident: Incident
+    created: bool  # the first report of this incident
+    replay: bool  # the ticket was already recorded: nothing changed
+
+
+def ticket_incident(ticket: Ticket, result: TriageResult, ingested_ms: int) -> Incident:
+    """The incident a first report opens."""
+    name = CATEGORY_NAMES[result.category][0]
+    return Incident(
+        id=deterministic_id("inc", IncidentSource.HOTLINE, ticket.service_request_id),
+        kind=KIND_OF_CATEGORY.get(result.category, IncidentKind.CITIZEN_REPORT),
+        severity=severity_of(result),
+        source=IncidentSource.HOTLINE,
+        source_key=ticket.service_request_id,
+        title=f"1022 · {name}: {redact_text(ticket.description)[:140]}",
+        event_time=ticket.requested_datetime,
+        ingested_at_ms=ingested_ms,
+        district=ticket.address_string,
+        lat=ticket.lat,
+        lon=ticket.long,
+        category=result.category,
+        evidence={
+            "priority": result.priority,
+            "matched": list(result.matched),
+            "confidence": round(result.confidence, 3),
+            "channel": ticket.channel,
+        },
+    )
+
+
+def incident_from_row(row: dict[str, Any], ingested_ms: int) -> Incident:
+    return Incident(
+        id=row["id"],
+        kind=row["kind"],
+        severity=row["severity"],
+        source=row["source"],
+        source_key=row["source_key"],
+        title=row["title"],
+        status=row["status"],
+        event_time=row["event_time"],
+        ingested_at_ms=ingested_ms,
+        district=row["district"],
+        lat=row["lat"],
+        lon=row["lon"],
+        category=row["category"],
+        reports=row["reports"],
+        evidence=row["evidence"],
+    )
+
+
+async def record_ticket(
+    conn: AsyncConnection,
+    ticket: Ticket,
+    result: TriageResult,
+    sla_due: datetime,
+    reporter: Reporter,
+    ingested_ms: int,
+    radius_m: float,
+    window: timedelta,
+) -> Linked:
+    """Store the triaged ticket and link it to its incident, atomically and idempotently."""
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        lock = f"hotline:{result.category}"
+        await cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
+        await cur.execute(
+            "SELECT i.* FROM tickets t JOIN incidents i ON i.id = t.incident_id"
+            " WHERE t.service_request_id = %s",
+            (ticket.service_request_id,),
+        )
+        if existing := await cur.fetchone():
+            return Linked(incident_from_row(existing, ingested_ms), created=False, replay=True)
+
+        fresh = ticket_incident(ticket, result, ingested_ms)
+        match = await _nearby_open_incident(cur, ticket, result.category, radius_m, window)
+        if match:
+            severity = min(Severity(match["severity"]), fresh.severity, key=lambda s: s.rank)
+            await cur.execute(
+                "UPDATE incidents SET reports = reports + 1, severity = %s, updated_at = now()"
+                " WHERE id = %s RETURNING *",
+                (severity, match["id"]),
+            )
+            row = await cur.fetchone()
+            status, note = "duplicate", f"linked to incident {match['id']}"
+        else:
+            await cur.execute(
+                "INSERT INTO incidents (id, kind, severity, source, source_key, title, status,"
+                " district, lat, lon, event_time, category, reports, evidence)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1, %s)"
+                " ON CONFLICT (id) DO UPDATE SET updated_at = now() RETURNING *",
+                (
+                    fresh.id,
+                    fresh.kind,
+                    fresh.severity,
+                    fresh.source,
+                    fresh.source_key,
+                    fresh.title,
+                    fresh.status,
+                    fresh.district,
+                    fresh.lat,
+                    fresh.lon,
+                    fresh.event_time,
+                    fresh.category,
+                    Jsonb(fresh.evidence),
+                ),
+            )
+            row = await cur.fetchone()
+            status, note = "triaged", None
+        assert row is not None
+        await cur.execute(
+            "INSERT INTO tickets (service_request_id, requested_at, channel, description, address,"
+            " lat, lon, reporter_hash, reporter_masked, urgent, ingested_at, service_code,"
+            " category, priority, triage_confidence, sla_due, status, status_notes, media_url,"
+            " incident_id)"
+            f" VALUES ({', '.join(['%s'] * 20)})"
+            " ON CONFLICT (service_request_id) DO NOTHING",
+            (
+                ticket.service_request_id,
+                ticket.requested_datetime,
+                ticket.channel,
+                redact_text(ticket.description),
+                ticket.address_string,
+                ticket.lat,
+                ticket.long,
+                reporter.hash,
+                reporter.masked,
+                result.urgent,
+                from_epoch_ms(ingested_ms),
+                ticket.service_code,
+                result.category,
+                result.priority,
+                result.confidence,
+                sla_due,
+                status,
+                note,
+                ticket.media_url,
+                row["id"],
+            ),
+        )
+        await cur.execute(
+            "INSERT INTO ticket_events (service_request_id, status, note) VALUES (%s, %s, %s)",
+            (ticket.service_request_id, status, note),
+        )
+        return Linked(incident_from_row(row, ingested_ms), created=match is None, replay=False)
+
+
+async def _nearby_open_incident(
+    cur: Any, ticket: Ticket, category: Category, radius_m: float, window: timedelta
+) -> dict[str, Any] | None:
+    """The nearest open hotline incident of the category within the radius and time window."""
+    if ticket.lat is None or ticket.long is None:
+        return None
+    params = {
+        "category": category,
+        "lat": ticket.lat,
+        "lon": ticket.long,
+        "radius": radius_m,
+        "since": ticket.requested_datetime - window,
+        "until": ticket.requested_datetime + window,
+    }
+    await cur.execute(
+        f"SELECT id, severity, {DISTANCE_M} AS distance_m FROM incidents"
+        " WHERE source = 'hotline' AND category = %(category)s AND status = 'open'"
+        " AND lat IS NOT NULL AND event_time BETWEEN %(since)s AND %(until)s"
+        f" AND {DISTANCE_M} <= %(radius)s ORDER BY distance_m LIMIT 1",
+        params,
+    )
+    return await cur.fetchone()
+
+
+def breach_incident(row: dict[str, Any]) -> Incident:
+    """An SLA breach is an incident of its own, so it reaches staff through the same alerts."""
+    category = Category(row["category"])
+    due_ict = row["sla_due"].astimezone(ICT)
+    return Incident(
+        id=deterministic_id("inc", "sla", row["service_request_id"]),
+        kind=IncidentKind.SLA_BREACH,
+        severity=Severity.URGENT if row["urgent"] or row["priority"] == 1 else Severity.HIGH,
+        source=IncidentSource.HOTLINE,
+        source_key=row["service_request_id"],
+        title=(
+            f"Quá hạn xử lý 1022 {row['service_request_id']} · {CATEGORY_NAMES[category][0]}"
+            f" (hạn {due_ict:%H:%M %d/%m})"
+        ),
+        event_time=row["sla_due"],
+        ingested_at_ms=epoch_ms(utc_now()),
+        district=row["address"],
+        lat=row["lat"],
+        lon=row["lon"],
+        category=category,
+        evidence={
+            "ticket": row["service_request_id"],
+            "priority": row["priority"],
+            "incident": row["incident_id"],
+            "status": row["status"],
+        },
+    )
+
+
+async def claim_sla_breaches(conn: AsyncConnection) -> list[Incident]:
+    """Mark open tickets past their deadline as breached (once, even with many workers)."""
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "UPDATE tickets SET sla_breached_at = now() WHERE status = ANY(%s)"
+            " AND sla_due < now() AND sla_breached_at IS NULL"
+            " RETURNING service_request_id, category, priority, urgent, sla_due, incident_id,"
+            " status, address, lat, lon",
+            (list(OPEN_STATES),),
+        )
+        rows = await cur.fetchall()
+        for row in rows:
+            await cur.execute(
+                "INSERT INTO ticket_events (service_request_id, status, note)"
+                " VALUES (%s, %s, 'SLA breached')",
+                (row["service_request_id"], row["status"]),
+            )
+    return [breach_incident(row) for row in rows]

@@ -1,0 +1,358 @@
+"""The Open311 API in-process against the real stack and workers: POST publishes to Kafka, the
+stream agent stores the ticket, GET reads it back without any personal data."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from kafka import KafkaConsumer, TopicPartition
+
+from ioc import topics
+from ioc.api import create_app
+from ioc.config import Settings
+from ioc.hotline.categories import Category
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.integration
+
+V2 = "/open311/v2"
+KEY = {"X-API-Key": "k-test"}
+PERSONAL = {
+    "phone": "0912345678",
+    "email": "nguoi.dan@example.vn",
+    "first_name": "Thị Mai",
+    "last_name": "Nguyễn",
+}
+REQUEST_FIELDS = {
+    "service_request_id",
+    "status",
+    "status_notes",
+    "service_name",
+    "service_code",
+    "description",
+    "requested_datetime",
+    "updated_datetime",
+    "expected_datetime",
+    "address",
+    "lat",
+    "long",
+    "media_url",
+    "priority",
+    "incident_id",
+}
+
+
+@pytest.fixture(scope="module")
+def client(workers: Settings) -> Iterator[TestClient]:
+    app = create_app(Settings(hotline={"api_keys": {"test-system": "k-test"}}))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def report(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "description": f"Đèn đường hỏng cả dãy phố, tối om ({uuid.uuid4().hex[:6]})",
+        "channel": "app",
+        "service_code": "dien_nuoc_chieu_sang",
+        "lat": 21.5942,
+        "long": 105.8482,
+        "address_string": "Đường Z115, Thái Nguyên",
+        "media_url": "https://example.vn/anh/den-duong.jpg",
+        **PERSONAL,
+    }
+    body.update(overrides)
+    return {key: value for key, value in body.items() if value is not None}
+
+
+def end_offsets(settings: Settings) -> dict[TopicPartition, int]:
+    reader = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    try:
+        partitions = [
+            TopicPartition(topics.HOTLINE_TICKETS, p)
+            for p in reader.partitions_for_topic(topics.HOTLINE_TICKETS) or ()
+        ]
+        return reader.end_offsets(partitions)
+    finally:
+        reader.close()
+
+
+def stored(client: TestClient, request_id: str) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        response = client.get(f"{V2}/requests/{request_id}.json")
+        return response.json()[0] if response.status_code == 200 else None
+
+    return wait_for(probe, timeout=30, what=f"ticket {request_id} readable via GET")
+
+
+def problems(response: Any) -> str:
+    body = response.json()
+    assert isinstance(body, list) and body, body
+    assert all(item["code"] == response.status_code for item in body), body
+    return " | ".join(item["description"] for item in body)
+
+
+def assert_no_personal_data(text: str) -> None:
+    for value in PERSONAL.values():
+        assert value not in text
+
+
+def test_services_are_the_ten_categories(client: TestClient) -> None:
+    response = client.get(f"{V2}/services.json")
+    assert response.status_code == 200
+    found = response.json()
+    assert [service["service_code"] for service in found] == [c.value for c in Category]
+    fire = found[0]
+    assert fire["service_name"] == "Cháy, nổ"
+    assert fire["metadata"] is False and fire["type"] == "realtime"
+    assert fire["keywords"] and fire["group"] and fire["description"]
+
+
+def test_json_post_is_published_stored_and_read_back_without_personal_data(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    sent = report()
+    response = client.post(f"{V2}/requests.json", json=sent, headers=KEY)
+    assert response.status_code == 201, response.text
+    [created] = response.json()
+    request_id = created["service_request_id"]
+    assert re.fullmatch(r"TN-\d{8}-[0-9a-f]{8}", request_id)
+    assert request_id in created["service_notice"]
+
+    ticket = stored(client, request_id)
+    assert set(ticket) == REQUEST_FIELDS
+    assert ticket["status"] == "open"
+    assert ticket["description"] == sent["description"]
+    assert ticket["address"] == sent["address_string"]
+    assert (ticket["lat"], ticket["long"]) == (sent["lat"], sent["long"])
+    assert datetime.fromisoformat(ticket["requested_datetime"]).tzinfo is not None
+    if ticket["service_code"] is not None:  # set once triage has run
+        assert ticket["service_code"] in {c.value for c in Category}
+        assert ticket["service_name"]
+    assert ticket["priority"] is None or 1 <= ticket["priority"] <= 4
+    assert ticket["media_url"] in (None, sent["media_url"])
+    raw = client.get(f"{V2}/requests/{request_id}.json").text
+    assert_no_personal_data(raw)
+    assert_no_personal_data(caplog.text)
+
+
+def test_form_post_with_api_key_field(client: TestClient) -> None:
+    when = "2026-11-20T08:15:00+07:00"
+    form = report(
+        api_key="k-test", lat="21.60", long="105.85", requested_datetime=when, channel="web"
+    )
+    response = client.post(f"{V2}/requests.json", data=form)
+    assert response.status_code == 201, response.text
+    request_id = response.json()[0]["service_request_id"]
+
+    ticket = stored(client, request_id)
+    assert ticket["status"] == "open"
+    assert ticket["description"] == form["description"]
+    assert (ticket["lat"], ticket["long"]) == (21.60, 105.85)
+    assert datetime.fromisoformat(ticket["requested_datetime"]) == datetime.fromisoformat(when)
+    assert_no_personal_data(json.dumps(ticket, ensure_ascii=False))
+
+
+def test_without_or_with_wrong_key_is_401_and_nothing_is_published(
+    client: TestClient, workers: Settings
+) -> None:
+    before = end_offsets(workers)
+    attempts = [
+        client.post(f"{V2}/requests.json", json=report()),
+        client.post(f"{V2}/requests.json", json=report(), headers={"X-API-Key": "k-wrong"}),
+        client.post(f"{V2}/requests.json", data=report(api_key="k-wrong")),
+        client.post(f"{V2}/requests.json", json=report(api_key="")),
+    ]
+    for response in attempts:
+        assert response.status_code == 401
+        assert "api_key" in problems(response)
+    assert end_offsets(workers) == before
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"description": None}, "description"),
+        ({"description": "   "}, "description"),
+        ({"lat": 48.85, "long": 2.35}, "lat"),
+        ({"long": 120.0}, "long"),
+        ({"lat": None}, "lat"),
+        ({"requested_datetime": "hôm qua lúc 8 giờ"}, "requested_datetime"),
+        ({"requested_datetime": "2026-11-20T08:15:00"}, "requested_datetime"),
+        ({"service_code": "potholes"}, "service_code"),
+        ({"channel": "fax"}, "channel"),
+        ({"channel": None}, "channel"),
+        ({"service_request_id": "TN-mine"}, "service_request_id"),
+        ({"phone_number": "0912345678"}, "phone_number"),
+    ],
+)
+def test_bad_input_is_400_naming_the_field(
+    client: TestClient,
+    workers: Settings,
+    caplog: pytest.LogCaptureFixture,
+    overrides: dict[str, Any],
+    field: str,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    before = end_offsets(workers)
+    response = client.post(f"{V2}/requests.json", json=report(**overrides), headers=KEY)
+    assert response.status_code == 400, response.text
+    assert field in problems(response)
+    assert_no_personal_data(response.text)
+    assert_no_personal_data(caplog.text)
+    assert end_offsets(workers) == before
+
+
+def test_malformed_or_unsupported_bodies(client: TestClient) -> None:
+    url = f"{V2}/requests.json"
+    as_json = KEY | {"Content-Type": "application/json"}
+    broken = client.post(url, content=b"{not json", headers=as_json)
+    assert broken.status_code == 400 and "JSON" in problems(broken)
+    listed = client.post(url, json=[report()], headers=KEY)
+    assert listed.status_code == 400 and "object" in problems(listed)
+    plain = client.post(url, content=b"hello", headers=KEY | {"Content-Type": "text/plain"})
+    assert plain.status_code == 415 and "Content-Type" in problems(plain)
+    upload = client.post(
+        url, data=report(), files={"media": ("a.jpg", b"\xff\xd8", "image/jpeg")}, headers=KEY
+    )
+    assert upload.status_code == 400 and "media" in problems(upload)
+
+
+def test_oversized_body_is_413_by_declared_or_actual_size(
+    client: TestClient, workers: Settings
+) -> None:
+    before = end_offsets(workers)
+    limit = workers.hotline.max_body_bytes
+    declared = client.post(
+        f"{V2}/requests.json", json=report(address_string="x" * (limit + 1)), headers=KEY
+    )
+    assert declared.status_code == 413
+    assert str(limit) in problems(declared)
+
+    payload = json.dumps(report(address_string="y" * (limit + 1))).encode()
+    chunks = iter([payload[i : i + 8192] for i in range(0, len(payload), 8192)])
+    streamed = client.post(
+        f"{V2}/requests.json",
+        content=chunks,  # chunked: no Content-Length to trust
+        headers=KEY | {"Content-Type": "application/json"},
+    )
+    assert streamed.status_code == 413
+    assert end_offsets(workers) == before
+
+
+def test_unknown_request_is_404(client: TestClient) -> None:
+    response = client.get(f"{V2}/requests/TN-20260101-00000000.json")
+    assert response.status_code == 404
+    assert "not found" in problems(response)
+
+
+@pytest.fixture
+def listed(db: psycopg.Connection) -> Iterator[tuple[datetime, list[str]]]:
+    """Six tickets stored directly in a time window of their own: (window start, ids oldest
+    first); statuses and categories as the triage agent would have set them."""
+    start = datetime(2031, 1, 1, tzinfo=UTC) + timedelta(days=uuid.uuid4().int % 3000)
+    tag = uuid.uuid4().hex[:6]
+    rows = [
+        ("giao_thong", "new", None),
+        ("moi_truong", "triaged", 3),
+        ("giao_thong", "resolved", 2),
+        ("moi_truong", "duplicate", 4),
+        ("giao_thong", "in_progress", 1),
+        (None, "new", None),
+    ]
+    ids = [f"LT-{tag}-{index}" for index in range(len(rows))]
+    for index, (category, status, priority) in enumerate(rows):
+        requested = start + timedelta(hours=index)
+        db.execute(
+            "INSERT INTO tickets (service_request_id, requested_at, channel, description, urgent,"
+            " ingested_at, category, status, priority, sla_due, status_notes)"
+            " VALUES (%s, %s, 'web', %s, false, now(), %s, %s, %s, %s, %s)",
+            (
+                ids[index],
+                requested,
+                f"phản ánh {index}",
+                category,
+                status,
+                priority,
+                requested + timedelta(hours=24) if priority else None,
+                "Đã xử lý xong" if status == "resolved" else None,
+            ),
+        )
+    yield start, ids
+    db.execute("DELETE FROM tickets WHERE service_request_id = ANY(%s)", (ids,))
+
+
+def test_list_filters_and_paging(client: TestClient, listed: tuple[datetime, list[str]]) -> None:
+    start, ids = listed
+    window = {"start_date": start.isoformat(), "end_date": (start + timedelta(days=1)).isoformat()}
+
+    def found(**params: Any) -> list[str]:
+        response = client.get(f"{V2}/requests.json", params=window | params)
+        assert response.status_code == 200, response.text
+        return [item["service_request_id"] for item in response.json()]
+
+    newest_first = ids[::-1]
+    assert found() == newest_first
+    assert found(page_size=4) == newest_first[:4]
+    assert found(page_size=4, page=2) == newest_first[4:]
+    assert found(page_size=4, page=3) == []
+    assert found(service_code="giao_thong") == [ids[4], ids[2], ids[0]]
+    assert found(service_code="giao_thong,moi_truong") == newest_first[1:]
+    assert found(status="closed") == [ids[3], ids[2]]
+    assert found(status="open") == [ids[5], ids[4], ids[1], ids[0]]
+    assert found(status="open,closed") == newest_first
+    assert found(status="open", service_code="giao_thong") == [ids[4], ids[0]]
+    assert found(end_date=(start + timedelta(hours=1)).isoformat()) == [ids[1], ids[0]]
+    by_id = client.get(f"{V2}/requests.json", params={"service_request_id": f"{ids[0]},{ids[3]}"})
+    assert [item["service_request_id"] for item in by_id.json()] == [ids[3], ids[0]]
+
+    closed = client.get(f"{V2}/requests/{ids[2]}.json").json()[0]
+    assert closed["status"] == "closed"
+    assert closed["status_notes"] == "Đã xử lý xong"
+    assert closed["service_code"] == "giao_thong" and closed["service_name"] == "Giao thông"
+    assert closed["priority"] == 2
+    expected = datetime.fromisoformat(closed["expected_datetime"])
+    assert expected == start + timedelta(hours=26)
+    untriaged = client.get(f"{V2}/requests/{ids[5]}.json").json()[0]
+    assert untriaged["service_code"] is None and untriaged["priority"] is None
+    assert untriaged["status"] == "open"
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"status": "pending"}, "status"),
+        ({"service_code": "potholes"}, "service_code"),
+        ({"start_date": "tuần trước"}, "start_date"),
+        ({"end_date": "2026-11-20T08:00:00"}, "end_date"),
+        ({"start_date": "2026-11-21T00:00Z", "end_date": "2026-11-20T00:00Z"}, "start_date"),
+        ({"page": "0"}, "page"),
+        ({"page": "two"}, "page"),
+        ({"page_size": "201"}, "page_size"),
+        ({"stauts": "open"}, "stauts"),
+    ],
+)
+def test_bad_list_parameters_are_400(
+    client: TestClient, params: dict[str, str], field: str
+) -> None:
+    response = client.get(f"{V2}/requests.json", params=params)
+    assert response.status_code == 400, response.text
+    assert field in problems(response)
+
+
+def test_default_page_size_and_health(client: TestClient) -> None:
+    response = client.get(f"{V2}/requests.json")
+    assert response.status_code == 200
+    assert len(response.json()) <= 50
+    health = client.get("/healthz")
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok", "kafka": True, "database": True}

@@ -1,0 +1,244 @@
+"""Tickets through the real stack: triage, duplicate linking, SLA breaches, privacy."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from kafka import KafkaProducer
+
+from ioc import topics
+from ioc.config import Settings
+from tests.conftest import WebhookReceiver, wait_for
+from tests.test_pipeline import caught_up, dead_letters
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def producer(workers: Settings) -> Iterator[KafkaProducer]:
+    client = KafkaProducer(bootstrap_servers=workers.kafka.bootstrap_servers, acks="all")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def place() -> tuple[float, float, datetime]:
+    """A random spot in Thái Nguyên and a random moment, so tests never link to each other."""
+    rng = random.Random(uuid.uuid4().int)
+    moment = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=rng.randrange(0, 24 * 300))
+    return 21.4 + rng.random() * 0.4, 105.6 + rng.random() * 0.4, moment
+
+
+def report(
+    producer: KafkaProducer, description: str, lat: float, lon: float, when: datetime, **extra: Any
+) -> str:
+    ticket_id = f"T-{uuid.uuid4().hex[:10]}"
+    body = {
+        "service_request_id": ticket_id,
+        "requested_datetime": when.isoformat(),
+        "channel": "app",
+        "description": description,
+        "lat": lat,
+        "long": lon,
+        "address_string": "Thái Nguyên",
+    } | extra
+    producer.send(topics.HOTLINE_TICKETS, key=ticket_id.encode(), value=json.dumps(body).encode())
+    producer.flush()
+    return ticket_id
+
+
+def stored(db: psycopg.Connection, ticket_id: str) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        cur = db.cursor(row_factory=psycopg.rows.dict_row)
+        return cur.execute(
+            "SELECT * FROM tickets WHERE service_request_id = %s", (ticket_id,)
+        ).fetchone()
+
+    return wait_for(probe, what=f"ticket {ticket_id} stored")
+
+
+def incident(db: psycopg.Connection, incident_id: str) -> dict[str, Any]:
+    cur = db.cursor(row_factory=psycopg.rows.dict_row)
+    return cur.execute("SELECT * FROM incidents WHERE id = %s", (incident_id,)).fetchone()
+
+
+def metres_north(lat: float, metres: float) -> float:
+    return lat + metres / 111_320
+
+
+def test_nearby_reports_of_one_category_link_to_one_incident(
+    producer: KafkaProducer,
+    db: psycopg.Connection,
+    settings: Settings,
+    place: tuple[float, float, datetime],
+) -> None:
+    lat, lon, when = place
+    first = stored(db, report(producer, "Cháy nhà dân, khói đen bốc cao", lat, lon, when))
+    second = stored(
+        db,
+        report(
+            producer,
+            "chay nha o gan day, lua to lam",
+            metres_north(lat, 120),
+            lon,
+            when + timedelta(minutes=40),
+        ),
+    )
+    far = stored(db, report(producer, "Cháy kho hàng", metres_north(lat, 900), lon, when))
+    later = stored(db, report(producer, "Cháy nhà dân", lat, lon, when + timedelta(hours=5)))
+    other_kind = stored(db, report(producer, "Rác thải bốc mùi hôi thối", lat, lon, when))
+
+    assert first["category"] == second["category"] == "chay_no"
+    assert second["incident_id"] == first["incident_id"]
+    assert (first["status"], second["status"]) == ("triaged", "duplicate")
+    assert first["incident_id"] in second["status_notes"]
+    assert (
+        len(
+            {
+                first["incident_id"],
+                far["incident_id"],
+                later["incident_id"],
+                other_kind["incident_id"],
+            }
+        )
+        == 4
+    ), "distance, time window and category all separate"
+    linked = incident(db, first["incident_id"])
+    assert linked["reports"] == 2 and linked["kind"] == "fire" and linked["severity"] == "urgent"
+    wait_for(lambda: caught_up(settings, "ioc-alerts", topics.INCIDENTS), what="alert consumer")
+    channels = [
+        r[0]
+        for r in db.execute(
+            "SELECT channel FROM alerts WHERE incident_id = %s", (first["incident_id"],)
+        )
+    ]
+    assert sorted(channels) == ["console", "webhook"], "one page per channel, not per report"
+
+
+def test_redelivered_ticket_changes_nothing(
+    producer: KafkaProducer, db: psycopg.Connection, place: tuple[float, float, datetime]
+) -> None:
+    lat, lon, when = place
+    ticket_id = report(producer, "Ngập sâu 50cm sau mưa lớn", lat, lon, when)
+    first = stored(db, ticket_id)
+    body = {
+        "service_request_id": ticket_id,
+        "requested_datetime": when.isoformat(),
+        "channel": "app",
+        "description": "Ngập sâu 50cm sau mưa lớn",
+        "lat": lat,
+        "long": lon,
+        "address_string": "Thái Nguyên",
+    }
+    producer.send(topics.HOTLINE_TICKETS, key=ticket_id.encode(), value=json.dumps(body).encode())
+    marker = report(producer, "Ngập nước đường", metres_north(lat, 5000), lon, when)
+    stored(db, marker)  # processed after the redelivery (same agent, ordered per partition pair)
+    events = db.execute(
+        "SELECT count(*) FROM ticket_events WHERE service_request_id = %s"
+        " AND note IS DISTINCT FROM 'SLA breached'",
+        (ticket_id,),
+    ).fetchone()
+    assert events == (1,)
+    assert incident(db, first["incident_id"])["reports"] == 1
+
+
+def test_sla_breach_raises_one_alerted_incident(
+    producer: KafkaProducer,
+    db: psycopg.Connection,
+    webhook: WebhookReceiver,
+    place: tuple[float, float, datetime],
+) -> None:
+    lat, lon, _ = place
+    overdue = report(producer, "Cháy lớn tại chợ", lat, lon, datetime.now(UTC) - timedelta(days=1))
+    fresh = report(producer, "Cháy lớn tại chợ", lat, lon + 0.05, datetime.now(UTC))
+    ticket = stored(db, overdue)
+    assert ticket["sla_due"] < datetime.now(UTC)
+
+    def breach() -> list[tuple] | None:
+        rows = db.execute(
+            "SELECT id, kind, severity FROM incidents WHERE source_key = %s"
+            " AND kind = 'sla_breach'",
+            (overdue,),
+        ).fetchall()
+        return rows or None
+
+    rows = wait_for(breach, what="SLA breach incident")
+    assert len(rows) == 1 and rows[0][2] == "urgent"
+    wait_for(lambda: [i for i in webhook.incidents() if i["id"] == rows[0][0]], what="breach alert")
+    assert stored(db, overdue)["sla_breached_at"] is not None
+    assert stored(db, fresh)["sla_breached_at"] is None
+    # Later checks (every second here) must not raise it again.
+    wait_for(
+        lambda: db.execute(
+            "SELECT 1 FROM ticket_events WHERE service_request_id = %s AND note = 'SLA breached'",
+            (overdue,),
+        ).fetchone(),
+        what="event",
+    )
+    assert len(breach() or []) == 1
+
+
+def test_personal_data_stops_at_intake(
+    producer: KafkaProducer,
+    db: psycopg.Connection,
+    settings: Settings,
+    webhook: WebhookReceiver,
+    place: tuple[float, float, datetime],
+) -> None:
+    lat, lon, when = place
+    ticket_id = report(
+        producer,
+        "Cháy xưởng gỗ, gọi lại cho tôi số 0987 654 321",
+        lat,
+        lon,
+        when,
+        phone="0912345678",
+        email="nguyen.an@example.vn",
+        first_name="An",
+        last_name="Nguyễn",
+    )
+    row = stored(db, ticket_id)
+    assert row["reporter_masked"] == "09******78"
+    flat = json.dumps(row, default=str)
+    for secret in ("0912345678", "987 654 321", "0987654321", "nguyen.an", "Nguyễn"):
+        assert secret not in flat
+    alerted = wait_for(
+        lambda: [i for i in webhook.incidents() if i["id"] == row["incident_id"]], what="alert"
+    )
+    assert "987 654 321" not in json.dumps(alerted, ensure_ascii=False)
+
+    marker = uuid.uuid4().hex
+    broken = (
+        f'{{"service_request_id": "{marker}", "phone": "0912345678", "last_name": "Trần",'
+        f' "description": "lh 0987654321"'
+    ).encode()
+    producer.send(topics.HOTLINE_TICKETS, key=marker.encode(), value=broken)
+    producer.flush()
+    letters = wait_for(lambda: dead_letters(settings, marker.encode()), what="dead letter")
+    assert letters and "Invalid JSON" in letters[0]["reason"]
+    raw = _dlq_values(settings, marker.encode())
+    assert raw and all(b"0912345678" not in v and "Trần".encode() not in v for v in raw)
+
+
+def _dlq_values(settings: Settings, marker: bytes) -> list[bytes]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    reader = KafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers, consumer_timeout_ms=1500
+    )
+    try:
+        parts = [
+            TopicPartition(topics.DLQ, p) for p in reader.partitions_for_topic(topics.DLQ) or ()
+        ]
+        reader.assign(parts)
+        reader.seek_to_beginning(*parts)
+        return [r.value for r in reader if r.value and marker in r.value]
+    finally:
+        reader.close()

@@ -1,0 +1,355 @@
+"""Triage of 1022 tickets: sample tickets exactly, a held-out set by accuracy, and the pieces."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from ioc.hotline.categories import Category
+from ioc.hotline.commands import triage_file
+from ioc.hotline.text import Normaliser, fold, is_syllable, ngrams, normalise, words
+from ioc.hotline.triage import (
+    PRIORITIES,
+    RULES_PATH,
+    SLA_PATH,
+    Triage,
+    TriageResult,
+    load_rules,
+    load_sla,
+)
+
+HOLDOUT = Path(__file__).resolve().parents[1] / "data" / "tickets_holdout.jsonl"
+VN = timezone(timedelta(hours=7))
+
+
+@pytest.fixture(scope="module")
+def triage() -> Triage:
+    return Triage.load()
+
+
+def _tickets(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+# --- the sample and the held-out set ------------------------------------------------------------
+
+
+def test_every_sample_ticket_gets_category_and_urgency_right(
+    triage: Triage, samples_dir: Path
+) -> None:
+    tickets = _tickets(samples_dir / "tickets_1022.jsonl")
+    assert len(tickets) == 32
+    wrong = []
+    for ticket in tickets:
+        result = triage.classify(ticket["description"])
+        expected = ticket["expected"]
+        if (result.category.value, result.urgent) != (expected["category"], expected["urgent"]):
+            wrong.append((ticket["service_request_id"], expected, result))
+    assert not wrong, wrong
+
+
+def test_holdout_set_is_broad_enough() -> None:
+    tickets = _tickets(HOLDOUT)
+    assert len(tickets) >= 80
+    assert {ticket["expected"]["category"] for ticket in tickets} == {c.value for c in Category}
+    unaccented = [t for t in tickets if fold(t["description"]) == t["description"]]
+    assert len(unaccented) * 3 >= len(tickets)
+
+
+def test_holdout_accuracy(triage: Triage) -> None:
+    tickets = _tickets(HOLDOUT)
+    category = urgent = 0
+    for ticket in tickets:
+        result = triage.classify(ticket["description"])
+        category += result.category.value == ticket["expected"]["category"]
+        urgent += result.urgent == ticket["expected"]["urgent"]
+    category_accuracy, urgent_accuracy = category / len(tickets), urgent / len(tickets)
+    print(
+        f"holdout n={len(tickets)}: category accuracy {category_accuracy:.3f}, "
+        f"urgent accuracy {urgent_accuracy:.3f}"
+    )
+    assert category_accuracy >= 0.9
+    assert urgent_accuracy >= 0.9
+
+
+# --- behaviour ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "accented",
+    [
+        "Cháy nhà ở xóm 2, khói rất nhiều, cần cứu hỏa ngay",
+        "Tai nạn giao thông ở ngã tư, một người bị thương nặng",
+        "Ngập sâu sau mưa lớn, xe máy không đi được",
+        "Dây điện bị đứt rơi xuống đường, rất nguy hiểm",
+        "Mất nước sinh hoạt 3 ngày nay",
+        "Nhóm thanh niên đánh nhau trước cổng chợ",
+        "Xe chạy quá tốc độ qua cổng trường",
+        "Hồ sơ đăng ký khai sinh nộp trực tuyến chưa được trả kết quả",
+    ],
+)
+def test_text_without_diacritics_triages_like_the_accented_text(
+    triage: Triage, accented: str
+) -> None:
+    with_marks, without = triage.classify(accented), triage.classify(fold(accented))
+    assert fold(accented) != accented
+    assert (without.category, without.urgent, without.priority) == (
+        with_marks.category,
+        with_marks.urgent,
+        with_marks.priority,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "category", "urgent"),
+    [
+        # chạy (run) and chảy (flow) fold onto cháy (burn); context and typed marks decide.
+        ("Xe chạy quá tốc độ trên quốc lộ 3, rất nguy hiểm", Category.GIAO_THONG, False),
+        ("xe tai chay qua toc do qua cong truong", Category.GIAO_THONG, False),
+        ("tai nan xe may, nguoi bi thuong chay nhieu mau", Category.GIAO_THONG, True),
+        ("vo ong nuoc, nuoc chay lenh lang ra duong", Category.DIEN_NUOC_CHIEU_SANG, False),
+        # Smoke from burning straw is pollution, not a fire call.
+        ("Đốt rơm rạ khói mù mịt cả xóm", Category.MOI_TRUONG, False),
+        # An outage is a service problem; a live wire on the road is a danger.
+        ("Mất điện cả khu từ sáng", Category.DIEN_NUOC_CHIEU_SANG, False),
+        ("Dây điện đứt rơi xuống đường", Category.DIEN_NUOC_CHIEU_SANG, True),
+        # Negated injury, a fire already out, a risk rather than an event.
+        ("Va chạm nhẹ giữa hai ô tô, không ai bị thương", Category.GIAO_THONG, False),
+        ("Đám cháy kho hôm qua đã được dập tắt, đề nghị điều tra", Category.CHAY_NO, False),
+        # SMS abbreviations, Telex keys left in, stretched letters.
+        ("nha ben canh chay to lam, ko ai o nha, goi cuu hoa gapppp", Category.CHAY_NO, True),
+        ("chays nhaf o to 7, khoi den ngut troi", Category.CHAY_NO, True),
+        (
+            "mat dien tu sang, dc 5 tieng r ma k thay ai den sua",
+            Category.DIEN_NUOC_CHIEU_SANG,
+            False,
+        ),
+        # "gấp đôi" is double, not hurry.
+        ("Tiền điện tháng này tăng gấp đôi", Category.DIEN_NUOC_CHIEU_SANG, False),
+        # Praise is praise whatever it praises.
+        ("Khen ngợi bác sĩ khoa cấp cứu đã tận tình", Category.KHAC, False),
+    ],
+)
+def test_tricky_tickets(triage: Triage, text: str, category: Category, urgent: bool) -> None:
+    result = triage.classify(text)
+    assert (result.category, result.urgent) == (category, urgent), result
+
+
+def test_result_is_explained_and_bounded(triage: Triage) -> None:
+    result = triage.classify("Cháy lớn tại nhà dân, có người bị thương, cần cứu hỏa gấp")
+    assert result == TriageResult(
+        result.category, result.urgent, result.priority, result.confidence, result.matched
+    )
+    assert (result.category, result.urgent, result.priority) == (Category.CHAY_NO, True, 1)
+    assert 0 < result.confidence <= 1
+    assert "cháy lớn" in result.matched
+    assert "+bị thương" in result.matched
+    question = triage.classify("Xin hỏi thủ tục đăng ký hộ kinh doanh cần giấy tờ gì")
+    assert (question.category, question.urgent, question.priority) == (
+        Category.DICH_VU_CONG,
+        False,
+        4,
+    )
+    nothing = triage.classify("alo")
+    assert (nothing.category, nothing.urgent) == (Category.KHAC, False)
+    assert nothing.confidence < 0.5
+
+
+def test_service_code_fixes_the_category_but_not_the_urgency(triage: Triage) -> None:
+    text = "Cháy lớn tại nhà dân, khói đen bốc cao, cần xe cứu hỏa gấp"
+    free = triage.classify(text)
+    given = triage.classify(text, service_code=Category.GIAO_THONG)
+    assert free.category is Category.CHAY_NO
+    assert given.category is Category.GIAO_THONG
+    assert given.confidence == 1.0
+    assert given.urgent
+    calm = triage.classify("Xin hỏi giờ làm việc của bộ phận một cửa", Category.CHAY_NO)
+    assert calm.category is Category.CHAY_NO
+    assert not calm.urgent
+
+
+# --- SLA ----------------------------------------------------------------------------------------
+
+
+def test_sla_table_has_every_category_and_priority() -> None:
+    sla = load_sla()
+    for category in Category:
+        hours = [sla.hours_for(category, priority) for priority in PRIORITIES]
+        assert all(value > 0 for value in hours)
+        assert hours == sorted(hours)
+    assert sla.hours_for(Category.CHAY_NO, 1) == 0.25
+    assert sla.hours_for(Category.DICH_VU_CONG, 3) == 72
+
+
+def test_sla_due_is_receipt_plus_table_hours(triage: Triage) -> None:
+    received = datetime(2026, 11, 18, 14, 28, tzinfo=VN)
+    for category in Category:
+        for priority in PRIORITIES:
+            result = TriageResult(category, priority <= 2, priority, 1.0, ())
+            hours = triage.sla.hours_for(category, priority)
+            assert triage.sla_due(result, received) == received + timedelta(hours=hours)
+    fire = triage.classify("Cháy lớn tại nhà dân, có người bị thương")
+    assert triage.sla_due(fire, received) == received + timedelta(minutes=15)
+
+
+def test_sla_missing_category_or_decreasing_hours_are_rejected(tmp_path: Path) -> None:
+    text = SLA_PATH.read_text(encoding="utf-8")
+    missing = tmp_path / "missing.toml"
+    missing.write_text(text.replace("[hours.khac]", "[hours_khac]"), encoding="utf-8")
+    with pytest.raises(ValidationError):
+        load_sla(missing)
+    decreasing = tmp_path / "decreasing.toml"
+    decreasing.write_text(text.replace("p1 = 0.25", "p1 = 100", 1), encoding="utf-8")
+    with pytest.raises(ValidationError, match="must not decrease"):
+        load_sla(decreasing)
+
+
+# --- rule files are validated -------------------------------------------------------------------
+
+
+def test_bundled_rule_files_load() -> None:
+    rules = load_rules()
+    assert set(rules.categories) == set(Category)
+    assert all(table.phrases for category, table in rules.categories.items())
+    assert rules.default_category is Category.KHAC
+
+
+@pytest.mark.parametrize(
+    ("original", "changed"),
+    [
+        ("version = 1\n", "version = 1\nsurprise = true\n"),
+        ('{ text = "cháy nhà", weight = 4', '{ text = "cháy nhà", colour = "red", weight = 4'),
+        ("urgent_threshold = 2.0", "urgent_threshold = 2.0\nurgent_treshold = 3.0"),
+        ("[categories.khac]", "[categories.other]"),
+    ],
+)
+def test_unknown_keys_in_rules_are_rejected(tmp_path: Path, original: str, changed: str) -> None:
+    text = RULES_PATH.read_text(encoding="utf-8")
+    assert original in text
+    path = tmp_path / "rules.toml"
+    path.write_text(text.replace(original, changed, 1), encoding="utf-8")
+    with pytest.raises(ValidationError):
+        Triage.load(rules=path)
+
+
+def test_unknown_keys_in_sla_are_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "sla.toml"
+    text = SLA_PATH.read_text(encoding="utf-8")
+    path.write_text(text.replace("[hours.khac]", "[hours.khac]\np5 = 200"), encoding="utf-8")
+    with pytest.raises(ValidationError):
+        Triage.load(sla=path)
+
+
+# --- text normalisation -------------------------------------------------------------------------
+
+
+def test_normalisation_and_folding() -> None:
+    assert normalise("  Cháy   NHÀ!!  ở tổ 5,phường ") == "cháy nhà ở tổ 5 phường"
+    assert fold("Đường Lương Ngọc Quyến") == "Duong Luong Ngoc Quyen"
+    assert words("Ngập 50cm, Z115") == ["ngập", "50", "cm", "z", "115"]
+    assert list(ngrams(["a", "b", "c"], 2)) == [("a", "b"), ("b", "c")]
+    assert is_syllable("nguoi") and is_syllable("khuya") and not is_syllable("nguoii")
+
+
+def test_typing_repairs() -> None:
+    normaliser = Normaliser({"ko": "không", "dc": "được", "ng": "người"}, ["cháy", "nhà"])
+    analysed = normaliser.analyse("ko dc, ng ta gapppp, nguowif, chaynha, cứuuuu")
+    assert not analysed.accented  # as typed: no marks at all
+    assert analysed.folded == (
+        "khong", "duoc", "nguoi", "ta", "gap", "nguoi", "chay", "nha", "cuu"
+    )  # fmt: skip
+    expanded = analysed.syllables[:3]
+    assert [word.written for word in expanded] == ["không", "được", "người"]
+    telex = analysed.syllables[5]
+    assert (telex.tone, telex.qualities[2:4], telex.guessed) == ("huyen", ("horn", "horn"), True)
+
+
+def test_marks_typed_must_agree() -> None:
+    from ioc.hotline.text import syllable
+
+    burn, run = syllable("cháy"), syllable("chạy")
+    assert syllable("chay").agreement(burn, lenient=True) == 1.0
+    assert syllable("chay").agreement(burn, lenient=False) == 0.0
+    assert run.agreement(burn, lenient=True) == 0.0
+    assert syllable("hoà").agreement(syllable("hòa"), lenient=False) == 1.0
+    assert syllable("nỗ").agreement(syllable("nổ"), lenient=False) == 0.5
+
+
+# --- the batch command --------------------------------------------------------------------------
+
+
+def test_triage_file_writes_one_line_per_ticket(triage: Triage, samples_dir: Path) -> None:
+    source = io.StringIO((samples_dir / "tickets_1022.jsonl").read_text(encoding="utf-8"))
+    sink, errors = io.StringIO(), io.StringIO()
+    assert triage_file(source, sink, triage, errors=errors) == (32, 0)
+    assert errors.getvalue() == ""
+    lines = [json.loads(line) for line in sink.getvalue().splitlines()]
+    assert len(lines) == 32
+    first = lines[0]
+    assert set(first) == {"service_request_id", "category", "urgent", "priority", "sla_due"}
+    assert first == {
+        "service_request_id": "S-0001",
+        "category": "chay_no",
+        "urgent": True,
+        "priority": 1,
+        "sla_due": "2026-11-18T14:43:00+07:00",
+    }
+    for line in lines:
+        assert Category(line["category"])
+        assert line["priority"] in PRIORITIES
+        assert datetime.fromisoformat(line["sla_due"]).tzinfo is not None
+
+
+def test_triage_file_reports_and_skips_bad_lines(
+    triage: Triage, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = {"service_request_id": "T-1", "description": "Mất nước sinh hoạt từ sáng"}
+    lines = [
+        json.dumps(good, ensure_ascii=False),
+        "{not json",
+        json.dumps({"service_request_id": "T-2"}),
+        "",
+        json.dumps({"service_request_id": "T-3", "description": "   "}),
+        json.dumps(["a list"]),
+        json.dumps({"description": "Cháy nhà", "requested_datetime": "yesterday"}),
+        json.dumps({"description": "Cháy nhà", "service_code": "fire"}),
+        json.dumps(
+            {
+                "service_request_id": "T-4",
+                "description": "Cháy nhà, có người mắc kẹt",
+                "requested_datetime": "2026-11-01T08:00:00",
+                "service_code": "chay_no",
+            },
+            ensure_ascii=False,
+        ),
+    ]
+    sink = io.StringIO()
+    before = datetime.now(VN)
+    written, rejected = triage_file(io.StringIO("\n".join(lines) + "\n"), sink, triage)
+    assert (written, rejected) == (2, 6)
+    stderr = capsys.readouterr().err.splitlines()
+    assert stderr == [
+        "line 2: invalid JSON (Expecting property name enclosed in double quotes at column 2)",
+        "line 3: missing description",
+        "line 5: missing description",
+        "line 6: not a JSON object",
+        "line 7: requested_datetime is not ISO 8601: 'yesterday'",
+        "line 8: unknown service_code 'fire'",
+    ]
+    first, last = (json.loads(line) for line in sink.getvalue().splitlines())
+    assert first["service_request_id"] == "T-1"
+    assert first["category"] == "dien_nuoc_chieu_sang"
+    due = datetime.fromisoformat(first["sla_due"])
+    assert due >= before + timedelta(hours=triage.sla.hours_for(Category(first["category"]), 3))
+    assert last == {
+        "service_request_id": "T-4",
+        "category": "chay_no",
+        "urgent": True,
+        "priority": 1,
+        "sla_due": "2026-11-01T08:15:00+07:00",
+    }
