@@ -10,11 +10,12 @@ import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import psycopg
 import pytest
 
+from ioc import topics
 from ioc.assets import SAMPLES_DIR
 from ioc.config import Settings
 from ioc.stack.process import free_port
@@ -41,6 +42,51 @@ def wait_for(probe: Callable[[], T | None], timeout: float = 60.0, what: str = "
             return result
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class DeadLetterRecord(NamedTuple):
+    headers: dict[str, str]
+    value: bytes
+
+
+def dead_letters(settings: Settings, marker: bytes) -> list[DeadLetterRecord]:
+    """DLQ records whose (possibly redacted) value contains `marker`."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    reader = KafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers, consumer_timeout_ms=1500
+    )
+    try:
+        partitions = [
+            TopicPartition(topics.DLQ, p) for p in reader.partitions_for_topic(topics.DLQ) or ()
+        ]
+        reader.assign(partitions)
+        reader.seek_to_beginning(*partitions)
+        return [
+            DeadLetterRecord({key: value.decode() for key, value in record.headers}, record.value)
+            for record in reader
+            if record.value and marker in record.value
+        ]
+    finally:
+        reader.close()
+
+
+def caught_up(settings: Settings, group: str, topic: str) -> bool:
+    """The group has committed everything in the topic: what it will do, it has done."""
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    reader = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    try:
+        committed = admin.list_group_offsets([group]).get(group, {})
+        parts = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
+        ends = reader.end_offsets(parts)
+        return all(
+            committed.get(tp) and committed[tp].offset >= ends[tp] for tp in parts if ends[tp]
+        )
+    finally:
+        reader.close()
+        admin.close()
 
 
 class WebhookReceiver:

@@ -12,12 +12,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from ioc import topics
 from ioc.config import Settings
 from ioc.models import FrameHeaders
-from tests.conftest import WebhookReceiver, wait_for
+from tests.conftest import WebhookReceiver, caught_up, dead_letters, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -37,26 +37,6 @@ def send(
 
 def row(db: psycopg.Connection, sql: str, *params: Any) -> tuple | None:
     return db.execute(sql, params).fetchone()
-
-
-def dead_letters(settings: Settings, marker: bytes) -> list[dict[str, str]]:
-    """DLQ records whose original value contains `marker`, with their headers."""
-    reader = KafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers, consumer_timeout_ms=1500
-    )
-    try:
-        partitions = [
-            TopicPartition(topics.DLQ, p) for p in reader.partitions_for_topic(topics.DLQ) or ()
-        ]
-        reader.assign(partitions)
-        reader.seek_to_beginning(*partitions)
-        return [
-            {key: value.decode() for key, value in record.headers}
-            for record in reader
-            if record.value and marker in record.value
-        ]
-    finally:
-        reader.close()
 
 
 def ticket(ticket_id: str, description: str) -> bytes:
@@ -127,24 +107,6 @@ def test_fire_ticket_raises_urgent_incident_and_alert(
         lambda: [i for i in webhook.incidents() if i["id"] == incident[0]], what="webhook POST"
     )
     assert delivered[0]["severity"] == "urgent"
-
-
-def caught_up(settings: Settings, group: str, topic: str) -> bool:
-    """The group has committed everything in the topic: what it will do, it has done."""
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
-    reader = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
-    try:
-        committed = admin.list_group_offsets([group]).get(group, {})
-        parts = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
-        ends = reader.end_offsets(parts)
-        return all(
-            committed.get(tp) and committed[tp].offset >= ends[tp] for tp in parts if ends[tp]
-        )
-    finally:
-        reader.close()
-        admin.close()
 
 
 def test_ordinary_ticket_is_triaged_without_paging_anyone(
@@ -321,9 +283,9 @@ def test_malformed_message_goes_to_dlq_and_agent_continues(
 
     letters = wait_for(lambda: dead_letters(settings, marker), what="the dead letter")
     assert len(letters) == 1
-    assert reason_part in letters[0]["reason"]
-    assert letters[0]["source_topic"] == topic
-    assert int(letters[0]["source_offset"]) >= 0
+    assert reason_part in letters[0].headers["reason"]
+    assert letters[0].headers["source_topic"] == topic
+    assert int(letters[0].headers["source_offset"]) >= 0
 
 
 def test_undecodable_frame_goes_to_dlq_and_worker_continues(
@@ -353,7 +315,7 @@ def test_undecodable_frame_goes_to_dlq_and_worker_continues(
         lambda: (found := dead_letters(settings, marker)) and len(found) == 2 and found,
         what="two dead letters",
     )
-    reasons = sorted(letter["reason"] for letter in letters)
+    reasons = sorted(letter.headers["reason"] for letter in letters)
     assert "bad frame headers" in reasons[0] and "camera_id" in reasons[0]
     assert reasons[1] == "frame value is not a decodable image"
     wait_for(
