@@ -25,9 +25,12 @@ DATASOURCE_FILE = ROOT / "grafana" / "provisioning" / "datasources" / "ioc.yaml"
 DASHBOARD_PROVIDER_FILE = ROOT / "grafana" / "provisioning" / "dashboards" / "ioc.yaml"
 ALERTMANAGER_FILE = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 
-IOC_SERVICES = {"ioc-migrate", "ioc-streams", "ioc-vision", "ioc-alerts"}
+IOC_SERVICES = {"ioc-migrate", "ioc-streams", "ioc-vision", "ioc-alerts", "ioc-api"}
 # Values for the `${NAME:?message}` variables Compose insists on; everything else takes its default.
-REQUIRED_VARIABLES = {"IOC_STREAMS__PII_KEY": "test-pii-key"}
+REQUIRED_VARIABLES = {
+    "IOC_STREAMS__PII_KEY": "test-pii-key",
+    "IOC_HOTLINE__API_KEYS": '{"test-system": "k"}',
+}
 
 _VARIABLE = re.compile(
     r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
@@ -106,6 +109,7 @@ def test_ioc_services_are_the_expected_ones(services: dict[str, dict[str, Any]])
         "ioc-streams": ["streams", "run"],
         "ioc-vision": ["vision", "run"],
         "ioc-alerts": ["alerts", "run"],
+        "ioc-api": ["api"],
     }
     for name in IOC_SERVICES:
         build = services[name]["build"]

@@ -132,7 +132,7 @@ def test_ordinary_ticket_is_triaged_without_paging_anyone(
 
 
 def test_threshold_crossing_sensor_raises_one_incident_per_episode(
-    producer: KafkaProducer, db: psycopg.Connection
+    producer: KafkaProducer, db: psycopg.Connection, settings: Settings
 ) -> None:
     sensor = "test-wl-1"  # alert level 2.0 in tests/data/sensors.toml
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=uuid.uuid4().int % 1000)
@@ -183,6 +183,7 @@ def test_threshold_crossing_sensor_raises_one_incident_per_episode(
     )
     assert len(episode) == 1, f"one incident per episode, got {episode}"
     assert episode[0][1:] == ("resolved", "water_level_high")
+    wait_for(lambda: caught_up(settings, "ioc-alerts", topics.INCIDENTS), what="alert consumer")
     alerts = db.execute(
         "SELECT channel FROM alerts WHERE incident_id = %s", (episode[0][0],)
     ).fetchall()

@@ -7,6 +7,7 @@ two reports of the same fire at the same moment still make one incident with two
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +42,7 @@ def severity_of(result: TriageResult) -> Severity:
     return Severity.HIGH if result.priority == 2 else Severity.NORMAL
 
 
+METRES_PER_DEGREE = 111_320  # of latitude; of longitude times cos(latitude)
 DISTANCE_M = (
     "2 * 6371000 * asin(sqrt(power(sin(radians(lat - %(lat)s) / 2), 2)"
     " + cos(radians(%(lat)s)) * cos(radians(lat)) * power(sin(radians(lon - %(lon)s) / 2), 2)))"
@@ -200,6 +202,8 @@ async def _nearby_open_incident(
     """The nearest open hotline incident of the category within the radius and time window."""
     if ticket.lat is None or ticket.long is None:
         return None
+    dlat = radius_m / METRES_PER_DEGREE
+    dlon = radius_m / (METRES_PER_DEGREE * max(math.cos(math.radians(ticket.lat)), 0.01))
     params = {
         "category": category,
         "lat": ticket.lat,
@@ -207,11 +211,16 @@ async def _nearby_open_incident(
         "radius": radius_m,
         "since": ticket.requested_datetime - window,
         "until": ticket.requested_datetime + window,
+        "lat_min": ticket.lat - dlat,
+        "lat_max": ticket.lat + dlat,
+        "lon_min": ticket.long - dlon,
+        "lon_max": ticket.long + dlon,
     }
     await cur.execute(
         f"SELECT id, severity, {DISTANCE_M} AS distance_m FROM incidents"
         " WHERE source = 'hotline' AND category = %(category)s AND status = 'open'"
-        " AND lat IS NOT NULL AND event_time BETWEEN %(since)s AND %(until)s"
+        " AND lat BETWEEN %(lat_min)s AND %(lat_max)s AND lon BETWEEN %(lon_min)s AND %(lon_max)s"
+        " AND event_time BETWEEN %(since)s AND %(until)s"
         f" AND {DISTANCE_M} <= %(radius)s ORDER BY distance_m LIMIT 1",
         params,
     )

@@ -181,7 +181,7 @@ def bad_messages(duration_s: float, start: datetime) -> list[Scheduled]:
             json.dumps(
                 {
                     "service_request_id": "S-BAD-2",
-                    "channel": "sms",
+                    "channel": "phone",
                     "requested_datetime": start.isoformat(),
                 }
             ).encode(),

@@ -186,8 +186,7 @@ class KafkaService:
             libs,
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            cluster_id,
+            f"--cluster-id={cluster_id}",  # an id may start with "-": never a separate argument
             "-c",
             str(self.properties.resolve()),
             "--ignore-formatted",

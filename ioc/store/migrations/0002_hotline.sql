@@ -25,6 +25,10 @@ ALTER TABLE incidents
     ADD COLUMN IF NOT EXISTS reports  integer NOT NULL DEFAULT 1,
     ADD COLUMN IF NOT EXISTS category text;
 
+-- Duplicate search: open hotline incidents of a category, narrowed by a lat/lon bounding box.
+CREATE INDEX IF NOT EXISTS incidents_hotline_open ON incidents (category, lat, lon)
+    WHERE source = 'hotline' AND status = 'open';
+
 -- Every status change of a ticket, for audit and for SLA reporting.
 CREATE TABLE IF NOT EXISTS ticket_events (
     service_request_id text NOT NULL,
