@@ -202,6 +202,47 @@ def tickets_import_command(
     raise typer.Exit(1 if report.rejected and not report.accepted else 0)
 
 
+@tickets_app.command("set-status")
+def tickets_set_status_command(
+    ticket_id: Annotated[str, typer.Argument(help="service_request_id")],
+    status: Annotated[str, typer.Argument(help="assigned, in_progress, resolved or triaged")],
+    note: Annotated[str | None, typer.Option(help="Status notes shown to the citizen.")] = None,
+) -> None:
+    """Move a ticket through its lifecycle (resolving the first report resolves its incident)."""
+    import asyncio
+
+    from ioc.hotline.lifecycle import TransitionError, set_status
+    from ioc.kafka_clients import producer
+    from ioc.store.writer import Store
+    from ioc.topics import INCIDENTS
+
+    settings = get_settings()
+
+    async def move() -> None:
+        store = Store(settings.database.dsn, 1)
+        try:
+            async with store.connection() as conn:
+                incident = await set_status(conn, ticket_id, status, note)
+        finally:
+            await store.close()
+        if incident is not None:
+            client = producer(settings.kafka, "ioc-cli")
+            await client.start()
+            try:
+                await client.send_and_wait(
+                    INCIDENTS, key=incident.id.encode(), value=incident.to_bytes()
+                )
+            finally:
+                await client.stop()
+            console.print(f"incident {incident.id}: {incident.status}")
+
+    try:
+        asyncio.run(move())
+    except TransitionError as error:
+        _fail(error)
+    console.print(f"{ticket_id}: {status}")
+
+
 @app.command("triage")
 def triage_command(
     source: Annotated[str, typer.Argument(help="JSONL tickets file, or - for stdin.")] = "-",

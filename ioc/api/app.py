@@ -49,10 +49,11 @@ from ioc.api.open311 import (
     services,
 )
 from ioc.config import Settings
+from ioc.hotline import lifecycle
 from ioc.hotline.categories import Category
 from ioc.kafka_clients import producer as kafka_producer
 from ioc.models.base import utc_now
-from ioc.topics import HOTLINE_TICKETS
+from ioc.topics import HOTLINE_TICKETS, INCIDENTS
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +207,41 @@ async def get_request(service_request_id: str, request: Request) -> list[Service
     if not rows:
         raise ApiError(404, f"service_request_id {field_label(service_request_id)}: not found")
     return [request_from_row(rows[0])]
+
+
+@router.post(
+    "/requests/{service_request_id}/status.json", responses={400: {}, 401: {}, 404: {}, 503: {}}
+)
+async def change_status(service_request_id: str, request: Request) -> list[ServiceRequest]:
+    """Staff systems move a ticket (an extension: Open311 itself has no write for status).
+    Fields `status` (assigned, in_progress, resolved, triaged) and optional `status_notes`."""
+    runtime = _runtime(request)
+    body = await _read_body(request, runtime.settings.hotline.max_body_bytes)
+    fields = await _parse_fields(request, body)
+    body_key = fields.pop("api_key", None)
+    system = _system_of(
+        request.headers.get("x-api-key") or body_key, runtime.settings.hotline.api_keys
+    )
+    status, note = fields.get("status"), fields.get("status_notes")
+    if not isinstance(status, str) or status not in lifecycle.TRANSITIONS:
+        raise ApiError(400, f"status: one of {', '.join(sorted(lifecycle.TRANSITIONS))}")
+    if note is not None and not isinstance(note, str):
+        raise ApiError(400, "status_notes: must be text")
+    try:
+        async with runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+            incident = await lifecycle.set_status(conn, service_request_id, status, note)
+    except lifecycle.TransitionError as error:
+        code = 404 if str(error).startswith("unknown ticket") else 400
+        raise ApiError(code, f"status: {error}") from None
+    except (psycopg.OperationalError, OSError) as error:
+        log.warning("database unavailable: %s", type(error).__name__)
+        raise ApiError(503, "database unavailable, retry later") from None
+    if incident is not None:
+        await runtime.producer.send_and_wait(
+            INCIDENTS, key=incident.id.encode(), value=incident.to_bytes()
+        )
+    log.info("ticket %s moved to %s by %s", service_request_id, status, system)
+    return await get_request(service_request_id, request)
 
 
 @router.get("/requests.json", responses={400: {}, 503: {}})

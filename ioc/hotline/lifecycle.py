@@ -274,3 +274,57 @@ async def claim_sla_breaches(conn: AsyncConnection) -> list[Incident]:
                 (row["service_request_id"], row["status"]),
             )
     return [breach_incident(row) for row in rows]
+
+
+# Staff moves; "duplicate" is set only by linking. Reopening a resolved ticket is allowed.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "new": frozenset({"triaged", "assigned", "in_progress", "resolved"}),
+    "triaged": frozenset({"assigned", "in_progress", "resolved"}),
+    "assigned": frozenset({"in_progress", "resolved"}),
+    "in_progress": frozenset({"assigned", "resolved"}),
+    "resolved": frozenset({"in_progress"}),
+    "duplicate": frozenset(),
+}
+
+
+class TransitionError(ValueError):
+    """A status change that the lifecycle does not allow, or of an unknown ticket."""
+
+
+async def set_status(
+    conn: AsyncConnection, ticket_id: str, status: str, note: str | None
+) -> Incident | None:
+    """Move a ticket; resolving (or reopening) the ticket that opened an incident does the same
+    to the incident, which is returned so the caller publishes its new state."""
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT status, incident_id FROM tickets WHERE service_request_id = %s FOR UPDATE",
+            (ticket_id,),
+        )
+        current = await cur.fetchone()
+        if current is None:
+            raise TransitionError(f"unknown ticket {ticket_id}")
+        if status not in TRANSITIONS.get(current["status"], frozenset()):
+            allowed = ", ".join(sorted(TRANSITIONS.get(current["status"], ()))) or "none"
+            raise TransitionError(
+                f"cannot move {ticket_id} from {current['status']} to {status} (allowed: {allowed})"
+            )
+        await cur.execute(
+            "UPDATE tickets SET status = %s, status_notes = %s, updated_at = now()"
+            " WHERE service_request_id = %s",
+            (status, note, ticket_id),
+        )
+        await cur.execute(
+            "INSERT INTO ticket_events (service_request_id, status, note) VALUES (%s, %s, %s)",
+            (ticket_id, status, note),
+        )
+        incident_status = {"resolved": "resolved", "in_progress": "open"}.get(status)
+        if incident_status is None:
+            return None
+        await cur.execute(
+            "UPDATE incidents SET status = %s, updated_at = now()"
+            " WHERE id = %s AND source_key = %s AND status <> %s RETURNING *",
+            (incident_status, current["incident_id"], ticket_id, incident_status),
+        )
+        row = await cur.fetchone()
+    return incident_from_row(row, epoch_ms(utc_now())) if row else None

@@ -356,3 +356,45 @@ def test_default_page_size_and_health(client: TestClient) -> None:
     health = client.get("/healthz")
     assert health.status_code == 200
     assert health.json() == {"status": "ok", "kafka": True, "database": True}
+
+
+def test_staff_move_a_ticket_through_its_lifecycle(
+    client: TestClient, db: psycopg.Connection
+) -> None:
+    spot = {"lat": 21.3 + uuid.uuid4().int % 1000 / 5000, "long": 105.5}
+    sent = report(description="Cháy kho phế liệu, khói đen", service_code=None, **spot)
+    request_id = client.post(f"{V2}/requests.json", json=sent, headers=KEY).json()[0][
+        "service_request_id"
+    ]
+    ticket = stored(client, request_id)
+    assert ticket["service_code"] == "chay_no" and ticket["status"] == "open"
+    status_url = f"{V2}/requests/{request_id}/status.json"
+
+    assert client.post(status_url, data={"status": "assigned"}).status_code == 401
+    moved = client.post(status_url, data={"status": "assigned"}, headers=KEY)
+    assert moved.status_code == 200 and moved.json()[0]["status"] == "open"
+    done = client.post(
+        status_url, json={"status": "resolved", "status_notes": "Đã dập tắt"}, headers=KEY
+    )
+    assert done.status_code == 200, done.text
+    assert (done.json()[0]["status"], done.json()[0]["status_notes"]) == ("closed", "Đã dập tắt")
+    incident = db.execute(
+        "SELECT status FROM incidents WHERE id = %s", (ticket["incident_id"],)
+    ).fetchone()
+    assert incident == ("resolved",), "resolving the first report resolves its incident"
+    history = [
+        r[0]
+        for r in db.execute(
+            "SELECT status FROM ticket_events WHERE service_request_id = %s ORDER BY at",
+            (request_id,),
+        )
+    ]
+    assert history[-2:] == ["assigned", "resolved"]
+
+    wrong = client.post(status_url, data={"status": "assigned"}, headers=KEY)
+    assert wrong.status_code == 400 and "from resolved to assigned" in problems(wrong)
+    assert client.post(status_url, data={"status": "bogus"}, headers=KEY).status_code == 400
+    unknown = client.post(
+        f"{V2}/requests/TN-0-none/status.json", data={"status": "assigned"}, headers=KEY
+    )
+    assert unknown.status_code == 404

@@ -223,3 +223,30 @@ def test_personal_data_stops_at_intake(
     letters = wait_for(lambda: dead_letters(settings, marker.encode()), what="dead letter")
     assert "Invalid JSON" in letters[0].headers["reason"]
     assert all(b"0912345678" not in d.value and "Trần".encode() not in d.value for d in letters)
+
+
+def test_staff_cli_moves_a_ticket_and_refuses_invalid_moves(
+    producer: KafkaProducer, db: psycopg.Connection, place: tuple[float, float, datetime]
+) -> None:
+    import subprocess
+    import sys
+
+    lat, lon, when = place
+    ticket_id = report(producer, "Đèn chiếu sáng hỏng cả dãy phố", lat, lon, when)
+    stored(db, ticket_id)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "ioc", "tickets", "set-status", ticket_id, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    moved = cli("in_progress", "--note", "Đội điện lực đang xử lý")
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    row = stored(db, ticket_id)
+    assert (row["status"], row["status_notes"]) == ("in_progress", "Đội điện lực đang xử lý")
+    refused = cli("duplicate")
+    assert refused.returncode == 1 and "cannot move" in refused.stdout
+    assert stored(db, ticket_id)["status"] == "in_progress"
