@@ -180,6 +180,16 @@ def workers(live_stack: Settings) -> Iterator[Settings]:
         running.stop()
 
 
+@pytest.fixture(scope="session")
+def producer(workers: Settings) -> Iterator[Any]:
+    """A plain Kafka producer for test inputs, once the workers are ready."""
+    from kafka import KafkaProducer
+
+    client = KafkaProducer(bootstrap_servers=workers.kafka.bootstrap_servers, acks="all")
+    yield client
+    client.close()
+
+
 @pytest.fixture
 def db(live_stack: Settings) -> Iterator[psycopg.Connection]:
     with psycopg.connect(live_stack.database.dsn, autocommit=True) as conn:

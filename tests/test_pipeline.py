@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,6 @@ from ioc.models import FrameHeaders
 from tests.conftest import WebhookReceiver, caught_up, dead_letters, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def producer(workers: Settings) -> Iterator[KafkaProducer]:
-    client = KafkaProducer(bootstrap_servers=workers.kafka.bootstrap_servers, acks="all")
-    yield client
-    client.close()
 
 
 def send(
