@@ -10,7 +10,7 @@ JAVA_OK := $(shell java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])' 
 EXTRAS  := vision,dev$(if $(JAVA_OK),,$(comma)jdk)
 comma   := ,
 
-.PHONY: install demo test lint format stack-up stack-down clean
+.PHONY: install mosquitto demo test lint format stack-up stack-down clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ioc needs Python 3.11+ (set PYTHON=...)")'
@@ -19,7 +19,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/uv pip install --python $(BIN)/python -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
-install: $(STAMP)
+# The MQTT bridge's tests start a real Mosquitto (Debian package); installed once, as root only.
+mosquitto:
+	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing mosquitto (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends mosquitto >/dev/null 2>&1 \
+	      || echo "warning: 'apt-get install mosquitto' failed; the MQTT tests need it"; \
+	  else \
+	    echo "note: mosquitto not found; install it (sudo apt-get install mosquitto)" \
+	         "for the MQTT bridge and its tests"; \
+	  fi; \
+	fi
+
+install: $(STAMP) mosquitto
 
 demo: install  ## the bounded end-to-end scenario (DEMO_ARGS="--duration 60 --keep-stack")
 	$(BIN)/ioc demo $(DEMO_ARGS)

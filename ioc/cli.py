@@ -31,6 +31,8 @@ app.add_typer(vision_app, name="vision")
 app.add_typer(alerts_app, name="alerts")
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 tickets_app = typer.Typer(help="1022 hotline tickets.", no_args_is_help=True)
+sensors_app = typer.Typer(help="IoT sensors.", no_args_is_help=True)
+app.add_typer(sensors_app, name="sensors")
 bench_app = typer.Typer(
     help="Benchmarks against a baseline measured in the same run.", no_args_is_help=True
 )
@@ -175,6 +177,15 @@ def db_migrate_command() -> None:
 
     report = migrate(get_settings().database.dsn)
     console.print(f"{len(report.applied)} migration(s) applied; {report.storage}")
+
+
+@sensors_app.command("bridge")
+def sensors_bridge_command() -> None:
+    """Forward MQTT sensor messages (mqtt.topic_filter) to ioc.sensor.events until stopped."""
+    from ioc.sensors.bridge import run_bridge
+
+    _setup_logging()
+    run_bridge(get_settings())
 
 
 @app.command("api")

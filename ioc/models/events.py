@@ -52,12 +52,14 @@ class Ticket(WireModel):
 
 
 class SensorEvent(WireModel):
-    """One observation, FIWARE-shaped (key-value form): `id`, `type`, `dateObserved`, attributes."""
+    """One observation in canonical units (see `ioc.sensors.fiware`, which reads the FIWARE
+    payloads devices send): sensor id, FIWARE type, observed time, measurements, location."""
 
     id: NonEmpty
     type: NonEmpty
     date_observed: AwareDatetime = Field(alias="dateObserved")
     measurements: dict[str, float] = Field(min_length=1)
+    location: tuple[float, float] | None = Field(None, description="(lat, lon) when sent.")
 
     @field_validator("measurements")
     @classmethod

@@ -14,6 +14,7 @@ from typing import Any
 from ioc import topics
 from ioc.models import FrameHeaders, SensorSpec, load_sensor_registry
 from ioc.models.base import utc_now
+from ioc.sensors import fiware
 
 
 @dataclass(frozen=True)
@@ -53,21 +54,21 @@ def sensor_value(spec: SensorSpec, progress: float) -> float:
     """The Gia Bảy water level rises steadily through its alert level halfway through the run;
     the other sensors stay below theirs, with a little deterministic wobble."""
     wobble = 0.02 * math.sin(progress * 20)
-    if spec.type == "WaterObserved" and spec.id == "tn-wl-cau-gia-bay":
+    if spec.type == "FloodMonitoring" and spec.id == "tn-wl-cau-gia-bay":
         return round(spec.alert_level * (0.8 + 0.4 * progress) + wobble, 3)
-    if spec.type == "WaterObserved":
+    if spec.type == "FloodMonitoring":
         return round(spec.alert_level * 0.7 + wobble, 3)
     return round(spec.alert_level * (0.35 + 0.1 * math.sin(progress * 6)), 1)
 
 
 def sensor_event(spec: SensorSpec, value: float, observed: datetime) -> bytes:
+    """A FIWARE entity as the device sends it; water levels in cm with their unit code, so the
+    pipeline's unit normalisation is exercised on every reading."""
+    measured: float | dict[str, object] = value
+    if spec.property == "currentLevel":
+        measured = {"value": round(value * 100, 1), "unitCode": "CMT"}
     return json.dumps(
-        {
-            "id": spec.id,
-            "type": spec.type,
-            "dateObserved": observed.isoformat(),
-            "measurements": {spec.property: value},
-        }
+        fiware.entity(spec.id, spec.type, observed, **{spec.property: measured})
     ).encode()
 
 
@@ -192,12 +193,7 @@ def bad_messages(duration_s: float, start: datetime) -> list[Scheduled]:
             topics.SENSOR_EVENTS,
             b"tn-unknown",
             json.dumps(
-                {
-                    "id": "tn-unknown",
-                    "type": "WaterObserved",
-                    "dateObserved": start.isoformat(),
-                    "measurements": {"waterLevel": 1.0},
-                }
+                fiware.entity("tn-unknown", "FloodMonitoring", start, currentLevel=1.0)
             ).encode(),
             bad=True,
         ),
@@ -205,8 +201,8 @@ def bad_messages(duration_s: float, start: datetime) -> list[Scheduled]:
             at + 3,
             topics.SENSOR_EVENTS,
             b"tn-wl-thac-huong",
-            b'{"id": "tn-wl-thac-huong", "type": "WaterObserved", "dateObserved": "yesterday",'
-            b' "measurements": {"waterLevel": "high"}}',
+            b'{"id": "tn-wl-thac-huong", "type": "FloodMonitoring", "dateObserved": "2026-11-20",'
+            b' "currentLevel": {"value": 1.2, "unit": "km"}}',
             bad=True,
         ),
         Scheduled(

@@ -1,14 +1,15 @@
-"""The native local stack: Kafka (KRaft) and PostgreSQL, started without Docker or root."""
+"""The native local stack: Kafka (KRaft), PostgreSQL and optionally Mosquitto, without Docker."""
 
 from __future__ import annotations
 
 from ioc.config import Settings
 from ioc.stack.kafka import KafkaService, ensure_topics
+from ioc.stack.mosquitto import MosquittoService
 from ioc.stack.postgres import PostgresService
 from ioc.stack.process import Health, StackError
 from ioc.store.migrate import MigrationReport, migrate
 
-Service = KafkaService | PostgresService
+Service = KafkaService | PostgresService | MosquittoService
 
 __all__ = [
     "Health",
@@ -28,6 +29,8 @@ def stack_services(settings: Settings) -> list[Service]:
         services.append(KafkaService(settings.stack, settings.kafka))
     if settings.stack.postgres:
         services.append(PostgresService(settings.stack, settings.database))
+    if settings.stack.mosquitto:
+        services.append(MosquittoService(settings.stack, settings.mqtt))
     return services
 
 

@@ -24,8 +24,9 @@ from ioc.hotline import lifecycle
 from ioc.hotline.privacy import redact_ticket_bytes, reporter_of
 from ioc.hotline.triage import Triage
 from ioc.kafka_clients import hide_produced_payloads
-from ioc.models import FrameDetections, Incident, SensorEvent, Ticket, load_sensor_registry
+from ioc.models import FrameDetections, Incident, Ticket, load_sensor_registry
 from ioc.models.base import from_epoch_ms
+from ioc.sensors import fiware
 from ioc.store.writer import Store
 from ioc.streams import rules
 
@@ -138,7 +139,10 @@ def create_app(settings: Settings) -> faust.App:
             await incidents_topic.send(key=incident.id.encode(), value=incident.to_bytes())
 
     async def process_sensor(event: faust.EventT) -> None:
-        reading = SensorEvent.model_validate_json(event.value or b"")
+        try:
+            reading = fiware.parse_observation(event.value or b"")
+        except fiware.ObservationError as error:
+            raise Rejected(f"invalid observation: {error}") from None
         spec = registry.get(reading.id)
         if spec is None:
             raise Rejected(f"unknown sensor id {reading.id!r}: not in the sensor registry")

@@ -18,7 +18,7 @@ from ioc.models.base import deterministic_id
 from ioc.models.incidents import IncidentStatus
 
 SENSOR_KINDS = {
-    "WaterObserved": (IncidentKind.WATER_LEVEL_HIGH, Severity.URGENT),
+    "FloodMonitoring": (IncidentKind.WATER_LEVEL_HIGH, Severity.URGENT),
     "AirQualityObserved": (IncidentKind.AIR_QUALITY_POOR, Severity.HIGH),
 }
 

@@ -3,8 +3,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ioc import topics
-from ioc.models import SensorEvent, Ticket, load_sensor_registry
+from ioc.models import Ticket, load_sensor_registry
 from ioc.scenario.plan import build_plan
+from ioc.sensors import fiware
 from ioc.streams import rules
 
 
@@ -27,7 +28,7 @@ def test_exactly_one_sensor_crosses_its_alert_level_once(samples_dir: Path) -> N
     for item in plan:
         if item.topic != topics.SENSOR_EVENTS or item.bad:
             continue
-        event = SensorEvent.model_validate_json(item.value)
+        event = fiware.parse_observation(item.value)
         spec = registry.get(event.id)
         incident = rules.sensor_crossing(event, spec, open_by_sensor.get(event.id), 0)
         if incident:

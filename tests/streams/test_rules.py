@@ -6,8 +6,8 @@ from ioc.streams import rules
 SPEC = SensorSpec(
     id="s1",
     name="River",
-    type="WaterObserved",
-    property="waterLevel",
+    type="FloodMonitoring",
+    property="currentLevel",
     unit="m",
     alert_level=3.0,
     district="D",
@@ -19,7 +19,7 @@ SPEC = SensorSpec(
 def _event(value: float, minute: int) -> SensorEvent:
     observed = datetime(2026, 11, 20, 8, minute, tzinfo=UTC)
     return SensorEvent(
-        id="s1", type="WaterObserved", dateObserved=observed, measurements={"waterLevel": value}
+        id="s1", type="FloodMonitoring", dateObserved=observed, measurements={"currentLevel": value}
     )
 
 
@@ -39,7 +39,7 @@ def test_sensor_crossing_opens_once_and_resolves() -> None:
 def test_sensor_reading_without_the_watched_property_is_ignored() -> None:
     event = SensorEvent(
         id="s1",
-        type="WaterObserved",
+        type="FloodMonitoring",
         dateObserved=datetime.now(UTC),
         measurements={"temperature": 30.0},
     )
