@@ -71,6 +71,18 @@ def dead_letters(settings: Settings, marker: bytes) -> list[DeadLetterRecord]:
         reader.close()
 
 
+def end_offsets(settings: Settings, topic: str) -> dict[Any, int]:
+    """Per partition, where the next message of `topic` will land (to prove nothing was sent)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    reader = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    try:
+        parts = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
+        return reader.end_offsets(parts)
+    finally:
+        reader.close()
+
+
 def caught_up(settings: Settings, group: str, topic: str) -> bool:
     """The group has committed everything in the topic: what it will do, it has done."""
     from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition

@@ -14,13 +14,12 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from kafka import KafkaConsumer, TopicPartition
 
 from ioc import topics
 from ioc.api import create_app
 from ioc.config import Settings
 from ioc.hotline.categories import Category
-from tests.conftest import wait_for
+from tests.conftest import end_offsets, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -71,18 +70,6 @@ def report(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return {key: value for key, value in body.items() if value is not None}
-
-
-def end_offsets(settings: Settings) -> dict[TopicPartition, int]:
-    reader = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
-    try:
-        partitions = [
-            TopicPartition(topics.HOTLINE_TICKETS, p)
-            for p in reader.partitions_for_topic(topics.HOTLINE_TICKETS) or ()
-        ]
-        return reader.end_offsets(partitions)
-    finally:
-        reader.close()
 
 
 def stored(client: TestClient, request_id: str) -> dict[str, Any]:
@@ -165,7 +152,7 @@ def test_form_post_with_api_key_field(client: TestClient) -> None:
 def test_without_or_with_wrong_key_is_401_and_nothing_is_published(
     client: TestClient, workers: Settings
 ) -> None:
-    before = end_offsets(workers)
+    before = end_offsets(workers, topics.HOTLINE_TICKETS)
     attempts = [
         client.post(f"{V2}/requests.json", json=report()),
         client.post(f"{V2}/requests.json", json=report(), headers={"X-API-Key": "k-wrong"}),
@@ -175,7 +162,7 @@ def test_without_or_with_wrong_key_is_401_and_nothing_is_published(
     for response in attempts:
         assert response.status_code == 401
         assert "api_key" in problems(response)
-    assert end_offsets(workers) == before
+    assert end_offsets(workers, topics.HOTLINE_TICKETS) == before
 
 
 @pytest.mark.parametrize(
@@ -203,13 +190,13 @@ def test_bad_input_is_400_naming_the_field(
     field: str,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    before = end_offsets(workers)
+    before = end_offsets(workers, topics.HOTLINE_TICKETS)
     response = client.post(f"{V2}/requests.json", json=report(**overrides), headers=KEY)
     assert response.status_code == 400, response.text
     assert field in problems(response)
     assert_no_personal_data(response.text)
     assert_no_personal_data(caplog.text)
-    assert end_offsets(workers) == before
+    assert end_offsets(workers, topics.HOTLINE_TICKETS) == before
 
 
 def test_malformed_or_unsupported_bodies(client: TestClient) -> None:
@@ -230,7 +217,7 @@ def test_malformed_or_unsupported_bodies(client: TestClient) -> None:
 def test_oversized_body_is_413_by_declared_or_actual_size(
     client: TestClient, workers: Settings
 ) -> None:
-    before = end_offsets(workers)
+    before = end_offsets(workers, topics.HOTLINE_TICKETS)
     limit = workers.hotline.max_body_bytes
     declared = client.post(
         f"{V2}/requests.json", json=report(address_string="x" * (limit + 1)), headers=KEY
@@ -246,7 +233,7 @@ def test_oversized_body_is_413_by_declared_or_actual_size(
         headers=KEY | {"Content-Type": "application/json"},
     )
     assert streamed.status_code == 413
-    assert end_offsets(workers) == before
+    assert end_offsets(workers, topics.HOTLINE_TICKETS) == before
 
 
 def test_unknown_request_is_404(client: TestClient) -> None:

@@ -9,13 +9,12 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from kafka import KafkaConsumer, TopicPartition
 
 from ioc import topics
 from ioc.api import create_app
 from ioc.config import Settings
 from ioc.sensors.fiware import entity
-from tests.conftest import wait_for
+from tests.conftest import end_offsets, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -33,18 +32,6 @@ def client(workers: Settings) -> Iterator[TestClient]:
 def moment() -> datetime:
     """A unique observation time, so rows of this test are told apart."""
     return datetime(2027, 1, 1, tzinfo=UTC) + timedelta(seconds=uuid.uuid4().int % 10**7)
-
-
-def sensor_offsets(settings: Settings) -> dict[TopicPartition, int]:
-    reader = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
-    try:
-        parts = [
-            TopicPartition(topics.SENSOR_EVENTS, p)
-            for p in reader.partitions_for_topic(topics.SENSOR_EVENTS) or ()
-        ]
-        return reader.end_offsets(parts)
-    finally:
-        reader.close()
 
 
 def test_single_and_batch_observations_are_stored_in_canonical_units(
@@ -77,7 +64,7 @@ def test_single_and_batch_observations_are_stored_in_canonical_units(
 def test_bad_batches_are_refused_whole_with_each_reason(
     client: TestClient, settings: Settings
 ) -> None:
-    before = sensor_offsets(settings)
+    before = end_offsets(settings, topics.SENSOR_EVENTS)
     at = moment()
     bad = [
         entity("test-wl-1", "FloodMonitoring", at, currentLevel=2.0),
@@ -98,4 +85,6 @@ def test_bad_batches_are_refused_whole_with_each_reason(
         ).status_code
         == 400
     )
-    assert sensor_offsets(settings) == before, "nothing of a refused batch is published"
+    assert end_offsets(settings, topics.SENSOR_EVENTS) == before, (
+        "nothing of a refused batch is published"
+    )
