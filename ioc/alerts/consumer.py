@@ -31,7 +31,7 @@ ATTEMPTS = 5
 class AlertConsumer:
     def __init__(self, settings: Settings, channels: list[Channel]) -> None:
         self.channels = channels
-        self.min_rank = Severity(settings.alerts.min_severity).rank
+        self.paging = Severity.at_least(settings.alerts.min_severity)
         self.store = Store(settings.database.dsn, settings.database.pool_max_size)
         self.consumer = consumer(settings.kafka, settings.alerts.group_id, topics.INCIDENTS)
         self.producer = producer(settings.kafka, settings.alerts.group_id)
@@ -58,7 +58,7 @@ class AlertConsumer:
         except ValidationError as error:
             await self._reject(record, describe_validation_error(error))
             return
-        if incident.status != IncidentStatus.OPEN or incident.severity.rank > self.min_rank:
+        if incident.status != IncidentStatus.OPEN or incident.severity not in self.paging:
             return
         for channel in self.channels:
             alert_id = deterministic_id("alert", incident.id, channel.name)

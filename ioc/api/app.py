@@ -33,7 +33,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ioc.api.open311 import (
     CHANNELS,
-    CLOSED_STATUSES,
     REQUEST_COLUMNS,
     IntakeError,
     Service,
@@ -52,6 +51,7 @@ from ioc.config import Settings
 from ioc.hotline import lifecycle
 from ioc.hotline.categories import Category
 from ioc.kafka_clients import producer as kafka_producer
+from ioc.models import SensorRegistry, load_sensor_registry
 from ioc.models.base import utc_now
 from ioc.topics import HOTLINE_TICKETS, INCIDENTS
 
@@ -90,10 +90,12 @@ class Runtime:
     settings: Settings
     producer: AIOKafkaProducer
     pool: AsyncConnectionPool[AsyncConnection[DictRow]]
+    sensors: SensorRegistry
     producer_started: bool = False
 
 
 def create_app(settings: Settings) -> FastAPI:
+    registry = load_sensor_registry(settings.streams.sensor_registry)  # a bad file fails start-up
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -106,7 +108,7 @@ def create_app(settings: Settings) -> FastAPI:
             max_size=settings.database.pool_max_size,
             open=False,
         )
-        runtime = Runtime(settings, producer, pool)
+        runtime = Runtime(settings, producer, pool, registry)
         await producer.start()
         runtime.producer_started = True
         await pool.open(wait=False)  # intake works while the database is away; GETs answer 503
@@ -125,10 +127,10 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url=f"{PREFIX}/openapi.json",
         redoc_url=None,
     )
-    from ioc.api import sensors  # imports this module's helpers
+    from ioc.api import sensors as sensor_intake  # it imports this module's helpers
 
     app.include_router(router, prefix=PREFIX)
-    app.include_router(sensors.router, prefix=sensors.SENSORS_PREFIX)
+    app.include_router(sensor_intake.router, prefix=sensor_intake.SENSORS_PREFIX)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -140,7 +142,7 @@ def create_app(settings: Settings) -> FastAPI:
 router = APIRouter()
 
 
-def _runtime(request: Request) -> Runtime:
+def runtime_of(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
@@ -163,12 +165,12 @@ async def list_services() -> list[Service]:
     },
 )
 async def create_request(request: Request) -> JSONResponse:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     hotline = runtime.settings.hotline
-    body = await _read_body(request, hotline.max_body_bytes)
+    body = await read_body(request, hotline.max_body_bytes)
     fields = await _parse_fields(request, body)
     body_key = fields.pop("api_key", None)
-    system = _system_of(request.headers.get("x-api-key") or body_key, hotline.api_keys)
+    system = system_of(request.headers.get("x-api-key") or body_key, hotline.api_keys)
 
     now = utc_now()
     request_id = new_request_id(now)
@@ -203,7 +205,7 @@ async def create_request(request: Request) -> JSONResponse:
 @router.get("/requests/{service_request_id}.json", responses={404: {}, 503: {}})
 async def get_request(service_request_id: str, request: Request) -> list[ServiceRequest]:
     rows = await _query(
-        _runtime(request),
+        runtime_of(request),
         f"SELECT {REQUEST_COLUMNS} FROM tickets WHERE service_request_id = %s",
         (service_request_id,),
     )
@@ -218,11 +220,11 @@ async def get_request(service_request_id: str, request: Request) -> list[Service
 async def change_status(service_request_id: str, request: Request) -> list[ServiceRequest]:
     """Staff systems move a ticket (an extension: Open311 itself has no write for status).
     Fields `status` (assigned, in_progress, resolved, triaged) and optional `status_notes`."""
-    runtime = _runtime(request)
-    body = await _read_body(request, runtime.settings.hotline.max_body_bytes)
+    runtime = runtime_of(request)
+    body = await read_body(request, runtime.settings.hotline.max_body_bytes)
     fields = await _parse_fields(request, body)
     body_key = fields.pop("api_key", None)
-    system = _system_of(
+    system = system_of(
         request.headers.get("x-api-key") or body_key, runtime.settings.hotline.api_keys
     )
     status, note = fields.get("status"), fields.get("status_notes")
@@ -231,14 +233,12 @@ async def change_status(service_request_id: str, request: Request) -> list[Servi
     if note is not None and not isinstance(note, str):
         raise ApiError(400, "status_notes: must be text")
     try:
-        async with runtime.pool.connection(timeout=DB_TIMEOUT_S) as conn:
+        async with database(runtime) as conn:
             incident = await lifecycle.set_status(conn, service_request_id, status, note)
+    except lifecycle.UnknownTicket as error:
+        raise ApiError(404, f"service_request_id: {error}") from None
     except lifecycle.TransitionError as error:
-        code = 404 if str(error).startswith("unknown ticket") else 400
-        raise ApiError(code, f"status: {error}") from None
-    except (psycopg.OperationalError, OSError) as error:
-        log.warning("database unavailable: %s", type(error).__name__)
-        raise ApiError(503, "database unavailable, retry later") from None
+        raise ApiError(400, f"status: {error}") from None
     if incident is not None:
         await runtime.producer.send_and_wait(
             INCIDENTS, key=incident.id.encode(), value=incident.to_bytes()
@@ -277,11 +277,11 @@ async def list_requests(
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY requested_at DESC, service_request_id DESC LIMIT %s OFFSET %s"
     params += [page_size, (page - 1) * page_size]
-    return [request_from_row(row) for row in await _query(_runtime(request), sql, params)]
+    return [request_from_row(row) for row in await _query(runtime_of(request), sql, params)]
 
 
 async def healthz(request: Request) -> JSONResponse:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     database = True
     try:
         await _query(runtime, "SELECT 1 AS ok", (), timeout=2.0)
@@ -316,10 +316,10 @@ def _filters(
         problems.append("status: must be open or closed")
     elif statuses == {"open"}:
         where.append("status <> ALL(%s)")
-        params.append(list(CLOSED_STATUSES))
+        params.append(list(lifecycle.CLOSED_STATES))
     elif statuses == {"closed"}:
         where.append("status = ANY(%s)")
-        params.append(list(CLOSED_STATUSES))
+        params.append(list(lifecycle.CLOSED_STATES))
     bounds: dict[str, datetime] = {}
     for name, value, clause in (
         ("start_date", start_date, "requested_at >= %s"),
@@ -345,19 +345,28 @@ def _comma_list(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
-async def _query(
-    runtime: Runtime, sql: str, params: Any, timeout: float = DB_TIMEOUT_S
-) -> list[DictRow]:
+@asynccontextmanager
+async def database(
+    runtime: Runtime, timeout: float = DB_TIMEOUT_S
+) -> AsyncIterator[AsyncConnection[DictRow]]:
+    """A pooled connection; the database being away (PoolTimeout included) is a 503."""
     try:
         async with runtime.pool.connection(timeout=timeout) as conn:
-            cursor = await conn.execute(sql, params)
-            return await cursor.fetchall()
-    except (psycopg.OperationalError, OSError) as error:  # PoolTimeout included
+            yield conn
+    except (psycopg.OperationalError, OSError) as error:
         log.warning("database unavailable: %s", type(error).__name__)
         raise ApiError(503, "database unavailable, retry later") from None
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _query(
+    runtime: Runtime, sql: str, params: Any, timeout: float = DB_TIMEOUT_S
+) -> list[DictRow]:
+    async with database(runtime, timeout) as conn:
+        cursor = await conn.execute(sql, params)
+        return await cursor.fetchall()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
     """The body, or 413 as soon as either the declared or the actual size exceeds `limit`."""
     too_large = ApiError(413, f"request body larger than {limit} bytes")
     declared = request.headers.get("content-length")
@@ -408,7 +417,7 @@ async def _parse_fields(request: Request, body: bytes) -> dict[str, object]:
     raise ApiError(415, "Content-Type: use application/x-www-form-urlencoded or application/json")
 
 
-def _system_of(key: object, api_keys: Mapping[str, str]) -> str:
+def system_of(key: object, api_keys: Mapping[str, str]) -> str:
     """The integrating system owning `key`; 401 otherwise (every key compared in constant time)."""
     system = None
     if isinstance(key, str) and key:

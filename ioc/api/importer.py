@@ -25,7 +25,6 @@ from rich.table import Table
 
 from ioc.api.open311 import (
     INTAKE_FIELDS,
-    VIETNAM_TZ,
     IntakeError,
     field_label,
     intake_values,
@@ -34,6 +33,7 @@ from ioc.api.open311 import (
 from ioc.config import Settings
 from ioc.kafka_clients import producer as kafka_producer
 from ioc.models import Ticket
+from ioc.models.base import VIETNAM_TIME
 from ioc.topics import HOTLINE_TICKETS
 
 BATCH = 500
@@ -212,5 +212,5 @@ def _derived_id(values: dict[str, object]) -> str:
     canonical = json.dumps(values, sort_keys=True, default=str, ensure_ascii=False)
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:8]
     requested = values.get("requested_datetime")
-    day = f"{requested.astimezone(VIETNAM_TZ):%Y%m%d}" if isinstance(requested, datetime) else "0"
+    day = f"{requested.astimezone(VIETNAM_TIME):%Y%m%d}" if isinstance(requested, datetime) else "0"
     return f"TN-{day}-{digest}"

@@ -10,15 +10,16 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ValidationError
 
 from ioc.hotline.categories import CATEGORY_NAMES, Category
+from ioc.hotline.lifecycle import CLOSED_STATES
+from ioc.models.base import VIETNAM_TIME
 from ioc.models.events import MAX_DESCRIPTION, VIETNAM_LAT, VIETNAM_LON, Channel, Ticket
 
-VIETNAM_TZ = timezone(timedelta(hours=7))
 CHANNELS: tuple[str, ...] = get_args(Channel)
 
 # Fields a citizen-facing system may send when creating a request.
@@ -41,8 +42,6 @@ INTAKE_FIELDS = frozenset(
 # Defined by GeoReport v2 but meaningless here (one jurisdiction, no address ids, no devices).
 IGNORED_FIELDS = frozenset({"jurisdiction_id", "address_id", "device_id", "account_id"})
 
-# Internal ticket status -> Open311 status.
-CLOSED_STATUSES = ("resolved", "duplicate")
 
 SERVICE_GROUPS: dict[Category, str] = {
     Category.CHAY_NO: "Khẩn cấp",
@@ -127,7 +126,7 @@ REQUEST_COLUMNS = (
 
 
 def open311_status(internal: str | None) -> Literal["open", "closed"]:
-    return "closed" if internal in CLOSED_STATUSES else "open"
+    return "closed" if internal in CLOSED_STATES else "open"
 
 
 def service_name(code: str | None) -> str | None:
@@ -169,7 +168,7 @@ class IntakeError(ValueError):
 
 def new_request_id(now: datetime) -> str:
     """`TN-YYYYMMDD-<8 hex>`, the date in Vietnam time."""
-    return f"TN-{now.astimezone(VIETNAM_TZ):%Y%m%d}-{secrets.token_hex(4)}"
+    return f"TN-{now.astimezone(VIETNAM_TIME):%Y%m%d}-{secrets.token_hex(4)}"
 
 
 _PRINTABLE_NAME = re.compile(r"[A-Za-z0-9_.\[\]-]{1,64}")

@@ -13,8 +13,7 @@ from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from ioc.api.app import ApiError, _read_body, _runtime, _system_of
-from ioc.models import load_sensor_registry
+from ioc.api.app import ApiError, read_body, runtime_of, system_of
 from ioc.sensors.fiware import ObservationError, parse_entity
 from ioc.topics import SENSOR_EVENTS
 
@@ -28,9 +27,9 @@ router = APIRouter()
 
 @router.post("/observations", status_code=202, responses={400: {}, 401: {}, 413: {}, 503: {}})
 async def post_observations(request: Request) -> JSONResponse:
-    runtime = _runtime(request)
-    body = await _read_body(request, runtime.settings.hotline.max_body_bytes * 16)
-    system = _system_of(request.headers.get("x-api-key"), runtime.settings.hotline.api_keys)
+    runtime = runtime_of(request)
+    body = await read_body(request, runtime.settings.hotline.max_body_bytes * 16)
+    system = system_of(request.headers.get("x-api-key"), runtime.settings.hotline.api_keys)
     try:
         decoded = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -38,7 +37,6 @@ async def post_observations(request: Request) -> JSONResponse:
     entities = decoded if isinstance(decoded, list) else [decoded]
     if not 1 <= len(entities) <= MAX_BATCH:
         raise ApiError(400, f"(root): send 1 to {MAX_BATCH} observations")
-    registry = load_sensor_registry(runtime.settings.streams.sensor_registry)
     problems, accepted = [], []
     for index, entity in enumerate(entities):
         where = f"[{index}] " if isinstance(decoded, list) else ""
@@ -47,7 +45,7 @@ async def post_observations(request: Request) -> JSONResponse:
         except ObservationError as error:
             problems.append(f"{where}{error}")
             continue
-        if registry.get(event.id) is None:
+        if runtime.sensors.get(event.id) is None:
             problems.append(f"{where}id: unknown sensor {event.id!r}")
             continue
         accepted.append((event.id, json.dumps(entity, ensure_ascii=False).encode()))

@@ -9,6 +9,5 @@ from pathlib import Path
 ASSETS_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL_PATH = ASSETS_DIR / "models" / "ioc-yolo11n.pt"
 SAMPLES_DIR = ASSETS_DIR / "samples"
-SAMPLE_FRAMES_DIR = SAMPLES_DIR / "frames"
 SAMPLE_TICKETS_PATH = SAMPLES_DIR / "tickets_1022.jsonl"
 SENSOR_REGISTRY_PATH = ASSETS_DIR / "sensors.toml"

@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -45,12 +45,6 @@ BASELINE_DDL = (
     " body jsonb NOT NULL, kafka_ts timestamptz NOT NULL, written_at timestamptz NOT NULL"
     " DEFAULT clock_timestamp())"
 )
-
-
-@dataclass(frozen=True)
-class Figures:
-    throughput: list[float]  # tickets/s per round
-    latency_ms: list[float]  # per ticket
 
 
 def synthetic_tickets(count: int, seed: str) -> list[dict]:
@@ -165,7 +159,8 @@ class Target:
 
     topic: str
     table: str
-    throughput: list[float]
+    throughput: list[float] = field(default_factory=list)  # tickets/s per round
+    latency_ms: list[float] = field(default_factory=list)  # per ticket, steady phase
 
 
 @dataclass
@@ -182,12 +177,12 @@ class BenchRun:
         wait_rows(self.conn, target.table, ids, timeout_s=600)
         target.throughput.append(self.count / (time.monotonic() - started))
 
-    def steady_latencies(self, target: Target, rate: float, seconds: float) -> list[float]:
+    def steady_latencies(self, target: Target, rate: float, seconds: float) -> None:
         tickets = synthetic_tickets(int(rate * seconds), f"{target.topic}:steady")
         ids = [ticket["service_request_id"] for ticket in tickets]
         asyncio.run(publish(self.settings, target.topic, tickets, rate=rate))
         wait_rows(self.conn, target.table, ids, timeout_s=600)
-        return latencies(self.conn, target.table, ids)
+        target.latency_ms = latencies(self.conn, target.table, ids)
 
 
 def ephemeral_settings(root: Path) -> Settings:
@@ -210,8 +205,8 @@ def run_bench(count: int, rounds: int, rate: float, seconds: float, console: Con
             with console.status("starting the streams worker…"):
                 workers.start()
                 workers.wait_ready(timeout_s=120)
-            pipeline = Target(topics.HOTLINE_TICKETS, "tickets", [])
-            baseline = Target(BASELINE_TOPIC, "bench_baseline", [])
+            pipeline = Target(topics.HOTLINE_TICKETS, "tickets")
+            baseline = Target(BASELINE_TOPIC, "bench_baseline")
             with (
                 psycopg.connect(settings.database.dsn, autocommit=True) as conn,
                 baseline_consumer(settings),
@@ -223,21 +218,13 @@ def run_bench(count: int, rounds: int, rate: float, seconds: float, console: Con
                     for target in (baseline, pipeline):
                         bench.throughput_round(target, f"{target.topic}:{round_index}")
                         bar.advance(task)
-                latency = {}
                 for target in (baseline, pipeline):
-                    latency[target.table] = bench.steady_latencies(target, rate, seconds)
+                    bench.steady_latencies(target, rate, seconds)
                     bar.advance(task)
         finally:
             workers.stop()
             stack_down(settings)
-    render(
-        Figures(pipeline.throughput, latency["tickets"]),
-        Figures(baseline.throughput, latency["bench_baseline"]),
-        count,
-        rounds,
-        rate,
-        console,
-    )
+    render(pipeline, baseline, count, rounds, rate, console)
 
 
 def _create_baseline(settings: Settings) -> None:
@@ -280,7 +267,7 @@ def baseline_consumer(settings: Settings) -> Iterator[None]:
 
 
 def render(
-    pipeline: Figures, baseline: Figures, count: int, rounds: int, rate: float, console: Console
+    pipeline: Target, baseline: Target, count: int, rounds: int, rate: float, console: Console
 ) -> None:
     table = Table(
         "metric",

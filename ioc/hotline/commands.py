@@ -6,12 +6,10 @@ import json
 import sys
 from datetime import datetime
 from typing import Any, TextIO
-from zoneinfo import ZoneInfo
 
 from ioc.hotline.categories import Category
 from ioc.hotline.triage import Triage
-
-VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
+from ioc.models.base import VIETNAM_TIME
 
 
 class _Rejected(ValueError):
@@ -21,7 +19,7 @@ class _Rejected(ValueError):
 def _received(record: dict[str, Any]) -> datetime:
     value = record.get("requested_datetime")
     if value is None:
-        return datetime.now(VIETNAM)
+        return datetime.now(VIETNAM_TIME)
     if not isinstance(value, str):
         raise _Rejected("requested_datetime is not a string")
     try:
@@ -29,7 +27,7 @@ def _received(record: dict[str, Any]) -> datetime:
     except ValueError as error:
         raise _Rejected(f"requested_datetime is not ISO 8601: {value!r}") from error
     # A time without offset is Vietnam's local time, as staff and citizens write it.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=VIETNAM)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=VIETNAM_TIME)
 
 
 def _service_code(record: dict[str, Any]) -> Category | None:

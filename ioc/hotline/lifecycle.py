@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
@@ -21,9 +20,7 @@ from ioc.hotline.categories import CATEGORY_NAMES, Category
 from ioc.hotline.privacy import Reporter, redact_text
 from ioc.hotline.triage import TriageResult
 from ioc.models import Incident, IncidentKind, IncidentSource, Severity, Ticket
-from ioc.models.base import deterministic_id, epoch_ms, from_epoch_ms, utc_now
-
-ICT = ZoneInfo("Asia/Ho_Chi_Minh")
+from ioc.models.base import VIETNAM_TIME, deterministic_id, epoch_ms, from_epoch_ms, utc_now
 
 # Internal states; Open311 shows the first four as "open" and the last two as "closed".
 OPEN_STATES = ("new", "triaged", "assigned", "in_progress")
@@ -230,7 +227,7 @@ async def _nearby_open_incident(
 def breach_incident(row: dict[str, Any]) -> Incident:
     """An SLA breach is an incident of its own, so it reaches staff through the same alerts."""
     category = Category(row["category"])
-    due_ict = row["sla_due"].astimezone(ICT)
+    due_ict = row["sla_due"].astimezone(VIETNAM_TIME)
     return Incident(
         id=deterministic_id("inc", "sla", row["service_request_id"]),
         kind=IncidentKind.SLA_BREACH,
@@ -288,7 +285,11 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 
 
 class TransitionError(ValueError):
-    """A status change that the lifecycle does not allow, or of an unknown ticket."""
+    """A status change that the lifecycle does not allow."""
+
+
+class UnknownTicket(TransitionError):
+    """No ticket has that id."""
 
 
 async def set_status(
@@ -303,7 +304,7 @@ async def set_status(
         )
         current = await cur.fetchone()
         if current is None:
-            raise TransitionError(f"unknown ticket {ticket_id}")
+            raise UnknownTicket(f"unknown ticket {ticket_id}")
         if status not in TRANSITIONS.get(current["status"], frozenset()):
             allowed = ", ".join(sorted(TRANSITIONS.get(current["status"], ()))) or "none"
             raise TransitionError(

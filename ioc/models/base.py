@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+# Where the IOC is: ticket ids, deadlines and walls read in Vietnam time (UTC+7, no DST).
+VIETNAM_TIME = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
 class WireModel(BaseModel):
@@ -35,4 +39,12 @@ def deterministic_id(prefix: str, *parts: object) -> str:
     return f"{prefix}-{digest[:16]}"
 
 
-__all__ = ["AwareDatetime", "WireModel", "deterministic_id", "epoch_ms", "from_epoch_ms", "utc_now"]
+__all__ = [
+    "VIETNAM_TIME",
+    "AwareDatetime",
+    "WireModel",
+    "deterministic_id",
+    "epoch_ms",
+    "from_epoch_ms",
+    "utc_now",
+]

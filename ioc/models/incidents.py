@@ -34,6 +34,11 @@ class Severity(StrEnum):
         """0 is the most severe."""
         return list(Severity).index(self)
 
+    @classmethod
+    def at_least(cls, minimum: str) -> frozenset[Severity]:
+        """`minimum` and everything more severe: the severities that page staff."""
+        return frozenset(s for s in cls if s.rank <= cls(minimum).rank)
+
 
 class IncidentStatus(StrEnum):
     OPEN = "open"

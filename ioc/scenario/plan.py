@@ -82,6 +82,15 @@ def live_ticket(sample: dict[str, Any], run_tag: str, received: datetime) -> dic
     }
 
 
+def ticket_message(at_s: float, ticket: dict[str, Any]) -> Scheduled:
+    return Scheduled(
+        at_s,
+        topics.HOTLINE_TICKETS,
+        ticket["service_request_id"].encode(),
+        json.dumps(ticket, ensure_ascii=False).encode(),
+    )
+
+
 def second_report(sample: dict[str, Any]) -> dict[str, Any]:
     """A neighbour calling about the same event from 60 m away: it must join the first report's
     incident, not open another."""
@@ -126,27 +135,16 @@ def build_plan(
     run_tag = f"{start:%y%m%d%H%M%S}"
     for index, line in enumerate(tickets):
         at_s = (index + 0.5) * duration_s / len(tickets)
-        ticket = live_ticket(json.loads(line), run_tag, start + timedelta(seconds=at_s))
         plan.append(
-            Scheduled(
-                at_s,
-                topics.HOTLINE_TICKETS,
-                ticket["service_request_id"].encode(),
-                json.dumps(ticket, ensure_ascii=False).encode(),
+            ticket_message(
+                at_s, live_ticket(json.loads(line), run_tag, start + timedelta(seconds=at_s))
             )
         )
 
     first = json.loads(tickets[0])
     at_s = 0.5 * duration_s / len(tickets) + min(20.0, duration_s / 10)
     echo = live_ticket(second_report(first), run_tag, start + timedelta(seconds=at_s))
-    plan.append(
-        Scheduled(
-            at_s,
-            topics.HOTLINE_TICKETS,
-            echo["service_request_id"].encode(),
-            json.dumps(echo, ensure_ascii=False).encode(),
-        )
-    )
+    plan.append(ticket_message(at_s, echo))
 
     for spec in load_sensor_registry().sensors:
         steps = int(duration_s / sensor_interval_s)

@@ -99,8 +99,7 @@ def read_dead_letters(
 
 
 def summarize(settings: Settings, before: Snapshot, after: Snapshot) -> Summary:
-    min_rank = Severity(settings.alerts.min_severity).rank
-    alertable = [severity.value for severity in Severity if severity.rank <= min_rank]
+    alertable = [severity.value for severity in Severity.at_least(settings.alerts.min_severity)]
     messages: Counter[str] = Counter()
     for (topic, partition), end in after.end_offsets.items():
         messages[topic] += end - before.end_offsets.get((topic, partition), 0)
