@@ -289,6 +289,26 @@ def bench_tickets_command(
         _fail(error)
 
 
+@bench_app.command("sensors")
+def bench_sensors_command(
+    count: Annotated[int, typer.Option(min=1, help="Readings per throughput round.")] = 200_000,
+    rounds: Annotated[int, typer.Option(min=1, help="Throughput rounds per side (median).")] = 3,
+    sensors: Annotated[
+        int, typer.Option(min=1, help="Synthetic sensors (flood level, air quality) reporting.")
+    ] = 500,
+    rate: Annotated[float, typer.Option(min=1, help="Readings/s for the latency phase.")] = 2000.0,
+    seconds: Annotated[float, typer.Option(min=1, help="Length of the latency phase.")] = 20.0,
+) -> None:
+    """Events/s through sensor topic → agent → DB vs a plain aiokafka+COPY loop; p50/p99
+    event-to-incident latency."""
+    from ioc.bench.sensors import run_bench
+
+    try:
+        run_bench(count, rounds, sensors, rate, seconds, console)
+    except StackError as error:
+        _fail(error)
+
+
 def main() -> None:
     try:
         app()

@@ -21,7 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from ioc.assets import DEFAULT_MODEL_PATH
+from ioc.assets import DEFAULT_MODEL_PATH, DEMO_SENSOR_RULES_PATH
 
 ENV_PREFIX = "IOC_"
 SETTINGS_FILE_ENV = "IOC_SETTINGS_FILE"
@@ -54,6 +54,11 @@ class DatabaseSettings(Section):
 
     dsn: str = "postgresql://ioc:ioc@127.0.0.1:15432/ioc"
     pool_max_size: int = Field(8, ge=1)
+    bulk_copy: bool = Field(
+        True,
+        description="Bulk writes use COPY; false for servers that cannot take COPY FROM STDIN "
+        "(the PGlite TimescaleDB build).",
+    )
 
     @field_validator("dsn")
     @classmethod
@@ -105,6 +110,21 @@ class StreamsSettings(Section):
         4, ge=1, description="Tickets processed at once per worker (database latency overlaps)."
     )
     sensor_registry: Path | None = Field(None, description="TOML sensor registry; default bundled.")
+    sensor_rules: Path | None = Field(
+        None, description="TOML sensor rules (levels, rate of rise, ...); default bundled."
+    )
+    sensor_batch_size: int = Field(
+        2000, ge=1, description="Sensor messages handled (and written) together at most."
+    )
+    sensor_batch_wait_s: float = Field(
+        0.05, gt=0, description="How long a partial sensor batch waits for more messages."
+    )
+    sensor_tick_s: float = Field(
+        5.0, gt=0, description="Clock ticks for offline checks and closing quiet windows."
+    )
+    sensor_max_future_s: float = Field(
+        300.0, ge=0, description="Readings observed further ahead of their arrival are rejected."
+    )
     vision_incident_classes: list[str] = Field(default_factory=lambda: ["fire", "smoke"])
     vision_min_score: float = Field(0.4, ge=0, le=1)
     incident_bucket_minutes: int = Field(
@@ -164,6 +184,11 @@ class DemoSettings(Section):
     drain_timeout_s: float = Field(60.0, gt=0, description="Wait for the pipeline to catch up.")
     frame_interval_s: float = Field(2.0, gt=0, description="Per camera.")
     sensor_interval_s: float = Field(4.0, gt=0, description="Per sensor.")
+    sensor_rules: Path = Field(
+        DEMO_SENSOR_RULES_PATH,
+        description="Sensor rules for the demo's workers: production rules sped up, minutes "
+        "becoming seconds, so a short run shows holds and clear levels.",
+    )
 
 
 class Settings(BaseSettings):

@@ -18,7 +18,8 @@ import pytest
 from ioc import topics
 from ioc.assets import SAMPLES_DIR
 from ioc.config import Settings
-from ioc.stack.process import free_port
+from ioc.scenario.workers import Workers
+from ioc.stack.process import free_port, log_tail
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_REGISTRY = Path(__file__).resolve().parent / "data" / "sensors.toml"
@@ -153,6 +154,7 @@ def stack_env(
         "IOC_ALERTS__WEBHOOK_URL": webhook.url,
         "IOC_VISION__BATCH_WAIT_MS": "20",
         "IOC_HOTLINE__SLA_CHECK_INTERVAL_S": "1",
+        "IOC_STREAMS__SENSOR_TICK_S": "2",
     }
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
@@ -178,18 +180,34 @@ def live_stack(settings: Settings) -> Iterator[Settings]:
     stack_down(settings)
 
 
-@pytest.fixture(scope="session")
-def workers(live_stack: Settings) -> Iterator[Settings]:
-    """The real streams, vision and alert workers, ready (their groups own the partitions)."""
-    from ioc.scenario.workers import Workers
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test that ran the workers shows their log tails (CI keeps nothing else)."""
+    outcome = yield
+    report = outcome.get_result()
+    running = getattr(item, "funcargs", {}).get("worker_processes")
+    if report.failed and isinstance(running, Workers):
+        for spec in running.specs:
+            report.sections.append(
+                (f"{spec.name} worker log tail", log_tail(running.log_file(spec.name), 60))
+            )
 
+
+@pytest.fixture(scope="session")
+def worker_processes(live_stack: Settings) -> Iterator[Workers]:
+    """The real streams, vision and alert workers, ready (their groups own the partitions)."""
     running = Workers(live_stack)
     running.start()
     try:
         running.wait_ready(timeout_s=240)
-        yield live_stack
+        yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def workers(worker_processes: Workers) -> Settings:
+    return worker_processes.settings
 
 
 @pytest.fixture(scope="session")

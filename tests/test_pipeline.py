@@ -16,6 +16,7 @@ from kafka import KafkaProducer
 from ioc import topics
 from ioc.config import Settings
 from ioc.models import FrameHeaders
+from ioc.scenario.workers import Workers
 from ioc.sensors import fiware
 from tests.conftest import WebhookReceiver, caught_up, dead_letters, wait_for
 
@@ -51,6 +52,10 @@ def reading(sensor_id: str, value: float, observed: datetime) -> bytes:
     return json.dumps(
         fiware.entity(sensor_id, "FloodMonitoring", observed, currentLevel=value)
     ).encode()
+
+
+def air(sensor_id: str, pm25: float, observed: datetime) -> bytes:
+    return json.dumps(fiware.entity(sensor_id, "AirQualityObserved", observed, pm25=pm25)).encode()
 
 
 def test_fire_ticket_raises_urgent_incident_and_alert(
@@ -119,63 +124,126 @@ def test_ordinary_ticket_is_triaged_without_paging_anyone(
     assert row(db, "SELECT 1 FROM alerts WHERE incident_id = %s", stored[3]) is None
 
 
-def test_threshold_crossing_sensor_raises_one_incident_per_episode(
+def sensor_incidents(db: psycopg.Connection, sensor: str) -> list[tuple]:
+    return db.execute(
+        "SELECT id, status, kind, severity, evidence->>'condition' FROM incidents"
+        " WHERE source_key = %s ORDER BY opened_at",
+        (sensor,),
+    ).fetchall()
+
+
+def window(db: psycopg.Connection, sensor: str, start: datetime) -> tuple | None:
+    return row(
+        db,
+        "SELECT count, min, max, mean, last FROM sensor_windows"
+        " WHERE sensor_id = %s AND property = 'pm25' AND window_start = %s",
+        sensor,
+        start,
+    )
+
+
+def test_water_level_episode_opens_once_escalates_and_resolves_after_the_clear_hold(
     producer: KafkaProducer, db: psycopg.Connection, settings: Settings
 ) -> None:
-    sensor = "test-wl-1"  # alert level 2.0 in tests/data/sensors.toml
-    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=uuid.uuid4().int % 1000)
-    levels = [
-        1.5,
-        1.8,
-        2.2,
-        2.5,
-        2.7,
-        2.4,
-        1.6,
-    ]  # up through 2.0, stays above four readings, back down
+    sensor = "test-wl-episode"  # alert level 2.0 (danger 3.0) in tests/data/sensors.toml
+    # Minute by minute, ending now: below, then oscillating around the alert level (which must
+    # not open one incident per crossing), held above, up to danger, then down and below the
+    # clear level (alert - 0.2 m) for the 15-minute clear hold.
+    levels = [1.5, 1.5, 2.1, 1.95, 2.1, 1.95, 2.2, 2.3, 2.4, 3.2, 3.3, 3.4, 2.5, 1.9]
+    levels += [1.6] * 17
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=len(levels))
     for index, level in enumerate(levels):
-        send(
-            producer,
-            topics.SENSOR_EVENTS,
-            sensor,
-            reading(sensor, level, start + timedelta(minutes=index)),
-        )
+        observed = start + timedelta(minutes=index)
+        send(producer, topics.SENSOR_EVENTS, sensor, reading(sensor, level, observed))
 
+    resolved = wait_for(
+        lambda: (
+            [
+                i
+                for i in sensor_incidents(db, sensor)
+                if i[4] in ("alert", "danger") and i[1] == "resolved"
+            ]
+            or None
+        ),
+        what="the level episode to open and resolve",
+    )
+    levels_incidents = [i for i in sensor_incidents(db, sensor) if i[4] in ("alert", "danger")]
+    assert len(levels_incidents) == 1, f"one incident for the episode, got {levels_incidents}"
+    assert resolved[0][2:4] == ("water_level_high", "urgent"), "escalated to danger, kept"
+    stored = row(db, "SELECT count(*) FROM sensor_readings WHERE sensor_id = %s", sensor)
+    assert stored == (len(levels),)
+    wait_for(lambda: caught_up(settings, "ioc-alerts", topics.INCIDENTS), what="alert consumer")
+    alerts = db.execute(
+        "SELECT channel FROM alerts WHERE incident_id = %s", (resolved[0][0],)
+    ).fetchall()
+    assert sorted(a[0] for a in alerts) == ["console", "webhook"], "alerted once per channel"
+
+
+def test_worker_killed_mid_window_restarts_with_its_state_and_counts_the_window_once(
+    producer: KafkaProducer, db: psycopg.Connection, worker_processes: Workers
+) -> None:
+    sensor = "test-aq-restart"
+    minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=10)
+    before = [(0, 10.0), (10, 20.0), (20, 30.0)]
+    after = [(30, 40.0), (40, 50.0)]
+    for second, value in before:
+        observed = minute + timedelta(seconds=second)
+        send(producer, topics.SENSOR_EVENTS, sensor, air(sensor, value, observed))
     wait_for(
         lambda: row(
             db,
-            "SELECT count(*) FROM sensor_readings WHERE sensor_id = %s AND observed_at >= %s"
-            " HAVING count(*) = %s",
+            "SELECT count(*) FROM sensor_readings WHERE sensor_id = %s HAVING count(*) = 3",
             sensor,
-            start,
-            len(levels),
         ),
-        what="all readings stored",
+        what="the first half of the window stored",
     )
-    episode = wait_for(
-        lambda: (
-            db.execute(
-                "SELECT id, status, kind FROM incidents WHERE source_key = %s AND event_time >= %s",
-                (sensor, start),
-            ).fetchall()
-            if row(
-                db,
-                "SELECT 1 FROM incidents WHERE source_key = %s AND event_time >= %s"
-                " AND status = 'resolved'",
-                sensor,
-                start,
-            )
-            else None
+    assert window(db, sensor, minute) is None, "the window is still open"
+
+    worker_processes.crash_and_restart("streams")
+    worker_processes.wait_ready(timeout_s=240)
+
+    for second, value in after:
+        observed = minute + timedelta(seconds=second)
+        send(producer, topics.SENSOR_EVENTS, sensor, air(sensor, value, observed))
+    # The next reading moves the watermark (event time - 2 min grace) past the window's end.
+    send(producer, topics.SENSOR_EVENTS, sensor, air(sensor, 5.0, minute + timedelta(minutes=4)))
+    # The group moves the partitions once the killed member's session (60 s) expires.
+    closed = wait_for(lambda: window(db, sensor, minute), timeout=240, what="the window to close")
+    assert closed == (5, 10.0, 50.0, pytest.approx(30.0), 50.0)
+
+
+def test_late_readings_count_within_grace_and_never_reopen_a_closed_window(
+    producer: KafkaProducer, db: psycopg.Connection
+) -> None:
+    sensor = "test-aq-late"
+    minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=10)
+
+    def at(offset_s: float, value: float) -> None:
+        observed = minute + timedelta(seconds=offset_s)
+        send(producer, topics.SENSOR_EVENTS, sensor, air(sensor, value, observed))
+
+    at(30, 30.0)
+    at(90, 90.0)  # the next window
+    at(10, 10.0)  # out of order, but within the 2-minute grace: counted in the first window
+    at(50, 50.0)
+    at(170, 170.0)  # watermark 50 s: nothing closes yet
+    at(185, 185.0)  # watermark 65 s: the first window closes
+    at(240, 240.0)  # watermark 120 s: the second closes
+    at(20, 20.0)  # too late for the first: recorded, not counted
+    closed = wait_for(lambda: window(db, sensor, minute), what="the first window to close")
+    assert closed == (3, 10.0, 50.0, pytest.approx(30.0), 50.0)
+    late = wait_for(
+        lambda: row(
+            db,
+            "SELECT late FROM sensor_readings WHERE sensor_id = %s AND observed_at = %s",
+            sensor,
+            minute + timedelta(seconds=20),
         ),
-        what="the episode to open and resolve",
+        what="the late reading recorded",
     )
-    assert len(episode) == 1, f"one incident per episode, got {episode}"
-    assert episode[0][1:] == ("resolved", "water_level_high")
-    wait_for(lambda: caught_up(settings, "ioc-alerts", topics.INCIDENTS), what="alert consumer")
-    alerts = db.execute(
-        "SELECT channel FROM alerts WHERE incident_id = %s", (episode[0][0],)
-    ).fetchall()
-    assert sorted(a[0] for a in alerts) == ["console", "webhook"], "alerted once per channel"
+    assert late == (True,)
+    assert window(db, sensor, minute) == closed, "the closed window is not reopened"
+    assert window(db, sensor, minute + timedelta(minutes=1)) == (1, 90.0, 90.0, 90.0, 90.0)
 
 
 def test_fire_frames_raise_one_vision_incident_that_stays_current(
@@ -259,7 +327,7 @@ def test_malformed_message_goes_to_dlq_and_agent_continues(
             what="the next ticket to be stored",
         )
     else:
-        observed = datetime.now(UTC) + timedelta(days=2000 + uuid.uuid4().int % 1000)
+        observed = datetime.now(UTC)
         send(producer, topic, key, reading("test-wl-1", 1.0, observed))
         wait_for(
             lambda: row(
@@ -275,6 +343,16 @@ def test_malformed_message_goes_to_dlq_and_agent_continues(
     assert reason_part in letters[0].headers["reason"]
     assert letters[0].headers["source_topic"] == topic
     assert int(letters[0].headers["source_offset"]) >= 0
+
+
+def test_reading_from_a_device_clock_days_ahead_is_dead_lettered(
+    producer: KafkaProducer, settings: Settings
+) -> None:
+    ahead = datetime.now(UTC) + timedelta(days=3, microseconds=uuid.uuid4().int % 10**6)
+    value = reading("test-wl-1", 1.0, ahead)
+    send(producer, topics.SENSOR_EVENTS, "test-wl-1", value)
+    letters = wait_for(lambda: dead_letters(settings, value), what="the dead letter")
+    assert "device clock is wrong" in letters[0].headers["reason"]
 
 
 def test_undecodable_frame_goes_to_dlq_and_worker_continues(

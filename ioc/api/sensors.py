@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ioc.api.app import ApiError, read_body, runtime_of, system_of
-from ioc.sensors.fiware import ObservationError, parse_entity
+from ioc.models.base import utc_now
+from ioc.sensors.fiware import ObservationError, clock_problem, parse_entity
 from ioc.topics import SENSOR_EVENTS
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ async def post_observations(request: Request) -> JSONResponse:
     if not 1 <= len(entities) <= MAX_BATCH:
         raise ApiError(400, f"(root): send 1 to {MAX_BATCH} observations")
     problems, accepted = [], []
+    max_future = timedelta(seconds=runtime.settings.streams.sensor_max_future_s)
     for index, entity in enumerate(entities):
         where = f"[{index}] " if isinstance(decoded, list) else ""
         try:
@@ -47,6 +50,9 @@ async def post_observations(request: Request) -> JSONResponse:
             continue
         if runtime.sensors.get(event.id) is None:
             problems.append(f"{where}id: unknown sensor {event.id!r}")
+            continue
+        if clock := clock_problem(event, utc_now(), max_future):
+            problems.append(f"{where}{clock}")
             continue
         accepted.append((event.id, json.dumps(entity, ensure_ascii=False).encode()))
     if problems:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import statistics
 import tempfile
@@ -31,13 +30,10 @@ from rich.table import Table
 
 from ioc import topics
 from ioc.assets import SAMPLE_TICKETS_PATH
+from ioc.bench.common import bench_stack, ephemeral_settings, percentile, publish
 from ioc.config import Settings
-from ioc.kafka_clients import producer
 from ioc.models.base import utc_now
-from ioc.scenario.workers import Workers, worker_specs
-from ioc.stack import stack_down, stack_up
-from ioc.stack.kafka import ensure_topics
-from ioc.stack.process import StackError, free_port
+from ioc.stack.process import StackError
 
 BASELINE_TOPIC = "bench.baseline.tickets"
 BASELINE_DDL = (
@@ -69,23 +65,11 @@ def synthetic_tickets(count: int, seed: str) -> list[dict]:
     return tickets
 
 
-async def publish(settings: Settings, topic: str, tickets: list[dict], rate: float | None) -> None:
-    client = producer(settings.kafka, "ioc-bench")
-    await client.start()
-    try:
-        started = time.monotonic()
-        pending = []
-        for index, ticket in enumerate(tickets):
-            if rate:
-                delay = index / rate - (time.monotonic() - started)
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            body = json.dumps(ticket, ensure_ascii=False).encode()
-            key = ticket["service_request_id"].encode()
-            pending.append(await client.send(topic, key=key, value=body))
-        await asyncio.gather(*pending)
-    finally:
-        await client.stop()
+def messages(tickets: list[dict]) -> Iterator[tuple[bytes, bytes]]:
+    """Encoded as they are sent, so encoding counts in the publishing time as it always has."""
+    for ticket in tickets:
+        body = json.dumps(ticket, ensure_ascii=False).encode()
+        yield ticket["service_request_id"].encode(), body
 
 
 async def baseline_loop(settings: Settings, stop: asyncio.Event, ready: asyncio.Event) -> None:
@@ -148,11 +132,6 @@ def latencies(conn: psycopg.Connection, table: str, ids: list[str]) -> list[floa
     return [float(value) for (value,) in rows]
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 @dataclass
 class Target:
     """One side of the comparison: where tickets go and where their rows appear."""
@@ -173,72 +152,39 @@ class BenchRun:
         tickets = synthetic_tickets(self.count, seed)
         ids = [ticket["service_request_id"] for ticket in tickets]
         started = time.monotonic()
-        asyncio.run(publish(self.settings, target.topic, tickets, rate=None))
+        asyncio.run(publish(self.settings, target.topic, messages(tickets), rate=None))
         wait_rows(self.conn, target.table, ids, timeout_s=600)
         target.throughput.append(self.count / (time.monotonic() - started))
 
     def steady_latencies(self, target: Target, rate: float, seconds: float) -> None:
         tickets = synthetic_tickets(int(rate * seconds), f"{target.topic}:steady")
         ids = [ticket["service_request_id"] for ticket in tickets]
-        asyncio.run(publish(self.settings, target.topic, tickets, rate=rate))
+        asyncio.run(publish(self.settings, target.topic, messages(tickets), rate=rate))
         wait_rows(self.conn, target.table, ids, timeout_s=600)
         target.latency_ms = latencies(self.conn, target.table, ids)
 
 
-def ephemeral_settings(root: Path) -> Settings:
-    """A stack of its own on free ports, so a bench never touches a running one (exported, so
-    the worker process it starts reads the same)."""
-    os.environ["IOC_KAFKA__BOOTSTRAP_SERVERS"] = f"127.0.0.1:{free_port(2)}"
-    os.environ["IOC_DATABASE__DSN"] = f"postgresql://ioc:bench@127.0.0.1:{free_port()}/ioc"
-    os.environ["IOC_STACK__DIR"] = str(root / "stack")
-    return Settings()
-
-
 def run_bench(count: int, rounds: int, rate: float, seconds: float, console: Console) -> None:
-    with tempfile.TemporaryDirectory(prefix="ioc-bench-") as root:
-        settings = ephemeral_settings(Path(root))
-        with console.status("starting an ephemeral stack…"):
-            stack_up(settings)
-        workers = Workers(settings, [s for s in worker_specs(settings) if s.name == "streams"])
-        try:
-            _create_baseline(settings)
-            with console.status("starting the streams worker…"):
-                workers.start()
-                workers.wait_ready(timeout_s=120)
-            pipeline = Target(topics.HOTLINE_TICKETS, "tickets")
-            baseline = Target(BASELINE_TOPIC, "bench_baseline")
-            with (
-                psycopg.connect(settings.database.dsn, autocommit=True) as conn,
-                baseline_consumer(settings),
-                Progress(console=console, transient=True) as bar,
-            ):
-                bench = BenchRun(settings, conn, count)
-                task = bar.add_task("bench", total=2 * rounds + 2)
-                for round_index in range(rounds):  # alternate, so drift hits both sides
-                    for target in (baseline, pipeline):
-                        bench.throughput_round(target, f"{target.topic}:{round_index}")
-                        bar.advance(task)
-                for target in (baseline, pipeline):
-                    bench.steady_latencies(target, rate, seconds)
-                    bar.advance(task)
-        finally:
-            workers.stop()
-            stack_down(settings)
+    pipeline = Target(topics.HOTLINE_TICKETS, "tickets")
+    baseline = Target(BASELINE_TOPIC, "bench_baseline")
+    with (
+        tempfile.TemporaryDirectory(prefix="ioc-bench-") as root,
+        ephemeral_settings(Path(root)) as settings,
+        bench_stack(settings, console, BASELINE_TOPIC, BASELINE_DDL),
+        psycopg.connect(settings.database.dsn, autocommit=True) as conn,
+        baseline_consumer(settings),
+        Progress(console=console, transient=True) as bar,
+    ):
+        bench = BenchRun(settings, conn, count)
+        task = bar.add_task("bench", total=2 * rounds + 2)
+        for round_index in range(rounds):  # alternate, so drift hits both sides
+            for target in (baseline, pipeline):
+                bench.throughput_round(target, f"{target.topic}:{round_index}")
+                bar.advance(task)
+        for target in (baseline, pipeline):
+            bench.steady_latencies(target, rate, seconds)
+            bar.advance(task)
     render(pipeline, baseline, count, rounds, rate, console)
-
-
-def _create_baseline(settings: Settings) -> None:
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-
-    ensure_topics(settings.kafka)
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
-    try:
-        admin.create_topics([NewTopic(BASELINE_TOPIC, settings.kafka.partitions, 1)])
-    finally:
-        admin.close()
-    with psycopg.connect(settings.database.dsn, autocommit=True) as conn:
-        conn.execute(BASELINE_DDL)
 
 
 @contextmanager

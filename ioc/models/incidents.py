@@ -22,6 +22,8 @@ class IncidentKind(StrEnum):
     AIR_QUALITY_POOR = "air_quality_poor"
     CITIZEN_REPORT = "citizen_report"
     SLA_BREACH = "sla_breach"
+    SENSOR_FAULT = "sensor_fault"  # a stuck device (flatline)
+    SENSOR_OFFLINE = "sensor_offline"
 
 
 class Severity(StrEnum):

@@ -22,7 +22,7 @@ def run_demo(settings: Settings, samples_dir: Path, keep_stack: bool, console: C
     with console.status("starting the local stack (first run downloads Kafka)…"):
         services, _, report = stack_up(settings)
     console.print(f"stack: {', '.join(f'{k} {v}' for k, v in services.items())}; {report.storage}")
-    workers = Workers(settings)
+    workers = Workers(settings, env={"IOC_STREAMS__SENSOR_RULES": str(settings.demo.sensor_rules)})
     try:
         with console.status("starting streams, vision and alert workers…"):
             workers.start()

@@ -146,8 +146,8 @@ def build_plan(
     echo = live_ticket(second_report(first), run_tag, start + timedelta(seconds=at_s))
     plan.append(ticket_message(at_s, echo))
 
+    steps = int(duration_s / sensor_interval_s)
     for spec in load_sensor_registry().sensors:
-        steps = int(duration_s / sensor_interval_s)
         for step in range(steps):
             at_s = step * sensor_interval_s
             value = sensor_value(spec, step / max(steps - 1, 1))

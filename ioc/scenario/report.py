@@ -16,7 +16,14 @@ from ioc.config import Settings
 from ioc.models import Severity
 from ioc.models.base import utc_now
 
-TABLES = ("tickets", "sensor_readings", "detections", "incidents", "alerts")
+TABLES = (
+    "tickets",
+    "sensor_readings",
+    "sensor_windows",
+    "detections",
+    "incidents",
+    "alerts",
+)
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,7 @@ def summarize(settings: Settings, before: Snapshot, after: Snapshot) -> Summary:
                 " WHERE a.delivered_at >= %s AND a.ok GROUP BY ROLLUP (i.source)",
                 (before.at,),
             )
+            if n  # no alert at all: the rollup still returns an empty 'all' row
         }
         recent = [
             (f"{event_time:%d/%m %H:%M:%S}", str(source), str(status), str(reports), str(title))

@@ -44,9 +44,15 @@ def worker_specs(settings: Settings) -> list[WorkerSpec]:
 class Workers:
     """The children, their logs under `<stack dir>/logs`, and checks read from the broker."""
 
-    def __init__(self, settings: Settings, specs: list[WorkerSpec] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        specs: list[WorkerSpec] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.settings = settings
         self.specs = specs or worker_specs(settings)
+        self.env = env or {}
         self.log_dir = settings.stack.dir / "logs"
         self.children: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -54,17 +60,28 @@ class Workers:
         return self.log_dir / f"{name}.log"
 
     def start(self) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = os.environ | {"PYTHONUNBUFFERED": "1", "YOLO_OFFLINE": "1"}
         for spec in self.specs:
-            with self.log_file(spec.name).open("ab") as log:
-                self.children[spec.name] = subprocess.Popen(
-                    [sys.executable, "-m", "ioc", *spec.command],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    env=env,
-                )
+            self._start(spec)
+
+    def _start(self, spec: WorkerSpec) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = os.environ | {"PYTHONUNBUFFERED": "1", "YOLO_OFFLINE": "1"} | self.env
+        with self.log_file(spec.name).open("ab") as log:
+            self.children[spec.name] = subprocess.Popen(
+                [sys.executable, "-m", "ioc", *spec.command],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+
+    def crash_and_restart(self, name: str) -> None:
+        """SIGKILL one worker (no clean shutdown, nothing flushed) and start it again: what a
+        power cut or an OOM kill does."""
+        child = self.children[name]
+        child.kill()
+        child.wait()
+        self._start(next(spec for spec in self.specs if spec.name == name))
 
     def check_alive(self) -> None:
         for name, child in self.children.items():

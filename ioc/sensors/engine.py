@@ -3,8 +3,9 @@ small per-sensor state that a Faust table can keep (it is a JSON-serialisable py
 
 `evaluate(state, event, rules, now)` handles an arriving reading; `evaluate_timer(state, rules,
 now)` is called periodically for the offline check and to close aggregate windows when a sensor
-goes quiet. Both return a new state (the one passed in is not changed), the incident
-transitions (open / update / resolve) and the 1-minute windows that closed.
+goes quiet. Both update the state in place (copying it per reading would cost more than the
+evaluation itself) and return the incident transitions (open / update / resolve) and the
+1-minute windows that closed.
 
 Conditions are judged in event time and tolerate out-of-order readings: the recent readings are
 kept sorted by observation time, and hold times are measured on the trailing run of readings
@@ -24,6 +25,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
@@ -195,22 +197,22 @@ class SensorRules(_Strict):
     flatline: FlatlineCheck | None = None
     offline: OfflineRule | None = None
 
-    @property
-    def tracked(self) -> set[str]:
+    @cached_property
+    def tracked(self) -> frozenset[str]:
         """Properties whose recent readings the conditions need."""
         checks = (self.levels, self.rate_of_rise, self.flatline)
-        return {check.property for check in checks if check is not None}
+        return frozenset(check.property for check in checks if check is not None)
 
-    @property
+    @cached_property
     def horizon(self) -> timedelta:
-        """How far back readings are kept: the longest hold or window, plus the grace."""
+        """How far back readings are kept: the longest hold or window, plus the grace. Flatline
+        needs no more: a run of equal values is kept as its two ends, and the trim keeps one
+        reading from before the horizon, which is the run's start."""
         minutes = [0.0]
         if self.levels:
             minutes += [self.levels.hold_minutes, self.levels.clear_hold_minutes]
         if self.rate_of_rise:
             minutes += [self.rate_of_rise.window_minutes]
-        if self.flatline:
-            minutes += [self.flatline.minutes]
         return timedelta(minutes=max(minutes), seconds=self.grace_seconds + self.window_seconds)
 
 
@@ -396,6 +398,9 @@ class SensorState(_State):
     watermark: datetime | None = None
     closed_through: datetime | None = Field(None, description="Windows before this are closed.")
     late_count: int = 0
+    source_offset: int | None = Field(
+        None, description="Offset of the last message applied (its sensor is on one partition)."
+    )
     history: dict[str, list[Reading]] = Field(default_factory=dict)
     conditions: dict[str, ConditionState] = Field(default_factory=dict)
     windows: list[WindowAggregate] = Field(default_factory=list)
@@ -413,9 +418,7 @@ class Transition(_Strict):
     condition: Condition
     action: Action
     incident_id: str
-    kind: IncidentKind | None = Field(
-        None, description="None for device-health conditions (flatline, offline)."
-    )
+    kind: IncidentKind
     severity: Severity
     title: str
     value: float | None = None
@@ -456,28 +459,36 @@ def _run_since(history: list[Reading], meets: Callable[[float], bool]) -> dateti
 
 
 def _record(history: list[Reading], moment: datetime, value: float, horizon: timedelta) -> None:
-    """Insert in event-time order, drop readings that add nothing, and those out of reach."""
+    """Insert in event-time order, drop readings that add nothing, and those out of reach.
+
+    Work is local to the insertion point (the rest of the list already satisfies the same
+    invariants), so a reading costs the same however long the history is."""
     index = len(history)
     while index > 0 and history[index - 1].t > moment:
         index -= 1
     if index > 0 and history[index - 1].t == moment:
         history[index - 1].v = value  # the same instant twice: a redelivery or a correction
+        index -= 1
     else:
         history.insert(index, Reading(t=moment, v=value))
     # The middle of three equal values is implied by the other two: only run ends are kept,
-    # so a flatline of any length costs two readings.
-    compact = [
-        reading
-        for i, reading in enumerate(history)
-        if not (0 < i < len(history) - 1 and history[i - 1].v == reading.v == history[i + 1].v)
+    # so a flatline of any length costs two readings. Only neighbours of the change can be new
+    # middles; they are found first and removed together, as run ends must survive.
+    middles = [
+        i
+        for i in range(max(index - 1, 1), min(index + 2, len(history) - 1))
+        if history[i - 1].v == history[i].v == history[i + 1].v
     ]
+    for i in reversed(middles):
+        del history[i]
     # Keep one reading at or before the cutoff: it anchors runs and rises that began earlier.
-    cutoff = compact[-1].t - horizon
+    cutoff = history[-1].t - horizon
     first = 0
-    while first + 1 < len(compact) and compact[first + 1].t <= cutoff:
+    while first + 1 < len(history) and history[first + 1].t <= cutoff:
         first += 1
-    first = max(first, len(compact) - MAX_READINGS)
-    history[:] = compact[first:]
+    first = max(first, len(history) - MAX_READINGS)
+    if first:
+        del history[:first]
 
 
 def _transition(
@@ -486,7 +497,7 @@ def _transition(
     condition: Condition,
     action: Action,
     *,
-    kind: IncidentKind | None,
+    kind: IncidentKind,
     title: str,
     value: float | None,
     unit: str,
@@ -527,7 +538,8 @@ def _levels(state: SensorState, rules: SensorRules) -> list[Transition]:
     sinces = [_run_since(history, lambda v, a=level.above: v > a) for level in check.levels]
     held = [index for index, since in enumerate(sinces) if since is not None and at - since >= hold]
     cs.above_since = sinces[0]
-    cs.below_clear_since = _run_since(history, lambda v: v < check.clear_below)
+    if cs.incident_id is not None:  # only an open incident can clear (and the scan is long)
+        cs.below_clear_since = _run_since(history, lambda v: v < check.clear_below)
     name, unit = rules.name, check.unit
 
     def report(action: Action, level: ResolvedLevel, title: str) -> Transition:
@@ -673,7 +685,7 @@ def _flatline(state: SensorState, rules: SensorRules) -> list[Transition]:
             cs,
             "flatline",
             action,
-            kind=None,
+            kind=IncidentKind.SENSOR_FAULT,
             title=title,
             value=value,
             unit=check.unit,
@@ -720,11 +732,11 @@ def _close_windows(
     return sorted(closed, key=lambda window: (window.start, window.property))
 
 
-def evaluate(
-    state: SensorState, event: SensorEvent, rules: SensorRules, now: datetime
-) -> tuple[SensorState, list[Transition], list[WindowAggregate]]:
-    """One arriving reading (`now` is the wall clock at arrival)."""
-    state = state.model_copy(deep=True)
+Outcome = tuple[list[Transition], list[WindowAggregate]]
+
+
+def evaluate(state: SensorState, event: SensorEvent, rules: SensorRules, now: datetime) -> Outcome:
+    """One arriving reading (`now` is its arrival time: the Kafka timestamp, so replays agree)."""
     moment, now = _utc(event.date_observed), _utc(now)
     transitions: list[Transition] = []
     state.last_arrival = now if state.last_arrival is None else max(state.last_arrival, now)
@@ -738,7 +750,7 @@ def evaluate(
                 offline,
                 "offline",
                 "resolve",
-                kind=None,
+                kind=IncidentKind.SENSOR_OFFLINE,
                 value=round(silent, 1),
                 unit="min",
                 level=rules.offline.minutes if rules.offline else None,
@@ -759,7 +771,7 @@ def evaluate(
             )
             window.add(moment, value)
             late.append(window)
-        return state, transitions, late
+        return transitions, late
 
     for prop, value in sorted(event.measurements.items()):
         window = next((w for w in state.windows if w.property == prop and w.start == start), None)
@@ -780,17 +792,14 @@ def evaluate(
     transitions += _levels(state, rules)
     transitions += _rate_of_rise(state, rules)
     transitions += _flatline(state, rules)
-    return state, transitions, closed
+    return transitions, closed
 
 
-def evaluate_timer(
-    state: SensorState, rules: SensorRules, now: datetime
-) -> tuple[SensorState, list[Transition], list[WindowAggregate]]:
+def evaluate_timer(state: SensorState, rules: SensorRules, now: datetime) -> Outcome:
     """A wall-clock tick: the offline check, and windows closed while the sensor is quiet.
 
     The watermark moves on by the wall time elapsed since the last arrival, so a sensor whose
     clock is off by minutes does not have its readings declared late."""
-    state = state.model_copy(deep=True)
     now = _utc(now)
     transitions: list[Transition] = []
     rule = rules.offline
@@ -809,7 +818,7 @@ def evaluate_timer(
                     cs,
                     "offline",
                     "open",
-                    kind=None,
+                    kind=IncidentKind.SENSOR_OFFLINE,
                     value=round(minutes, 1),
                     unit="min",
                     level=rule.minutes,
@@ -825,12 +834,13 @@ def evaluate_timer(
         quiet = max(now - state.last_arrival, timedelta(0))
         watermark = state.last_event_time + quiet - timedelta(seconds=rules.grace_seconds)
         closed = _close_windows(state, rules, watermark)
-    return state, transitions, closed
+    return transitions, closed
 
 
 __all__ = [
     "RULES_PATH",
     "ConditionState",
+    "Outcome",
     "Reading",
     "RuleSet",
     "SensorRules",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -153,6 +153,18 @@ def parse_observation(raw: bytes) -> SensorEvent:
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ObservationError(f"(root): invalid JSON: {error}") from None
     return parse_entity(entity)
+
+
+def clock_problem(event: SensorEvent, arrived: datetime, max_future: timedelta) -> str | None:
+    """Why a reading observed too far after its arrival is refused, else None. One from the
+    future would move the event-time watermark on and make every true reading late."""
+    ahead = (event.date_observed - arrived).total_seconds()
+    if ahead <= max_future.total_seconds():
+        return None
+    return (
+        f"dateObserved: {event.date_observed.isoformat()} is {ahead:.0f} s after the reading "
+        f"arrived (limit {max_future.total_seconds():.0f} s): the device clock is wrong"
+    )
 
 
 def entity(

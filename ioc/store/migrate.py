@@ -10,7 +10,11 @@ import psycopg
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # (table, time column): the tables that grow with time and are read by time range.
-HYPERTABLES = (("sensor_readings", "observed_at"), ("detections", "event_time"))
+HYPERTABLES = (
+    ("sensor_readings", "observed_at"),
+    ("sensor_windows", "window_start"),
+    ("detections", "event_time"),
+)
 
 
 @dataclass(frozen=True)

@@ -5,21 +5,40 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import astuple, dataclass
 from datetime import datetime
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from ioc.models import Alert, FrameDetections, Incident, SensorEvent
+from ioc.models import Alert, FrameDetections, Incident
+from ioc.sensors.engine import WindowAggregate
+
+
+@dataclass(frozen=True)
+class ReadingRow:
+    """One measurement of one reading, as stored (`late`: its window had already closed)."""
+
+    sensor_id: str
+    observed_at: datetime
+    property: str
+    value: float
+    sensor_type: str
+    ingested_at: datetime
+    late: bool
+
+
+READING_COLUMNS = "sensor_id, observed_at, property, value, sensor_type, ingested_at, late"
 
 
 class Store:
     """An async connection pool, opened on first use (agents start before they write)."""
 
-    def __init__(self, dsn: str, max_size: int = 4) -> None:
+    def __init__(self, dsn: str, max_size: int = 4, copy: bool = True) -> None:
+        self._copy = copy
         self._pool = AsyncConnectionPool(dsn, min_size=1, max_size=max_size, open=False)
         self._opened = asyncio.Lock()
         self._is_open = False
@@ -43,18 +62,60 @@ class Store:
         async with pool.connection() as conn:
             yield conn
 
-    async def insert_readings(self, event: SensorEvent, *, ingested_at: datetime) -> None:
+    async def write_sensor_batch(
+        self, readings: Sequence[ReadingRow], windows: Sequence[WindowAggregate]
+    ) -> None:
+        """Readings and closed windows of one batch in one transaction. Readings are COPied into
+        a temporary table and inserted from there, so they stay idempotent (a redelivered
+        reading is skipped) at COPY speed; plain INSERTs where COPY is off."""
+        if not readings and not windows:
+            return
         pool = await self._ready()
-        async with pool.connection() as conn, conn.cursor() as cursor:
-            await cursor.executemany(
-                "INSERT INTO sensor_readings (sensor_id, observed_at, property, value, sensor_type,"
-                " ingested_at) VALUES (%s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (sensor_id, property, observed_at) DO NOTHING",
-                [
-                    (event.id, event.date_observed, name, value, event.type, ingested_at)
-                    for name, value in event.measurements.items()
-                ],
-            )
+        async with pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+            if readings and self._copy:
+                await cursor.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS staged_readings"
+                    " (LIKE sensor_readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                )
+                async with cursor.copy(
+                    f"COPY staged_readings ({READING_COLUMNS}) FROM STDIN"
+                ) as copy:
+                    for row in readings:
+                        await copy.write_row(astuple(row))
+                await cursor.execute(
+                    f"INSERT INTO sensor_readings ({READING_COLUMNS})"
+                    f" SELECT {READING_COLUMNS} FROM staged_readings"
+                    " ON CONFLICT (sensor_id, property, observed_at) DO NOTHING"
+                )
+            elif readings:
+                await cursor.executemany(
+                    f"INSERT INTO sensor_readings ({READING_COLUMNS})"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (sensor_id, property, observed_at) DO NOTHING",
+                    [astuple(row) for row in readings],
+                )
+            if windows:
+                await cursor.executemany(
+                    "INSERT INTO sensor_windows (sensor_id, property, window_start, window_end,"
+                    " count, min, max, mean, last) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (sensor_id, property, window_start) DO UPDATE SET"
+                    " count = EXCLUDED.count, min = EXCLUDED.min, max = EXCLUDED.max,"
+                    " mean = EXCLUDED.mean, last = EXCLUDED.last",
+                    [
+                        (
+                            w.sensor_id,
+                            w.property,
+                            w.start,
+                            w.end,
+                            w.count,
+                            w.min,
+                            w.max,
+                            w.mean,
+                            w.last,
+                        )
+                        for w in windows
+                    ],
+                )
 
     async def insert_detections(self, frame: FrameDetections) -> None:
         if not frame.detections:
@@ -91,6 +152,7 @@ class Store:
                 " district, lat, lon, event_time, category, evidence)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,"
+                " severity = EXCLUDED.severity, title = EXCLUDED.title,"
                 " evidence = EXCLUDED.evidence, updated_at = now()",
                 (
                     incident.id,

@@ -1,5 +1,5 @@
-"""The sensor and camera rules, as pure functions so they are tested without a broker.
-(Hotline tickets are triaged in `ioc.hotline`.)"""
+"""The camera rules, as pure functions so they are tested without a broker. (Hotline tickets are
+triaged in `ioc.hotline`, sensors are judged by `ioc.sensors.engine`.)"""
 
 from __future__ import annotations
 
@@ -10,50 +10,9 @@ from ioc.models import (
     Incident,
     IncidentKind,
     IncidentSource,
-    SensorEvent,
-    SensorSpec,
     Severity,
 )
 from ioc.models.base import deterministic_id
-from ioc.models.incidents import IncidentStatus
-
-SENSOR_KINDS = {
-    "FloodMonitoring": (IncidentKind.WATER_LEVEL_HIGH, Severity.URGENT),
-    "AirQualityObserved": (IncidentKind.AIR_QUALITY_POOR, Severity.HIGH),
-}
-
-
-def sensor_crossing(
-    event: SensorEvent, spec: SensorSpec, open_incident: str | None, ingested_at_ms: int
-) -> Incident | None:
-    """Open an incident when the value first goes above the alert level, resolve it when it
-    comes back: one incident per episode, however many readings stay above."""
-    value = event.measurements.get(spec.property)
-    if value is None:
-        return None
-    above = value > spec.alert_level
-    if above == (open_incident is not None):
-        return None
-    kind, severity = SENSOR_KINDS.get(spec.type, (IncidentKind.WATER_LEVEL_HIGH, Severity.HIGH))
-    incident_id = open_incident or deterministic_id(
-        "inc", IncidentSource.SENSOR, spec.id, event.date_observed.isoformat()
-    )
-    verb = "above" if above else "back below"
-    return Incident(
-        id=incident_id,
-        kind=kind,
-        severity=severity,
-        source=IncidentSource.SENSOR,
-        source_key=spec.id,
-        title=f"{spec.name}: {value:g} {spec.unit} {verb} alert level {spec.alert_level:g}",
-        status=IncidentStatus.OPEN if above else IncidentStatus.RESOLVED,
-        event_time=event.date_observed,
-        ingested_at_ms=ingested_at_ms,
-        district=spec.district,
-        lat=spec.lat,
-        lon=spec.lon,
-        evidence={"property": spec.property, "value": value, "alert_level": spec.alert_level},
-    )
 
 
 def bucket_start(moment: datetime, minutes: int) -> datetime:

@@ -30,8 +30,8 @@ def client(workers: Settings) -> Iterator[TestClient]:
 
 
 def moment() -> datetime:
-    """A unique observation time, so rows of this test are told apart."""
-    return datetime(2027, 1, 1, tzinfo=UTC) + timedelta(seconds=uuid.uuid4().int % 10**7)
+    """A unique observation time in the last days, so rows of this test are told apart."""
+    return datetime.now(UTC) - timedelta(seconds=uuid.uuid4().int % 10**6)
 
 
 def test_single_and_batch_observations_are_stored_in_canonical_units(
@@ -71,6 +71,7 @@ def test_bad_batches_are_refused_whole_with_each_reason(
         entity("test-aq-1", "AirQualityObserved", at, pm25=-4),
         entity("nobody", "FloodMonitoring", at, currentLevel=1.0),
         entity("test-wl-1", "FloodMonitoring", at, currentLevel={"value": 1, "unit": "km"}),
+        entity("test-wl-1", "FloodMonitoring", at + timedelta(days=400), currentLevel=1.0),
     ]
     response = client.post(URL, json=bad, headers=KEY)
     assert response.status_code == 400
@@ -78,6 +79,7 @@ def test_bad_batches_are_refused_whole_with_each_reason(
     assert "[1] pm25: -4 µg/m³ outside" in reasons
     assert "[2] id: unknown sensor 'nobody'" in reasons
     assert "[3] currentLevel: unknown unit 'km'" in reasons
+    assert "[4] dateObserved:" in reasons and "the device clock is wrong" in reasons
     assert client.post(URL, json=bad[0]).status_code == 401
     assert (
         client.post(

@@ -3,10 +3,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ioc import topics
+from ioc.assets import DEMO_SENSOR_RULES_PATH
 from ioc.models import Ticket, load_sensor_registry
 from ioc.scenario.plan import build_plan
-from ioc.sensors import fiware
-from ioc.streams import rules
+from ioc.sensors.engine import RuleSet
+from ioc.streams.sensors import Message, SensorFlow, partition_of
 
 
 def test_plan_covers_every_flow_in_time_order(samples_dir: Path) -> None:
@@ -20,21 +21,35 @@ def test_plan_covers_every_flow_in_time_order(samples_dir: Path) -> None:
     assert sum(item.bad for item in plan) == 5
 
 
-def test_exactly_one_sensor_crosses_its_alert_level_once(samples_dir: Path) -> None:
-    registry = load_sensor_registry()
-    plan = build_plan(samples_dir, duration_s=120, frame_interval_s=2, sensor_interval_s=4)
-    open_by_sensor: dict[str, str | None] = {}
-    opened = []
-    for item in plan:
-        if item.topic != topics.SENSOR_EVENTS or item.bad:
-            continue
-        event = fiware.parse_observation(item.value)
-        spec = registry.get(event.id)
-        incident = rules.sensor_crossing(event, spec, open_by_sensor.get(event.id), 0)
-        if incident:
-            opened.append(event.id)
-            open_by_sensor[event.id] = incident.id
-    assert opened == ["tn-wl-cau-gia-bay"]
+def test_one_sensor_rises_fast_then_above_its_alert_level(samples_dir: Path) -> None:
+    """The demo's sensor story, judged by the real flow and rules (no broker)."""
+    start = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
+    plan = build_plan(samples_dir, 120, 2, 4, start=start)
+    rules = RuleSet.load(DEMO_SENSOR_RULES_PATH)  # what the demo's workers run
+    flow = SensorFlow(load_sensor_registry(), rules, 3, stored_state=lambda _: None)
+    messages = [
+        Message(
+            value=item.value,
+            partition=partition_of(item.key.decode(), 3),
+            offset=offset,
+            timestamp_ms=int((start + timedelta(seconds=item.at_s)).timestamp() * 1000),
+        )
+        for offset, item in enumerate(plan)
+        if item.topic == topics.SENSOR_EVENTS and not item.bad
+    ]
+    output = flow.process(messages)
+    assert not output.rejected, "no reading is ahead of its arrival or otherwise refused"
+    opened = [
+        (i.source_key, i.evidence["condition"])
+        for i in output.incidents
+        if i.evidence["action"] == "open"
+    ]
+    assert opened == [("tn-wl-cau-gia-bay", "rate_of_rise"), ("tn-wl-cau-gia-bay", "alert")]
+    assert {i.severity for i in output.incidents} == {"high"}, "both page the hotline staff"
+    # Readings every 4 s: the first minute's window of each sensor has closed, with 15 in it.
+    assert sorted((w.sensor_id, w.start, w.count) for w in output.windows) == [
+        (spec.id, start, 15) for spec in sorted(load_sensor_registry().sensors, key=lambda s: s.id)
+    ]
 
 
 def test_tickets_arrive_as_new_reports_each_run(samples_dir: Path) -> None:

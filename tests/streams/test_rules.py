@@ -1,49 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
-from ioc.models import BoundingBox, Detection, FrameDetections, SensorEvent, SensorSpec
+from ioc.models import BoundingBox, Detection, FrameDetections
 from ioc.streams import rules
-
-SPEC = SensorSpec(
-    id="s1",
-    name="River",
-    type="FloodMonitoring",
-    property="currentLevel",
-    unit="m",
-    alert_level=3.0,
-    district="D",
-    lat=21.0,
-    lon=105.0,
-)
-
-
-def _event(value: float, minute: int) -> SensorEvent:
-    observed = datetime(2026, 11, 20, 8, minute, tzinfo=UTC)
-    return SensorEvent(
-        id="s1", type="FloodMonitoring", dateObserved=observed, measurements={"currentLevel": value}
-    )
-
-
-def test_sensor_crossing_opens_once_and_resolves() -> None:
-    open_incident = None
-    raised = []
-    for minute, value in enumerate([2.5, 2.9, 3.1, 3.4, 3.2, 2.8, 2.7, 3.3]):
-        incident = rules.sensor_crossing(_event(value, minute), SPEC, open_incident, 0)
-        if incident:
-            raised.append((minute, incident.status.value, incident.id))
-            open_incident = incident.id if incident.status == "open" else None
-    assert [(m, s) for m, s, _ in raised] == [(2, "open"), (5, "resolved"), (7, "open")]
-    assert raised[0][2] == raised[1][2], "resolution updates the same incident"
-    assert raised[2][2] != raised[0][2], "a new episode is a new incident"
-
-
-def test_sensor_reading_without_the_watched_property_is_ignored() -> None:
-    event = SensorEvent(
-        id="s1",
-        type="FloodMonitoring",
-        dateObserved=datetime.now(UTC),
-        measurements={"temperature": 30.0},
-    )
-    assert rules.sensor_crossing(event, SPEC, None, 0) is None
 
 
 def _frame(classes: list[tuple[str, float]], when: datetime) -> FrameDetections:

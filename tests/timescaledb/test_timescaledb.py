@@ -20,15 +20,15 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from ioc.models import SensorEvent
+from ioc.sensors.engine import WindowAggregate
 from ioc.store.migrate import HYPERTABLES, MIGRATIONS_DIR, migrate
-from ioc.store.writer import Store
+from ioc.store.writer import ReadingRow, Store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -171,7 +171,7 @@ def test_migrate_makes_hypertables(migrated: str) -> None:
             )
         }
     assert extension is not None
-    assert hypertables == {"sensor_readings", "detections"}
+    assert hypertables == {"sensor_readings", "sensor_windows", "detections"}
     assert sorted(dimensions) == sorted(HYPERTABLES)
 
 
@@ -184,7 +184,7 @@ def test_migrate_again_applies_nothing(migrated: str) -> None:
         versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations")]
         count = conn.execute("SELECT count(*) FROM timescaledb_information.hypertables").fetchone()
     assert versions == ALL_MIGRATIONS
-    assert count == (2,)
+    assert count == (3,)
 
 
 def test_hypertable_keeps_primary_key(migrated: str) -> None:
@@ -214,22 +214,31 @@ def test_hypertable_keeps_primary_key(migrated: str) -> None:
     assert chunks is not None and chunks[0] >= 1  # the row went into a chunk
 
 
-def test_store_insert_readings(migrated: str) -> None:
-    event = SensorEvent.model_validate(
-        {
-            "id": "urn:ngsi-ld:AirQualityObserved:store-test",
-            "type": "AirQualityObserved",
-            "dateObserved": "2024-05-02T09:30:00+07:00",
-            "measurements": {"pm25": 55.5, "pm10": 80.0},
-        }
-    )
+def test_store_writes_a_sensor_batch_idempotently(migrated: str) -> None:
+    observed = datetime(2024, 5, 2, 2, 30, tzinfo=UTC)
     ingested_at = datetime.now(UTC)
+    readings = [
+        ReadingRow("store-test", observed, name, value, "AirQualityObserved", ingested_at, False)
+        for name, value in (("pm10", 80.0), ("pm25", 55.5))
+    ]
+    closed = WindowAggregate(
+        sensor_id="store-test",
+        property="pm25",
+        start=observed.replace(second=0),
+        end=observed.replace(second=0) + timedelta(minutes=1),
+        count=1,
+        min=55.5,
+        max=55.5,
+        mean=55.5,
+        last=55.5,
+        status="closed",
+    )
 
     async def write_twice() -> None:
-        store = Store(migrated, max_size=1)
+        store = Store(migrated, max_size=1, copy=False)  # PGlite's server dies on COPY FROM STDIN
         try:
-            await store.insert_readings(event, ingested_at=ingested_at)
-            await store.insert_readings(event, ingested_at=ingested_at)  # a redelivery
+            await store.write_sensor_batch(readings, [closed])
+            await store.write_sensor_batch(readings, [closed])  # a redelivery
         finally:
             await store.close()
 
@@ -238,7 +247,11 @@ def test_store_insert_readings(migrated: str) -> None:
         rows = conn.execute(
             "SELECT property, value, observed_at FROM sensor_readings WHERE sensor_id = %s"
             " ORDER BY property",
-            (event.id,),
+            ("store-test",),
+        ).fetchall()
+        windows = conn.execute(
+            "SELECT count, mean FROM sensor_windows WHERE sensor_id = 'store-test'"
         ).fetchall()
     assert [(name, value) for name, value, _ in rows] == [("pm10", 80.0), ("pm25", 55.5)]
-    assert {observed for _, _, observed in rows} == {event.date_observed}
+    assert {at for _, _, at in rows} == {observed}
+    assert windows == [(1, 55.5)]
