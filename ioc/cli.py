@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -45,6 +46,16 @@ app.add_typer(db_app, name="db")
 def _setup_logging() -> None:
     level = get_settings().log_level.upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _clean_up_on_sigterm() -> None:
+    """For commands that start a stack and workers: SIGTERM unwinds like Ctrl-C, so they stop
+    what they started instead of leaving Kafka and PostgreSQL running."""
+
+    def terminate(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
 
 
 def _fail(error: Exception) -> None:
@@ -137,6 +148,8 @@ def demo_command(
 ) -> None:
     """Run the bounded end-to-end scenario and print what happened. Exits 1 if anything is off."""
     from ioc.scenario.demo import run_demo
+
+    _clean_up_on_sigterm()
 
     settings = get_settings()
     if duration is not None:
@@ -283,6 +296,8 @@ def bench_tickets_command(
     """Tickets/s and latency through intake → triage → DB vs a plain aiokafka+INSERT loop."""
     from ioc.bench.tickets import run_bench
 
+    _clean_up_on_sigterm()
+
     try:
         run_bench(count, rounds, rate, seconds, console)
     except StackError as error:
@@ -296,12 +311,16 @@ def bench_sensors_command(
     sensors: Annotated[
         int, typer.Option(min=1, help="Synthetic sensors (flood level, air quality) reporting.")
     ] = 500,
-    rate: Annotated[float, typer.Option(min=1, help="Readings/s for the latency phase.")] = 2000.0,
+    rate: Annotated[
+        float, typer.Option(min=1, help="Readings/s for the latency phase (below capacity).")
+    ] = 1000.0,
     seconds: Annotated[float, typer.Option(min=1, help="Length of the latency phase.")] = 20.0,
 ) -> None:
     """Events/s through sensor topic → agent → DB vs a plain aiokafka+COPY loop; p50/p99
     event-to-incident latency."""
     from ioc.bench.sensors import run_bench
+
+    _clean_up_on_sigterm()
 
     try:
         run_bench(count, rounds, sensors, rate, seconds, console)

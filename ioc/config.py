@@ -114,10 +114,13 @@ class StreamsSettings(Section):
         None, description="TOML sensor rules (levels, rate of rise, ...); default bundled."
     )
     sensor_batch_size: int = Field(
-        2000, ge=1, description="Sensor messages handled (and written) together at most."
+        10_000, ge=1, description="Sensor messages handled (and written) together at most."
     )
     sensor_batch_wait_s: float = Field(
-        0.05, gt=0, description="How long a partial sensor batch waits for more messages."
+        0.25,
+        gt=0,
+        description="How long a partial sensor batch waits for more messages: longer batches "
+        "write each sensor's state once for more readings, at that much added latency.",
     )
     sensor_tick_s: float = Field(
         5.0, gt=0, description="Clock ticks for offline checks and closing quiet windows."

@@ -61,8 +61,10 @@ NOT_MEASURED = frozenset({"id", "type", "dateObserved", "location"})
 PREFIX = "bench-"
 ALARM_PREFIX = "bench-alarm-"
 ALARM_SENSORS = 5
-SECOND = timedelta(seconds=1)
-ALARM_STEP = 10 * SECOND  # alarms run ahead in event time, past the rules' 2-minute hold
+# Each sensor reports every 30 s of event time, the usual interval of water-level and air-quality
+# stations (many report every few minutes); published as fast as possible, like a replay.
+REPORT_EVERY = timedelta(seconds=30)
+ALARM_STEP = REPORT_EVERY  # four readings pass the rules' 2-minute hold
 # (property, unit, alert level) per FIWARE type; readings stay well below the alert level.
 KINDS = {
     "FloodMonitoring": ("currentLevel", "m", 3.0),
@@ -133,7 +135,7 @@ def readings(
     count: int,
     start: datetime,
     seed: str,
-    step: timedelta = SECOND,
+    step: timedelta = REPORT_EVERY,
     cross_after: int | None = None,
 ) -> list[Reading]:
     """`count` readings round-robin over `sensors`: each sensor's are `step` apart in event
@@ -165,7 +167,7 @@ def steady_readings(
     """The latency phase: `count` ordinary readings from `start`, and as many per alarm sensor,
     10 s apart and ending with the others, crossing the alert level a quarter of the way in."""
     per_sensor = math.ceil(count / len(sensors))
-    alarm_start = start + (per_sensor - 1) * (SECOND - ALARM_STEP)
+    alarm_start = start + (per_sensor - 1) * (REPORT_EVERY - ALARM_STEP)
     alarm = readings(
         alarms,
         per_sensor * len(alarms),
@@ -441,9 +443,12 @@ def run_bench(
     fleet = sensor_specs(sensors)
     alarms = sensor_specs(ALARM_SENSORS, ALARM_PREFIX, ("FloodMonitoring",))
     steady_count = max(1, round(rate * seconds))
-    per_round, per_steady = math.ceil(count / sensors) * SECOND, math.ceil(steady_count / sensors)
+    per_round, per_steady = (
+        math.ceil(count / sensors) * REPORT_EVERY,
+        math.ceil(steady_count / sensors),
+    )
     # The last planned reading is observed now; every earlier one in order before it.
-    steady_start = utc_now().replace(microsecond=0) - per_steady * SECOND
+    steady_start = utc_now().replace(microsecond=0) - per_steady * REPORT_EVERY
     origin = steady_start - rounds * per_round
     pipeline = Target(topics.SENSOR_EVENTS, "sensor_readings")
     baseline = Target(BASELINE_TOPIC, BASELINE_TABLE)

@@ -448,6 +448,14 @@ def _fmt_minutes(minutes: float) -> str:
     return f"{minutes:g} min"
 
 
+def _condition(state: SensorState, name: str) -> ConditionState:
+    """The condition's state, created on first use (not built anew on every reading)."""
+    found = state.conditions.get(name)
+    if found is None:
+        found = state.conditions[name] = ConditionState()
+    return found
+
+
 def _run_since(history: list[Reading], meets: Callable[[float], bool]) -> datetime | None:
     """Event time of the first reading of the trailing run that meets the condition."""
     since = None
@@ -534,7 +542,7 @@ def _levels(state: SensorState, rules: SensorRules) -> list[Transition]:
         return []
     at, value = history[-1].t, history[-1].v
     hold = timedelta(minutes=check.hold_minutes)
-    cs = state.conditions.setdefault("levels", ConditionState())
+    cs = _condition(state, "levels")
     sinces = [_run_since(history, lambda v, a=level.above: v > a) for level in check.levels]
     held = [index for index, since in enumerate(sinces) if since is not None and at - since >= hold]
     cs.above_since = sinces[0]
@@ -622,7 +630,7 @@ def _rate_of_rise(state: SensorState, rules: SensorRules) -> list[Transition]:
     at, value = history[-1].t, history[-1].v
     start = at - timedelta(minutes=check.window_minutes)
     rise = value - min(reading.v for reading in history if reading.t >= start)
-    cs = state.conditions.setdefault("rate_of_rise", ConditionState())
+    cs = _condition(state, "rate_of_rise")
     window = _fmt_minutes(check.window_minutes)
 
     def report(action: Action, title: str) -> Transition:
@@ -677,7 +685,7 @@ def _flatline(state: SensorState, rules: SensorRules) -> list[Transition]:
     if check is None or not history:
         return []
     at, value = history[-1].t, history[-1].v
-    cs = state.conditions.setdefault("flatline", ConditionState())
+    cs = _condition(state, "flatline")
 
     def report(action: Action, title: str) -> Transition:
         return _transition(
@@ -804,7 +812,7 @@ def evaluate_timer(state: SensorState, rules: SensorRules, now: datetime) -> Out
     transitions: list[Transition] = []
     rule = rules.offline
     base = state.last_arrival or state.watching_since
-    cs = state.conditions.setdefault("offline", ConditionState())
+    cs = _condition(state, "offline")
     if rule is not None and base is not None and cs.incident_id is None:
         silent = now - base
         if silent >= timedelta(minutes=rule.minutes):

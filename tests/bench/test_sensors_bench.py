@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from ioc.bench.common import percentile
 from ioc.bench.sensors import (
     ALARM_PREFIX,
     ALARM_STEP,
+    REPORT_EVERY,
     SensorBenchResult,
     Target,
     baseline_rows,
@@ -59,7 +60,7 @@ def test_readings_are_keyed_ordered_and_valid_fiware() -> None:
         assert event.measurements[spec.property] < spec.alert_level
         by_sensor.setdefault(reading.key, []).append(event.date_observed)
     for times in by_sensor.values():  # one reading per second of event time, in order
-        assert times == [T0 + timedelta(seconds=n) for n in range(len(times))]
+        assert times == [T0 + n * REPORT_EVERY for n in range(len(times))]
     assert {tuple(sorted(b)) for b in decoded(batch)} == {
         ("currentLevel", "dateObserved", "id", "type"),
         ("dateObserved", "id", "pm10", "pm25", "type"),
@@ -88,7 +89,7 @@ def test_steady_phase_alarms_cross_and_end_with_the_others() -> None:
     assert [level > alarms[0].alert_level for level in levels] == [False] * 2 + [True] * 6
     assert [e.date_observed for e in first] == sorted(e.date_observed for e in first)
     assert first[1].date_observed - first[0].date_observed == ALARM_STEP
-    assert first[-1].date_observed == T0 + timedelta(seconds=7)  # ends with the others
+    assert first[-1].date_observed == T0 + 7 * REPORT_EVERY  # ends with the others
     positions = [i for i, r in enumerate(batch) if r.key.startswith(b"bench-alarm")]
     assert positions[0] < len(batch) // 4 and positions[-1] == len(batch) - 1  # spread out
 
