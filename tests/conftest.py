@@ -22,6 +22,7 @@ from ioc.scenario.workers import Workers
 from ioc.stack.process import free_port, log_tail
 
 REPO = Path(__file__).resolve().parents[1]
+TEST_RULES = Path(__file__).resolve().parent / "data" / "sensor_rules.toml"
 TEST_REGISTRY = Path(__file__).resolve().parent / "data" / "sensors.toml"
 SHARED_SAMPLES = REPO.parent / "shared" / "samples"
 
@@ -151,6 +152,7 @@ def stack_env(
         "IOC_DATABASE__DSN": f"postgresql://ioc:ioc-test@127.0.0.1:{pg_port}/ioc",
         "IOC_STACK__DIR": str(stack_dir),
         "IOC_STREAMS__SENSOR_REGISTRY": str(TEST_REGISTRY),
+        "IOC_STREAMS__SENSOR_RULES": str(TEST_RULES),
         "IOC_ALERTS__WEBHOOK_URL": webhook.url,
         "IOC_VISION__BATCH_WAIT_MS": "20",
         "IOC_HOTLINE__SLA_CHECK_INTERVAL_S": "1",

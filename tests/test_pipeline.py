@@ -212,6 +212,25 @@ def test_worker_killed_mid_window_restarts_with_its_state_and_counts_the_window_
     assert closed == (5, 10.0, 50.0, pytest.approx(30.0), 50.0)
 
 
+def test_a_silent_sensor_is_declared_offline_on_the_clock_and_back_on_its_next_reading(
+    producer: KafkaProducer, db: psycopg.Connection
+) -> None:
+    sensor = "test-aq-offline"  # registered, never reports; offline after 6 s in the test rules
+
+    def offline() -> tuple | None:
+        return row(
+            db,
+            "SELECT id, status, kind, severity FROM incidents WHERE source_key = %s"
+            " AND kind = 'sensor_offline'",
+            sensor,
+        )
+
+    opened = wait_for(offline, what="the clock ticks to declare the sensor offline")
+    assert opened[1:] == ("open", "sensor_offline", "normal")
+    send(producer, topics.SENSOR_EVENTS, sensor, air(sensor, 12.0, datetime.now(UTC)))
+    wait_for(lambda: (found := offline()) and found[1] == "resolved", what="back online")
+
+
 def test_late_readings_count_within_grace_and_never_reopen_a_closed_window(
     producer: KafkaProducer, db: psycopg.Connection
 ) -> None:

@@ -227,6 +227,11 @@ class RuleSet(_Strict):
     """`rules.toml`: defaults per FIWARE type and per-sensor overrides."""
 
     version: Literal[1]
+    extends_bundled: bool = Field(
+        False,
+        description="Layer this file over the bundled rules.toml: a site file then holds only "
+        "what differs (a sensor's override, a type's hold time) instead of a copy of it all.",
+    )
     types: dict[str, TypeRules] = Field(default_factory=dict)
     sensors: dict[str, SensorOverride] = Field(default_factory=dict)
     _merged: dict[str, TypeRules] = PrivateAttr(default_factory=dict)
@@ -245,7 +250,12 @@ class RuleSet(_Strict):
     @classmethod
     def load(cls, path: Path | None = None) -> RuleSet:
         with (path or RULES_PATH).open("rb") as handle:
-            return cls.model_validate(tomllib.load(handle))
+            data = tomllib.load(handle)
+        if data.get("extends_bundled"):
+            with RULES_PATH.open("rb") as handle:
+                bundled = tomllib.load(handle)
+            data = _deep_merge(bundled, {key: v for key, v in data.items() if key != "version"})
+        return cls.model_validate(data)
 
     def type_rules(self, spec: SensorSpec) -> TypeRules:
         override = self.sensors.get(spec.id)

@@ -18,6 +18,7 @@ the sensor's queued readings, and a replay of the topic gives the same incidents
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -40,6 +41,8 @@ from ioc.sensors.engine import (
 from ioc.store.writer import ReadingRow
 
 TICK_HEADER = "ioc-tick"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,11 @@ class SensorFlow:
             self.states[sensor_id] = state
         return state
 
+    def _discard(self, sensor_id: str, out: BatchOutput) -> None:
+        """A state an evaluation failed half-way through is not kept: the table's is."""
+        self.forget([sensor_id])
+        out.changed.pop(sensor_id, None)
+
     def process(self, messages: Iterable[Message]) -> BatchOutput:
         out = BatchOutput()
         for index, message in enumerate(messages):
@@ -164,8 +172,13 @@ class SensorFlow:
         state = self._state(event.id, arrived)
         if state.source_offset is not None and message.offset <= state.source_offset:
             return None  # already applied before a restart: stored, not counted again
+        try:
+            transitions, windows = evaluate(state, event, rules, arrived)
+        except Exception as error:  # a bug for one reading must not stop every other sensor
+            log.exception("rules failed on a reading of %s", event.id)
+            self._discard(event.id, out)
+            return f"rules failed on this reading ({error!r}); kept here to replay once fixed"
         state.source_offset = message.offset
-        transitions, windows = evaluate(state, event, rules, arrived)
         late = bool(windows) and windows[0].status == "late"
         out.readings.extend(
             ReadingRow(event.id, event.date_observed, name, value, event.type, arrived, late)
@@ -185,7 +198,12 @@ class SensorFlow:
             state = self._state(sensor_id, now)
             if state.source_offset is not None and message.offset <= state.source_offset:
                 continue
-            transitions, windows = evaluate_timer(state, self.rules[sensor_id], now)
+            try:
+                transitions, windows = evaluate_timer(state, self.rules[sensor_id], now)
+            except Exception:  # the next tick tries again; other sensors go on
+                log.exception("rules failed on a clock tick for %s", sensor_id)
+                self._discard(sensor_id, out)
+                continue
             if new or transitions or windows:  # else nothing worth a changelog write changed
                 state.source_offset = message.offset
                 out.changed[sensor_id] = state

@@ -515,3 +515,18 @@ def test_history_stays_bounded_over_hours_of_changing_readings(water: SensorRule
     history = run.state.history["currentLevel"]
     assert history[-1].t - history[1].t <= water.horizon
     assert len(run.state.windows) <= 4
+
+
+def test_a_site_file_can_extend_the_bundled_rules(tmp_path: Path) -> None:
+    site = tmp_path / "site.toml"
+    site.write_text(
+        "version = 1\nextends_bundled = true\n[types.AirQualityObserved.levels]\nhold_minutes = 1\n"
+        '[sensors.aq-1]\ntype = "AirQualityObserved"\noffline = { minutes = 3 }\n',
+        encoding="utf-8",
+    )
+    layered, bundled = RuleSet.load(site), RuleSet.load()
+    air = layered.for_sensor(AIR)
+    assert air.levels is not None and air.levels.hold_minutes == 1
+    assert air.offline is not None and air.offline.minutes == 3
+    assert air.levels.levels == bundled.for_sensor(AIR).levels.levels, "the rest is bundled"
+    assert layered.for_sensor(WATER) == bundled.for_sensor(WATER)

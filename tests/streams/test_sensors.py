@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from ioc.models import SensorRegistry, SensorSpec
 from ioc.sensors import fiware
 from ioc.sensors.engine import RuleSet
+from ioc.streams import sensors as sensors_module
 from ioc.streams.sensors import Message, SensorFlow, partition_of
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -132,3 +135,22 @@ def test_a_tick_closes_the_window_of_a_sensor_that_went_quiet() -> None:
     assert not soon.windows, "within the grace period the window stays open"
     later = sensors.process([log.tick(partition, T0 + timedelta(minutes=4))])
     assert [(w.sensor_id, w.count) for w in later.windows] == [("aq-5", 1)]
+
+
+def test_a_rules_failure_on_one_reading_rejects_it_and_the_batch_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = sensors_module.evaluate
+
+    def failing_for_aq0(state, event, rules, now):  # type: ignore[no-untyped-def]
+        if event.id == "aq-0":
+            raise ZeroDivisionError("a bug")
+        return real(state, event, rules, now)
+
+    monkeypatch.setattr(sensors_module, "evaluate", failing_for_aq0)
+    log = Log()
+    output = flow().process([log.reading("aq-0", T0, 10.0), log.reading("aq-1", T0, 11.0)])
+    [(index, reason)] = output.rejected
+    assert index == 0 and "rules failed" in reason and "ZeroDivisionError" in reason
+    assert [r.sensor_id for r in output.readings] == ["aq-1"]
+    assert set(output.changed) == {"aq-1"}, "a half-evaluated state is not written"
