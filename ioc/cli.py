@@ -41,6 +41,10 @@ app.add_typer(tickets_app, name="tickets")
 app.add_typer(bench_app, name="bench")
 app.add_typer(scenario_app, name="scenario")
 app.add_typer(db_app, name="db")
+grafana_app = typer.Typer(
+    help="Grafana walls: generate the JSON, push to a Grafana.", no_args_is_help=True
+)
+app.add_typer(grafana_app, name="grafana")
 
 
 def _setup_logging() -> None:
@@ -185,10 +189,12 @@ def scenario_publish_command(
 
 @db_app.command("migrate")
 def db_migrate_command() -> None:
-    """Apply schema migrations to database.dsn (hypertables when TimescaleDB exists)."""
+    """Apply schema migrations to database.dsn; with TimescaleDB: hypertables, continuous
+    aggregates, compression and retention per storage settings."""
     from ioc.store.migrate import migrate
 
-    report = migrate(get_settings().database.dsn)
+    settings = get_settings()
+    report = migrate(settings.database.dsn, settings.storage)
     console.print(f"{len(report.applied)} migration(s) applied; {report.storage}")
 
 
@@ -326,6 +332,88 @@ def bench_sensors_command(
         run_bench(count, rounds, sensors, rate, seconds, console)
     except StackError as error:
         _fail(error)
+
+
+@bench_app.command("store")
+def bench_store_command(
+    rows: Annotated[int, typer.Option(min=1, help="Rows per round and side.")] = 200_000,
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds per side (median).")] = 3,
+    batch_rows: Annotated[int, typer.Option(min=1, help="The sink's batch size.")] = 5000,
+    dsn: Annotated[
+        str | None,
+        typer.Option(help="Bench this server (twin tables, dropped after); default a private one."),
+    ] = None,
+) -> None:
+    """Rows/s through the idempotent COPY sink vs a raw COPY of the same rows (target ≥ 60 %)."""
+    from ioc.bench.store import run_bench
+
+    _clean_up_on_sigterm()
+
+    try:
+        run_bench(rows, rounds, batch_rows, console, dsn)
+    except StackError as error:
+        _fail(error)
+
+
+@grafana_app.command("generate")
+def grafana_generate_command(
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the JSON (default: the repo's grafana/dashboards)."),
+    ] = None,
+    check: Annotated[
+        bool, typer.Option(help="Write nothing; exit 1 if the files differ from the generator.")
+    ] = False,
+) -> None:
+    """Write the five walls (dashboards as code) to grafana/dashboards/*.json."""
+    from ioc.grafana.publish import REPO_DASHBOARDS, stale_files, write_dashboards
+    from ioc.grafana.walls import walls
+
+    directory = out or REPO_DASHBOARDS
+    dashboards = walls()
+    if check:
+        stale = stale_files(dashboards, directory)
+        for name in stale:
+            console.print(f"[red]out of date:[/] {directory / name}")
+        raise typer.Exit(1 if stale else 0)
+    changed = write_dashboards(dashboards, directory)
+    console.print(f"{len(dashboards)} dashboards in {directory}; {len(changed)} file(s) changed")
+
+
+@grafana_app.command("push")
+def grafana_push_command(
+    url: Annotated[
+        str | None, typer.Option(help="Grafana base URL (default: grafana.url).")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option(help="Service-account token (default: grafana.token).")
+    ] = None,
+    folder: Annotated[
+        str | None, typer.Option(help="Folder title (default: grafana.folder).")
+    ] = None,
+) -> None:
+    """Upload the datasource and the five walls to an existing Grafana (overwriting them)."""
+    from grafana_client.client import GrafanaException
+
+    from ioc.grafana.publish import datasource_payload, push
+    from ioc.grafana.walls import walls
+
+    settings = get_settings()
+    config = settings.grafana
+    try:
+        report = push(
+            url or config.url,
+            token or config.token,
+            walls(),
+            datasource_payload(config.datasource_dsn or settings.database.dsn, config.timescaledb),
+            folder or config.folder,
+            config.folder_uid,
+        )
+    except (GrafanaException, OSError, ValueError) as error:
+        _fail(error)
+    console.print(f"[green]✓[/] datasource {report.datasource}; folder {report.folder}")
+    for link in report.dashboards:
+        console.print(f"[green]✓[/] {link}")
 
 
 def main() -> None:

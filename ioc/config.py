@@ -68,6 +68,47 @@ class DatabaseSettings(Section):
         return dsn
 
 
+def _days_or_off(value: Any) -> Any:
+    """`None`, 0, "", "off", "none" or "null" (environment, TOML) turn a policy off."""
+    if isinstance(value, str) and value.strip().lower() in {"", "off", "none", "null"}:
+        return None
+    return None if value == 0 else value
+
+
+class StorageSettings(Section):
+    """TimescaleDB policies (ignored on plain PostgreSQL) and the batched COPY sink."""
+
+    compress_after_days: int | None = Field(
+        7, ge=1, description="Compress raw hypertable chunks older than this; off when unset."
+    )
+    raw_retention_days: int | None = Field(
+        90,
+        ge=1,
+        description="Drop raw readings, windows and detections older than this (the "
+        "aggregates keep their own); off when unset.",
+    )
+    minute_retention_days: int | None = Field(
+        30, ge=1, description="Drop per-minute aggregates older than this; off when unset."
+    )
+    sink_batch_rows: int = Field(5000, ge=1, description="A sink flushes at this many rows.")
+    sink_flush_interval_s: float = Field(
+        1.0, gt=0, description="…or when its oldest unflushed row is this old."
+    )
+    sink_max_rows: int = Field(
+        50_000, ge=1, description="Rows a sink holds at most; `put` waits beyond (backpressure)."
+    )
+    sink_retry_max_s: float = Field(
+        30.0, gt=0, description="Longest wait between retries while the database is down."
+    )
+
+    @field_validator(
+        "compress_after_days", "raw_retention_days", "minute_retention_days", mode="before"
+    )
+    @classmethod
+    def _off(cls, value: Any) -> Any:
+        return _days_or_off(value)
+
+
 class StackSettings(Section):
     """The native local stack started by `ioc stack up`."""
 
@@ -194,6 +235,23 @@ class DemoSettings(Section):
     )
 
 
+class GrafanaSettings(Section):
+    """An existing Grafana that `ioc grafana push` uploads the walls and datasource to."""
+
+    url: str = Field("http://127.0.0.1:3000", description="Grafana's base URL.")
+    token: str | None = Field(
+        None, description="Service-account token (Editor or Admin); else user:pass in the URL."
+    )
+    folder: str = Field("IOC", min_length=1, description="Folder the walls are put in.")
+    folder_uid: str = Field("ioc", min_length=1)
+    datasource_dsn: str | None = Field(
+        None,
+        description="The database as Grafana's server reaches it (postgresql:// URL); "
+        "default database.dsn.",
+    )
+    timescaledb: bool = Field(True, description="The datasource's TimescaleDB toggle.")
+
+
 class Settings(BaseSettings):
     """Everything an `ioc` process can be told."""
 
@@ -214,6 +272,8 @@ class Settings(BaseSettings):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     demo: DemoSettings = Field(default_factory=DemoSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)
 
     @classmethod
     def settings_customise_sources(

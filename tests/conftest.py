@@ -85,6 +85,35 @@ def end_offsets(settings: Settings, topic: str) -> dict[Any, int]:
         reader.close()
 
 
+def published_since(settings: Settings, topic: str, since: dict[Any, int]) -> list[Any]:
+    """Records of `topic` after the `since` offsets (from `end_offsets`), clock ticks aside."""
+    from kafka import KafkaConsumer
+
+    from ioc.streams.sensors import TICK_HEADER
+
+    reader = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    try:
+        ends = end_offsets(settings, topic)
+        reader.assign(list(ends))
+        for partition, offset in since.items():
+            reader.seek(partition, offset)
+        records: list[Any] = []
+        deadline = time.monotonic() + 30
+        while any(reader.position(p) < end for p, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"could not read {topic} up to {ends}")
+            for batch in reader.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return [
+            r
+            for r in records
+            if r.offset < ends[next(p for p in ends if p.partition == r.partition)]
+            and not any(key == TICK_HEADER for key, _ in r.headers or ())
+        ]
+    finally:
+        reader.close()
+
+
 def caught_up(settings: Settings, group: str, topic: str) -> bool:
     """The group has committed everything in the topic: what it will do, it has done."""
     from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition

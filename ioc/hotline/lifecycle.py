@@ -216,6 +216,7 @@ async def _nearby_open_incident(
     await cur.execute(
         f"SELECT id, severity, {DISTANCE_M} AS distance_m FROM incidents"
         " WHERE source = 'hotline' AND category = %(category)s AND status = 'open'"
+        " AND kind <> 'sla_breach'"  # a breach shares its ticket's place: never a report's match
         " AND lat BETWEEN %(lat_min)s AND %(lat_max)s AND lon BETWEEN %(lon_min)s AND %(lon_max)s"
         " AND event_time BETWEEN %(since)s AND %(until)s"
         f" AND {DISTANCE_M} <= %(radius)s ORDER BY distance_m LIMIT 1",

@@ -39,7 +39,7 @@ def stack_up(settings: Settings) -> tuple[dict[str, str], dict[str, str], Migrat
     settings.stack.dir.mkdir(parents=True, exist_ok=True)
     outcome = {service.name: service.up() for service in stack_services(settings)}
     topics = ensure_topics(settings.kafka)
-    report = migrate(settings.database.dsn)
+    report = migrate(settings.database.dsn, settings.storage)
     return outcome, topics, report
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import uuid
@@ -14,6 +15,7 @@ from kafka import KafkaProducer
 
 from ioc import topics
 from ioc.config import Settings
+from ioc.hotline import lifecycle
 from tests.conftest import WebhookReceiver, caught_up, dead_letters, wait_for
 
 pytestmark = pytest.mark.integration
@@ -111,6 +113,37 @@ def test_nearby_reports_of_one_category_link_to_one_incident(
         )
     ]
     assert sorted(channels) == ["console", "webhook"], "one page per channel, not per report"
+
+
+def test_a_report_never_joins_an_sla_breach_incident(
+    producer: KafkaProducer,
+    db: psycopg.Connection,
+    settings: Settings,
+    place: tuple[float, float, datetime],
+) -> None:
+    """An SLA breach is an open hotline incident at its ticket's place and category; once the
+    fire itself is resolved, it is the only open one there, and a new report must not join it."""
+    lat, lon, when = place
+    first = stored(db, report(producer, "Cháy nhà dân, khói đen bốc cao", lat, lon, when))
+    breach = wait_for(
+        lambda: db.execute(
+            "SELECT id FROM incidents WHERE kind = 'sla_breach' AND source_key = %s",
+            (first["service_request_id"],),
+        ).fetchone(),
+        what="the first report's SLA breach (it is long overdue)",
+    )
+
+    async def resolve() -> None:
+        async with await psycopg.AsyncConnection.connect(settings.database.dsn) as conn:
+            await lifecycle.set_status(conn, first["service_request_id"], "resolved", "Đã dập")
+
+    asyncio.run(resolve())
+    assert incident(db, first["incident_id"])["status"] == "resolved"
+    second = stored(
+        db, report(producer, "chay nha, lua to", lat, lon, when + timedelta(minutes=30))
+    )
+    assert second["incident_id"] not in (breach[0], first["incident_id"])
+    assert incident(db, second["incident_id"])["kind"] == "fire"
 
 
 def test_redelivered_ticket_changes_nothing(

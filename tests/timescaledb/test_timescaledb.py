@@ -26,9 +26,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from ioc.config import StorageSettings
 from ioc.sensors.engine import WindowAggregate
-from ioc.store.migrate import HYPERTABLES, MIGRATIONS_DIR, migrate
+from ioc.store.migrate import HYPERTABLES, MIGRATIONS_DIR, RAW_TABLES, WALL_VIEWS, migrate
 from ioc.store.writer import ReadingRow, Store
+from tests.store.walls import WALL_COLUMNS, audit_trail, incident, view_columns
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -171,7 +173,7 @@ def test_migrate_makes_hypertables(migrated: str) -> None:
             )
         }
     assert extension is not None
-    assert hypertables == {"sensor_readings", "sensor_windows", "detections"}
+    assert hypertables == {"sensor_readings", "sensor_windows", "detections", "incident_events"}
     assert sorted(dimensions) == sorted(HYPERTABLES)
 
 
@@ -184,7 +186,7 @@ def test_migrate_again_applies_nothing(migrated: str) -> None:
         versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations")]
         count = conn.execute("SELECT count(*) FROM timescaledb_information.hypertables").fetchone()
     assert versions == ALL_MIGRATIONS
-    assert count == (3,)
+    assert count == (len(HYPERTABLES),)
 
 
 def test_hypertable_keeps_primary_key(migrated: str) -> None:
@@ -255,3 +257,169 @@ def test_store_writes_a_sensor_batch_idempotently(migrated: str) -> None:
     assert [(name, value) for name, value, _ in rows] == [("pm10", 80.0), ("pm25", 55.5)]
     assert {at for _, _, at in rows} == {observed}
     assert windows == [(1, 55.5)]
+
+
+def policies(conn: psycopg.Connection) -> dict[tuple[str, str], dict]:
+    """(policy, relation) -> config of each storage job."""
+    return {
+        (proc.removeprefix("policy_"), relation): config
+        for proc, relation, config in conn.execute(
+            "SELECT proc_name, hypertable_name, config FROM timescaledb_information.jobs"
+            " WHERE hypertable_name IS NOT NULL"
+        )
+    }
+
+
+RAW = [table for table, *_ in RAW_TABLES]
+DEFAULT_POLICIES = (
+    {("compression", table): "7 days" for table in RAW}
+    | {("retention", table): "90 days" for table in RAW}
+    | {("retention", "sensor_readings_1m"): "30 days"}
+)
+
+
+def storage_policies(conn: psycopg.Connection) -> dict[tuple[str, str], str]:
+    return {
+        key: config.get("compress_after") or config.get("drop_after")
+        for key, config in policies(conn).items()
+        if key[0] in {"compression", "retention"}
+    }
+
+
+def test_wall_views_are_continuous_aggregates_with_refresh_policies(migrated: str) -> None:
+    with psycopg.connect(migrated) as conn:
+        aggregates = dict(
+            conn.execute(
+                "SELECT view_name, materialized_only"
+                " FROM timescaledb_information.continuous_aggregates"
+            ).fetchall()
+        )
+        columns = {view: view_columns(conn, view) for view in WALL_COLUMNS}
+        refresh = {
+            relation: (config["start_offset"], config["end_offset"])
+            for (kind, relation), config in policies(conn).items()
+            if kind == "refresh_continuous_aggregate"
+        }
+    assert aggregates == dict.fromkeys(WALL_COLUMNS, False)  # real-time: recent rows show
+    assert columns == WALL_COLUMNS  # the same as the plain views
+    assert set(refresh) == {view.name for view in WALL_VIEWS}
+    assert refresh["sensor_readings_1m"] == ("2 days", "00:01:00")
+
+
+def test_compression_and_retention_follow_the_settings(migrated: str) -> None:
+    with psycopg.connect(migrated) as conn:
+        assert storage_policies(conn) == DEFAULT_POLICIES
+        compressed = dict(
+            conn.execute(
+                "SELECT hypertable_name, compression_enabled"
+                " FROM timescaledb_information.hypertables"
+            ).fetchall()
+        )
+        jobs = sorted(r[0] for r in conn.execute("SELECT job_id FROM timescaledb_information.jobs"))
+    assert compressed == dict.fromkeys(RAW, True) | {"incident_events": False}
+    try:
+        changed = migrate(
+            migrated,
+            StorageSettings(
+                compress_after_days=None, raw_retention_days=30, minute_retention_days=None
+            ),
+        )
+        assert changed.off == ("compression", "sensor_readings_1m retention")
+        assert "off: compression, sensor_readings_1m retention" in changed.storage
+        assert "retention 30 d (sensor_readings, sensor_windows, detections)" in changed.storage
+        with psycopg.connect(migrated) as conn:
+            assert storage_policies(conn) == {("retention", table): "30 days" for table in RAW}
+    finally:
+        restored = migrate(migrated)
+    assert restored.off == ()
+    assert "compression after 7 d" in restored.storage
+    with psycopg.connect(migrated) as conn:
+        assert storage_policies(conn) == DEFAULT_POLICIES
+    again = migrate(migrated)
+    with psycopg.connect(migrated) as conn:  # unchanged settings leave the jobs alone
+        after = sorted(
+            r[0] for r in conn.execute("SELECT job_id FROM timescaledb_information.jobs")
+        )
+        assert storage_policies(conn) == DEFAULT_POLICIES
+    assert again.storage == restored.storage
+    assert len(after) == len(jobs)
+
+
+def test_aggregates_and_audit_trail_on_timescaledb(migrated: str) -> None:
+    at = datetime(2024, 6, 3, 9, 0, tzinfo=UTC)
+    values = [
+        (at.replace(second=10), 2.0),
+        (at.replace(second=50), 4.0),
+        (at.replace(minute=1), 9.0),
+    ]
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        for observed, value in values:  # no executemany: PGlite's one backend keeps the
+            conn.execute(  # prepared statements of earlier connections, names clash
+                "INSERT INTO sensor_readings (sensor_id, observed_at, property, value,"
+                " sensor_type, ingested_at)"
+                " VALUES ('agg-test', %s, 'currentLevel', %s, 'FloodMonitoring', now())",
+                (observed, value),
+            )
+        query = (
+            "SELECT bucket, readings, min, max, avg, last FROM sensor_readings_1m"
+            " WHERE sensor_id = 'agg-test' ORDER BY bucket"
+        )
+        live = conn.execute(query).fetchall()  # real-time aggregation over the raw rows
+        conn.execute("CALL refresh_continuous_aggregate('sensor_readings_1m', NULL, NULL)")
+        materialised = conn.execute(query).fetchall()
+        hourly = conn.execute(
+            "SELECT readings, max, last FROM sensor_readings_1h WHERE sensor_id = 'agg-test'"
+        ).fetchall()
+    expected = [(at, 2, 2.0, 4.0, 3.0, 4.0), (at.replace(minute=1), 1, 9.0, 9.0, 9.0, 9.0)]
+    assert live == materialised == expected
+    assert hourly == [(3, 9.0, 9.0)]
+
+    raised = incident("tsdb-audit", at)
+
+    async def writes() -> None:
+        store = Store(migrated, max_size=1, copy=False)
+        try:
+            await store.upsert_incident(raised)
+            await store.upsert_incident(raised)  # a replay
+            await store.upsert_incident(raised.model_copy(update={"status": "resolved"}))
+        finally:
+            await store.close()
+
+    asyncio.run(writes())
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        trail = audit_trail(conn, "tsdb-audit")
+        per_hour = conn.execute(
+            "SELECT sum(incidents) FROM incidents_1h WHERE district = 'Storage Test'"
+        ).fetchone()
+    assert trail == [
+        ("opened", "open", "high", None, None),
+        ("status", "resolved", "high", "open", "high"),
+    ]
+    assert per_hour == (1,)
+
+
+def test_a_compressed_chunk_still_skips_replayed_rows(migrated: str) -> None:
+    old = datetime(2023, 1, 10, 6, 0, tzinfo=UTC)
+    insert = (
+        "INSERT INTO sensor_readings (sensor_id, observed_at, property, value, sensor_type,"
+        " ingested_at) VALUES ('old-test', %s, 'pm25', %s, 'AirQualityObserved', now())"
+        " ON CONFLICT DO NOTHING"
+    )
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        assert conn.execute(insert, (old, 12.0)).rowcount == 1
+        chunks = conn.execute(
+            "SELECT compress_chunk(c, if_not_compressed => TRUE)"
+            " FROM show_chunks('sensor_readings', older_than => '2023-06-01'::timestamptz) c"
+        ).fetchall()
+        compressed = conn.execute(
+            "SELECT count(*) FROM timescaledb_information.chunks"
+            " WHERE hypertable_name = 'sensor_readings' AND is_compressed"
+        ).fetchone()
+        replay = conn.execute(insert, (old, 99.0)).rowcount
+        later = conn.execute(insert, (old + timedelta(minutes=1), 13.0)).rowcount
+        rows = conn.execute(
+            "SELECT value FROM sensor_readings WHERE sensor_id = 'old-test' ORDER BY observed_at"
+        ).fetchall()
+    assert chunks and compressed is not None and compressed[0] >= 1
+    assert (replay, later) == (0, 1)
+    assert rows == [(12.0,), (13.0,)]

@@ -1,0 +1,3 @@
+"""Grafana walls as code: panel and dashboard builders (`dashboards`), the five IOC walls
+(`walls`), Grafana's SQL macros expanded for tests and tooling (`macros`), and writing or
+uploading the result (`publish`)."""
