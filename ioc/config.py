@@ -166,6 +166,9 @@ class StreamsSettings(Section):
     sensor_tick_s: float = Field(
         5.0, gt=0, description="Clock ticks for offline checks and closing quiet windows."
     )
+    lag_sample_s: float = Field(
+        15.0, gt=0, description="How often the leader records consumer lag for the walls."
+    )
     sensor_max_future_s: float = Field(
         300.0, ge=0, description="Readings observed further ahead of their arrival are rejected."
     )
@@ -250,6 +253,17 @@ class GrafanaSettings(Section):
         "default database.dsn.",
     )
     timescaledb: bool = Field(True, description="The datasource's TimescaleDB toggle.")
+    annotate_incidents: bool = Field(
+        False,
+        description="Post each alerted incident as an annotation (tags: kind, district, "
+        "severity) to this Grafana; needs a token.",
+    )
+
+    @model_validator(mode="after")
+    def _token_to_annotate(self) -> GrafanaSettings:
+        if self.annotate_incidents and not self.token:
+            raise ValueError("annotate_incidents needs a token (IOC_GRAFANA__TOKEN)")
+        return self
 
 
 class Settings(BaseSettings):

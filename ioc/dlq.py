@@ -7,10 +7,12 @@ process here instead of crashing or dropping it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from ioc.models.base import epoch_ms, utc_now
+from ioc.models.base import epoch_ms, from_epoch_ms, utc_now
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
@@ -63,6 +65,53 @@ class DeadLetter:
             ("consumer", self.consumer.encode()),
             ("failed_at_ms", str(epoch_ms(utc_now())).encode()),
         ]
+
+
+@dataclass(frozen=True)
+class RecordedDeadLetter:
+    """A DLQ record as the walls count it (a row of `dead_letters`); the bytes stay on the topic.
+
+    Read leniently: a record someone put on the DLQ by hand still gets a row, with what it has.
+    """
+
+    dlq_partition: int
+    dlq_offset: int
+    failed_at: datetime
+    source_topic: str
+    source_partition: int | None
+    source_offset: int | None
+    consumer: str
+    reason: str
+    size_bytes: int
+
+    @classmethod
+    def of(
+        cls,
+        partition: int,
+        offset: int,
+        timestamp_ms: int,
+        headers: Iterable[tuple[str, bytes]],
+        value: bytes | None,
+    ) -> RecordedDeadLetter:
+        found = {key: raw.decode(errors="replace") for key, raw in headers}
+
+        def number(name: str) -> int | None:
+            try:
+                return int(found[name])
+            except (KeyError, ValueError):
+                return None
+
+        return cls(
+            dlq_partition=partition,
+            dlq_offset=offset,
+            failed_at=from_epoch_ms(number("failed_at_ms") or timestamp_ms),
+            source_topic=found.get("source_topic", "(unknown)"),
+            source_partition=number("source_partition"),
+            source_offset=number("source_offset"),
+            consumer=found.get("consumer", "(unknown)"),
+            reason=found.get("reason", "(no reason header)"),
+            size_bytes=len(value or b""),
+        )
 
 
 def describe_validation_error(error: Exception) -> str:

@@ -186,6 +186,7 @@ def stack_env(
         "IOC_VISION__BATCH_WAIT_MS": "20",
         "IOC_HOTLINE__SLA_CHECK_INTERVAL_S": "1",
         "IOC_STREAMS__SENSOR_TICK_S": "2",
+        "IOC_STREAMS__LAG_SAMPLE_S": "2",
     }
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)

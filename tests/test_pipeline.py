@@ -362,6 +362,17 @@ def test_malformed_message_goes_to_dlq_and_agent_continues(
     assert reason_part in letters[0].headers["reason"]
     assert letters[0].headers["source_topic"] == topic
     assert int(letters[0].headers["source_offset"]) >= 0
+    recorded = wait_for(
+        lambda: row(
+            db,
+            "SELECT consumer, reason FROM dead_letters WHERE source_topic = %s"
+            " AND source_offset = %s",
+            topic,
+            int(letters[0].headers["source_offset"]),
+        ),
+        what="the dead letter recorded for the walls",
+    )
+    assert recorded == (letters[0].headers["consumer"], letters[0].headers["reason"])
 
 
 def test_reading_from_a_device_clock_days_ahead_is_dead_lettered(
@@ -372,6 +383,20 @@ def test_reading_from_a_device_clock_days_ahead_is_dead_lettered(
     send(producer, topics.SENSOR_EVENTS, "test-wl-1", value)
     letters = wait_for(lambda: dead_letters(settings, value), what="the dead letter")
     assert "device clock is wrong" in letters[0].headers["reason"]
+
+
+def test_consumer_lag_of_every_group_is_recorded_for_the_walls(db: psycopg.Connection) -> None:
+    groups = wait_for(
+        lambda: (
+            (found := {r[0] for r in db.execute("SELECT DISTINCT group_id FROM consumer_lag")})
+            >= {"ioc-streams", "ioc-vision", "ioc-alerts"}
+            and found
+        ),
+        what="lag samples of the three groups",
+    )
+    assert groups == {"ioc-streams", "ioc-vision", "ioc-alerts"}
+    topics_sampled = {r[0] for r in db.execute("SELECT DISTINCT topic FROM consumer_lag")}
+    assert topics.DLQ in topics_sampled and topics.CAMERA_FRAMES in topics_sampled
 
 
 def test_undecodable_frame_goes_to_dlq_and_worker_continues(

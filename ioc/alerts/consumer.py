@@ -108,4 +108,4 @@ class AlertConsumer:
 def run_consumer(settings: Settings) -> None:
     from ioc.runtime import run_until_signal
 
-    run_until_signal(lambda: AlertConsumer(settings, channels_from_settings(settings.alerts)))
+    run_until_signal(lambda: AlertConsumer(settings, channels_from_settings(settings)))

@@ -619,6 +619,19 @@ def pipeline() -> Dashboard:
             width=24,
         ),
         series(
+            "Độ trễ hàng đợi Kafka (consumer lag)",
+            """
+SELECT $__timeGroupAlias(at, $__interval), group_id || ' · ' || topic AS metric,
+       max(lag) AS value
+FROM consumer_lag
+WHERE $__timeFilter(at)
+GROUP BY 1, 2
+ORDER BY 1""",
+            "Messages each consumer group has not yet committed, per topic (sampled by the "
+            "streams leader every streams.lag_sample_s). A line that keeps rising is a "
+            "worker that cannot keep up or has stopped.",
+        ),
+        series(
             "Độ trễ sự kiện → CSDL (p95)",
             """
 SELECT time, metric, value FROM (
@@ -637,9 +650,8 @@ SELECT time, metric, value FROM (
     GROUP BY 1
 ) AS delay
 ORDER BY 1""",
-            "Stand-in for consumer lag: 95th percentile of event time to database write, in "
-            "seconds (readings in time; tickets). Kafka consumer-group lag itself is not in "
-            "the database; it needs an exporter (e.g. kafka-exporter + Prometheus).",
+            "95th percentile of event time to database write, in seconds (readings in time; "
+            "tickets): how far behind the city the walls are.",
             unit="s",
         ),
         series(
@@ -674,9 +686,32 @@ SELECT time, metric, value FROM (
 ) AS trouble
 ORDER BY 1""",
             "Failed alert deliveries and sensor readings that arrived after their window closed, "
-            "per interval. Dead-letter (ioc.dlq) counts are not here: the DLQ is a Kafka topic "
-            "and nothing writes its records to the database yet.",
+            "per interval.",
             bars=True,
+        ),
+        series(
+            "Thư lỗi (DLQ) theo nguồn",
+            """
+SELECT $__timeGroupAlias(failed_at, $__interval), source_topic AS metric, count(*) AS value
+FROM dead_letters
+WHERE $__timeFilter(failed_at)
+GROUP BY 1, 2
+ORDER BY 1""",
+            "Messages sent to ioc.dlq per interval, by the topic they came from: bad input "
+            "refused with a reason, or processing that failed after retries.",
+            bars=True,
+        ),
+        table(
+            "Thư lỗi gần nhất",
+            """
+SELECT failed_at AS time, source_topic, consumer, reason
+FROM dead_letters
+WHERE $__timeFilter(failed_at)
+ORDER BY failed_at DESC
+LIMIT 50""",
+            "The latest dead letters and why; the bytes are on ioc.dlq (partition/offset in "
+            "the dead_letters table) for replay once fixed.",
+            ("time", "source_topic", "consumer", "reason"),
         ),
         table(
             "Dữ liệu mới nhất theo bảng",

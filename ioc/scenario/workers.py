@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ioc import topics
 from ioc.config import Settings
+from ioc.lag import consumer_lag
 from ioc.stack.process import StackError, log_tail
 
 
@@ -34,7 +35,7 @@ def worker_specs(settings: Settings) -> list[WorkerSpec]:
             "streams",
             ("streams", "run"),
             settings.streams.app_id,
-            (topics.HOTLINE_TICKETS, topics.SENSOR_EVENTS, topics.VISION_DETECTIONS),
+            (topics.HOTLINE_TICKETS, topics.SENSOR_EVENTS, topics.VISION_DETECTIONS, topics.DLQ),
         ),
         WorkerSpec("vision", ("vision", "run"), settings.vision.group_id, (topics.CAMERA_FRAMES,)),
         WorkerSpec("alerts", ("alerts", "run"), settings.alerts.group_id, (topics.INCIDENTS,)),
@@ -125,29 +126,14 @@ class Workers:
 
     def lag(self) -> dict[str, int]:
         """Messages not yet committed by each group, over all its topics' partitions."""
-        from kafka import KafkaConsumer, TopicPartition
-
-        admin = self._admin()
-        reader = KafkaConsumer(bootstrap_servers=self.settings.kafka.bootstrap_servers)
-        try:
-            lags = {}
-            offsets = admin.list_group_offsets([spec.group_id for spec in self.specs])
-            for spec in self.specs:
-                committed = offsets.get(spec.group_id, {})
-                partitions = [
-                    TopicPartition(topic, p)
-                    for topic in spec.topics
-                    for p in reader.partitions_for_topic(topic) or ()
-                ]
-                ends = reader.end_offsets(partitions)
-                lags[spec.name] = sum(
-                    max(0, ends[tp] - (committed[tp].offset if tp in committed else 0))
-                    for tp in partitions
-                )
-            return lags
-        finally:
-            reader.close()
-            admin.close()
+        lags = consumer_lag(
+            self.settings.kafka.bootstrap_servers,
+            {spec.group_id: spec.topics for spec in self.specs},
+        )
+        return {
+            spec.name: sum(lags[(spec.group_id, topic)] for topic in spec.topics)
+            for spec in self.specs
+        }
 
     def wait_drained(self, timeout_s: float) -> dict[str, int]:
         """Wait until no group has lag twice in a row (outputs of one stage feed the next)."""

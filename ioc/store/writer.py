@@ -14,6 +14,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from ioc.dlq import RecordedDeadLetter
 from ioc.models import Alert, FrameDetections, Incident
 from ioc.sensors.engine import WindowAggregate
 
@@ -181,6 +182,38 @@ class Store:
                     incident.category,
                     Jsonb(json.loads(json.dumps(incident.evidence, default=str))),
                 ),
+            )
+
+    async def record_dead_letters(self, letters: Sequence[RecordedDeadLetter]) -> None:
+        pool = await self._ready()
+        async with pool.connection() as conn, conn.cursor() as cursor:
+            await cursor.executemany(
+                "INSERT INTO dead_letters (dlq_partition, dlq_offset, failed_at, source_topic,"
+                " source_partition, source_offset, consumer, reason, size_bytes)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [
+                    (
+                        d.dlq_partition,
+                        d.dlq_offset,
+                        d.failed_at,
+                        d.source_topic,
+                        d.source_partition,
+                        d.source_offset,
+                        d.consumer,
+                        d.reason,
+                        d.size_bytes,
+                    )
+                    for d in letters
+                ],
+            )
+
+    async def record_lag(self, at: datetime, lags: dict[tuple[str, str], int]) -> None:
+        pool = await self._ready()
+        async with pool.connection() as conn, conn.cursor() as cursor:
+            await cursor.executemany(
+                "INSERT INTO consumer_lag (at, group_id, topic, lag) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                [(at, group, topic, lag) for (group, topic), lag in lags.items()],
             )
 
     async def alert_exists(self, alert_id: str) -> bool:

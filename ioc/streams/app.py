@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import faust
@@ -19,12 +20,15 @@ from pydantic import ValidationError
 
 from ioc import topics
 from ioc.config import Settings
-from ioc.dlq import DeadLetter, describe_validation_error
+from ioc.dlq import DeadLetter, RecordedDeadLetter, describe_validation_error
 from ioc.hotline import lifecycle
 from ioc.hotline.privacy import redact_ticket_bytes, reporter_of
 from ioc.hotline.triage import Triage
 from ioc.kafka_clients import hide_produced_payloads
+from ioc.lag import consumer_lag
 from ioc.models import FrameDetections, Incident, Ticket, load_sensor_registry
+from ioc.models.base import utc_now
+from ioc.scenario.workers import worker_specs
 from ioc.sensors.engine import RuleSet
 from ioc.store.writer import Store
 from ioc.streams import rules
@@ -243,6 +247,44 @@ def create_app(settings: Settings) -> faust.App:
         """One clock tick per partition, through the topic, ordered after the readings there."""
         for partition in range(settings.kafka.partitions):
             await sensors_topic.send(value=b"", partition=partition, headers={TICK_HEADER: b"1"})
+
+    @app.agent(dlq_topic, name="ioc.streams.dead-letters")
+    async def record_dead_letters(stream: faust.StreamT[Any]) -> None:
+        """Each dead letter as a row for the walls (the bytes stay on the topic). A failure
+        here is retried, never dead-lettered: that would feed the DLQ to itself."""
+        async for events in stream.take_events(1000, 1.0):
+            letters = [
+                RecordedDeadLetter.of(
+                    event.message.partition,
+                    event.message.offset,
+                    _ingested_ms(event),
+                    event.message.headers or (),
+                    event.value,
+                )
+                for event in events
+            ]
+            await until_stored(partial(store.record_dead_letters, letters), "dead letters")
+
+    @app.timer(interval=streams.lag_sample_s, on_leader=True)
+    async def sample_lag() -> None:
+        """Consumer lag of every `ioc` group into the database, for the pipeline-health wall."""
+        groups = {spec.group_id: spec.topics for spec in worker_specs(settings)}
+        try:
+            lags = await asyncio.to_thread(consumer_lag, settings.kafka.bootstrap_servers, groups)
+            await store.record_lag(utc_now(), lags)
+        except Exception:  # Kafka or the database may be restarting: the next sample tries
+            log.exception("lag sample failed")
+
+    async def until_stored(write: Callable[[], Awaitable[None]], what: str) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await write()
+                return
+            except Exception:
+                log.exception("storing %s failed; retrying in %.1f s", what, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     @app.on_partitions_revoked.connect
     async def forget_sensor_states(_app: faust.App, _revoked: Any, **_: Any) -> None:

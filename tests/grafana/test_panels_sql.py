@@ -68,12 +68,13 @@ def scenario(workers: Settings, samples_dir: Path) -> datetime:
     in real time, with sensors of the workers' registry; wait until it is in the database."""
     start = datetime.now(UTC)
     plan = build_plan(samples_dir, DURATION_S, 2.0, 2.0, start=start)
-    # The plan's sensors are the bundled registry's, unknown to the test workers; bad inputs
-    # are covered by the pipeline tests.
-    kept = [item for item in plan if item.topic != topics.SENSOR_EVENTS and not item.bad]
+    # The plan's sensors are the bundled registry's, unknown to the test workers; its bad
+    # tickets and frame stay, for the dead-letter panels.
+    kept = [item for item in plan if item.topic != topics.SENSOR_EVENTS]
+    bad = sum(item.bad for item in kept)
     plan = sorted(kept + sensor_messages(start), key=lambda item: item.at_s)
     asyncio.run(publish(plan, workers.kafka, show_progress=False))
-    tickets = sum(item.topic == topics.HOTLINE_TICKETS for item in plan)
+    tickets = sum(item.topic == topics.HOTLINE_TICKETS and not item.bad for item in plan)
     with psycopg.connect(workers.database.dsn, autocommit=True) as db:
         checks = {
             "the scenario's tickets": (
@@ -99,6 +100,11 @@ def scenario(workers: Settings, samples_dir: Path) -> datetime:
                 " AND a.delivered_at >= %s",
                 0,
                 start - timedelta(minutes=30),
+            ),
+            "the scenario's dead letters recorded": (
+                "SELECT count(*) >= %s FROM dead_letters WHERE failed_at >= %s",
+                bad,
+                start,
             ),
             "hotline incidents with a location": (
                 "SELECT count(*) > %s FROM incidents WHERE source = 'hotline'"

@@ -1,0 +1,106 @@
+"""Delivery channels against a real HTTP server (standing in for Grafana's annotations API)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+
+from ioc.alerts.channels import GrafanaAnnotationChannel, channels_from_settings
+from ioc.config import Settings
+from ioc.models import Incident
+
+INCIDENT = Incident(
+    id="inc-1",
+    kind="water_level_high",
+    severity="high",
+    source="sensor",
+    source_key="tn-wl-cau-gia-bay",
+    title="Mực nước sông Cầu – cầu Gia Bảy: 3.1 m above alert level",
+    event_time=datetime(2026, 11, 23, 3, 0, tzinfo=UTC),
+    ingested_at_ms=0,
+    district="Phường Phan Đình Phùng",
+)
+
+
+class Grafana:
+    """Records POST /api/annotations; answers with `status` (a list: one per request)."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.requests: list[tuple[str, str, dict[str, Any]]] = []
+        grafana = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                grafana.requests.append((self.path, self.headers["Authorization"], body))
+                self.send_response(statuses.pop(0) if statuses else 200)
+                self.end_headers()
+                self.wfile.write(b'{"id": 1}')
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def grafana(request: pytest.FixtureRequest) -> Iterator[Grafana]:
+    server = Grafana(list(getattr(request, "param", [])))
+    yield server
+    server.server.shutdown()
+
+
+def deliver(channel: GrafanaAnnotationChannel) -> None:
+    async def main() -> None:
+        try:
+            await channel.deliver(INCIDENT)
+        finally:
+            await channel.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("grafana", [[503]], indirect=True)
+def test_incident_becomes_an_annotation_tagged_by_kind_district_severity(
+    grafana: Grafana,
+) -> None:
+    deliver(GrafanaAnnotationChannel(grafana.url, "glsa_test", timeout_s=5, retries=2))
+    assert len(grafana.requests) == 2, "a 5xx is retried"
+    path, auth, body = grafana.requests[-1]
+    assert (path, auth) == ("/api/annotations", "Bearer glsa_test")
+    assert body["time"] == int(INCIDENT.event_time.timestamp() * 1000)
+    assert body["tags"] == [
+        "ioc",
+        "kind:water_level_high",
+        "severity:high",
+        "district:Phường Phan Đình Phùng",
+    ]
+    assert INCIDENT.title in body["text"] and "inc-1" in body["text"]
+
+
+@pytest.mark.parametrize("grafana", [[401]], indirect=True)
+def test_a_refused_token_fails_the_delivery_at_once(grafana: Grafana) -> None:
+    with pytest.raises(httpx.HTTPStatusError):
+        deliver(GrafanaAnnotationChannel(grafana.url, "wrong", timeout_s=5, retries=3))
+    assert len(grafana.requests) == 1, "a 4xx is not retried"
+
+
+def test_annotations_are_a_channel_only_when_asked_for() -> None:
+    def names(settings: Settings) -> set[str]:
+        channels = channels_from_settings(settings)
+        for channel in channels:
+            asyncio.run(channel.close())
+        return {channel.name for channel in channels}
+
+    assert "grafana" not in names(Settings())
+    assert "grafana" in names(Settings(grafana={"annotate_incidents": True, "token": "t"}))
