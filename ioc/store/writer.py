@@ -45,13 +45,13 @@ class ReadingRow:
 
 
 READING_COLUMNS = "sensor_id, observed_at, property, value, sensor_type, ingested_at, late"
+READING_KEY = ("sensor_id", "property", "observed_at")
 
 
 class Store:
     """An async connection pool, opened on first use (agents start before they write)."""
 
-    def __init__(self, dsn: str, max_size: int = 4, copy: bool = True) -> None:
-        self._copy = copy
+    def __init__(self, dsn: str, max_size: int = 4) -> None:
         self._pool = AsyncConnectionPool(dsn, min_size=1, max_size=max_size, open=False)
         self._opened = asyncio.Lock()
         self._is_open = False
@@ -75,60 +75,33 @@ class Store:
         async with pool.connection() as conn:
             yield conn
 
-    async def write_sensor_batch(
-        self, readings: Sequence[ReadingRow], windows: Sequence[WindowAggregate]
-    ) -> None:
-        """Readings and closed windows of one batch in one transaction. Readings are COPied into
-        a temporary table and inserted from there, so they stay idempotent (a redelivered
-        reading is skipped) at COPY speed; plain INSERTs where COPY is off."""
-        if not readings and not windows:
+    async def upsert_windows(self, windows: Sequence[WindowAggregate]) -> None:
+        """Closed windows; a replayed window overwrites itself with the same figures."""
+        if not windows:
             return
         pool = await self._ready()
-        async with pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
-            if readings and self._copy:
-                await cursor.execute(
-                    "CREATE TEMP TABLE IF NOT EXISTS staged_readings"
-                    " (LIKE sensor_readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-                )
-                async with cursor.copy(
-                    f"COPY staged_readings ({READING_COLUMNS}) FROM STDIN"
-                ) as copy:
-                    for row in readings:
-                        await copy.write_row(row.values())
-                await cursor.execute(
-                    f"INSERT INTO sensor_readings ({READING_COLUMNS})"
-                    f" SELECT {READING_COLUMNS} FROM staged_readings"
-                    " ON CONFLICT (sensor_id, property, observed_at) DO NOTHING"
-                )
-            elif readings:
-                await cursor.executemany(
-                    f"INSERT INTO sensor_readings ({READING_COLUMNS})"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (sensor_id, property, observed_at) DO NOTHING",
-                    [row.values() for row in readings],
-                )
-            if windows:
-                await cursor.executemany(
-                    "INSERT INTO sensor_windows (sensor_id, property, window_start, window_end,"
-                    " count, min, max, mean, last) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (sensor_id, property, window_start) DO UPDATE SET"
-                    " count = EXCLUDED.count, min = EXCLUDED.min, max = EXCLUDED.max,"
-                    " mean = EXCLUDED.mean, last = EXCLUDED.last",
-                    [
-                        (
-                            w.sensor_id,
-                            w.property,
-                            w.start,
-                            w.end,
-                            w.count,
-                            w.min,
-                            w.max,
-                            w.mean,
-                            w.last,
-                        )
-                        for w in windows
-                    ],
-                )
+        async with pool.connection() as conn, conn.cursor() as cursor:
+            await cursor.executemany(
+                "INSERT INTO sensor_windows (sensor_id, property, window_start, window_end,"
+                " count, min, max, mean, last) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (sensor_id, property, window_start) DO UPDATE SET"
+                " count = EXCLUDED.count, min = EXCLUDED.min, max = EXCLUDED.max,"
+                " mean = EXCLUDED.mean, last = EXCLUDED.last",
+                [
+                    (
+                        w.sensor_id,
+                        w.property,
+                        w.start,
+                        w.end,
+                        w.count,
+                        w.min,
+                        w.max,
+                        w.mean,
+                        w.last,
+                    )
+                    for w in windows
+                ],
+            )
 
     async def insert_detections(self, frame: FrameDetections) -> None:
         if not frame.detections:

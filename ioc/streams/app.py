@@ -30,7 +30,8 @@ from ioc.models import FrameDetections, Incident, Ticket, load_sensor_registry
 from ioc.models.base import utc_now
 from ioc.scenario.workers import worker_specs
 from ioc.sensors.engine import RuleSet
-from ioc.store.writer import Store
+from ioc.store.sink import CopySink, SinkError, sink_from_settings
+from ioc.store.writer import READING_COLUMNS, READING_KEY, ReadingRow, Store
 from ioc.streams import rules
 from ioc.streams.sensors import TICK_HEADER, Message, SensorFlow
 
@@ -78,9 +79,32 @@ def create_app(settings: Settings) -> faust.App:
         web_enabled=settings.streams.web_port is not None,
         web_port=settings.streams.web_port or 6066,
     )
-    store = Store(
-        settings.database.dsn, settings.database.pool_max_size, copy=settings.database.bulk_copy
-    )
+    store = Store(settings.database.dsn, settings.database.pool_max_size)
+
+    def readings_sink() -> CopySink:
+        return sink_from_settings(
+            settings.database.dsn,
+            settings.storage,
+            "sensor_readings",
+            [name.strip() for name in READING_COLUMNS.split(",")],
+            READING_KEY,
+            copy=settings.database.bulk_copy,
+        )
+
+    # Readings go through the sink: batched idempotent COPY, and through a database outage it
+    # waits and retries (the agent waits with it, Kafka keeps the rest) instead of failing.
+    sinks = {"readings": readings_sink()}
+
+    async def write_readings(rows: Sequence[ReadingRow]) -> None:
+        sink = sinks["readings"]
+        try:
+            await sink.put_many(row.values() for row in rows)
+            await sink.flush()  # committed before the state is written and offsets committed
+        except SinkError:  # a non-transient error stopped it: a fresh sink for what follows
+            await sink.abort()
+            sinks["readings"] = readings_sink()
+            raise
+
     registry = load_sensor_registry(settings.streams.sensor_registry)
     streams = settings.streams
     hotline = settings.hotline
@@ -220,7 +244,8 @@ def create_app(settings: Settings) -> faust.App:
         reasons = dict(output.rejected)
         for attempt in range(1, STORE_ATTEMPTS + 1):
             try:
-                await store.write_sensor_batch(output.readings, output.windows)
+                await write_readings(output.readings)
+                await store.upsert_windows(output.windows)
                 for incident in output.incidents:
                     await raise_incident(incident)
                 break
@@ -305,6 +330,7 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.on_before_shutdown.connect
     async def close_store(_app: faust.App, **_: Any) -> None:
+        await sinks["readings"].close()
         await store.close()
 
     return app

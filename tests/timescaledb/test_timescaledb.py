@@ -27,10 +27,15 @@ import psycopg
 import pytest
 
 from ioc.config import StorageSettings
+from ioc.grafana.macros import expand
+from ioc.grafana.walls import walls
 from ioc.sensors.engine import WindowAggregate
 from ioc.store.migrate import HYPERTABLES, MIGRATIONS_DIR, RAW_TABLES, WALL_VIEWS, migrate
-from ioc.store.writer import ReadingRow, Store
+from ioc.store.sink import CopySink
+from ioc.store.writer import READING_COLUMNS, READING_KEY, ReadingRow, Store
 from tests.store.walls import WALL_COLUMNS, audit_trail, incident, view_columns
+
+COLUMNS = [name.strip() for name in READING_COLUMNS.split(",")]
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -237,10 +242,23 @@ def test_store_writes_a_sensor_batch_idempotently(migrated: str) -> None:
     )
 
     async def write_twice() -> None:
-        store = Store(migrated, max_size=1, copy=False)  # PGlite's server dies on COPY FROM STDIN
+        # As the sensors agent writes a batch, without COPY (PGlite's server dies on COPY FROM
+        # STDIN) and one connection at a time (PGlite is one backend); the second time is a
+        # redelivery.
+        async with CopySink(
+            migrated, "sensor_readings", COLUMNS, READING_KEY, copy=False, writers=1
+        ) as sink:
+            for _ in range(2):
+                await sink.put_many(row.values() for row in readings)
+                await sink.flush()
+        # PGlite is one backend under every connection: the next connection's prepared
+        # statements would clash with the sink's names.
+        async with await psycopg.AsyncConnection.connect(migrated, autocommit=True) as conn:
+            await conn.execute("DEALLOCATE ALL")
+        store = Store(migrated, max_size=1)
         try:
-            await store.write_sensor_batch(readings, [closed])
-            await store.write_sensor_batch(readings, [closed])  # a redelivery
+            for _ in range(2):
+                await store.upsert_windows([closed])
         finally:
             await store.close()
 
@@ -377,7 +395,7 @@ def test_aggregates_and_audit_trail_on_timescaledb(migrated: str) -> None:
     raised = incident("tsdb-audit", at)
 
     async def writes() -> None:
-        store = Store(migrated, max_size=1, copy=False)
+        store = Store(migrated, max_size=1)
         try:
             await store.upsert_incident(raised)
             await store.upsert_incident(raised)  # a replay
@@ -423,3 +441,22 @@ def test_a_compressed_chunk_still_skips_replayed_rows(migrated: str) -> None:
     assert chunks and compressed is not None and compressed[0] >= 1
     assert (replay, later) == (0, 1)
     assert rows == [(12.0,), (13.0,)]
+
+
+def test_every_wall_panel_runs_on_timescaledb_with_time_bucket(migrated: str) -> None:
+    """With the datasource's TimescaleDB toggle on, Grafana groups time with `time_bucket`: every
+    panel's SQL, expanded that way, must run on TimescaleDB itself (and name its columns)."""
+    now = datetime.now(UTC)
+    panels = [(wall.uid, panel) for wall in walls() for panel in wall.panels]
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        for uid, panel in panels:
+            sql = expand(
+                panel.sql, time_from=now - timedelta(hours=6), time_to=now, timescaledb=True
+            )
+            assert "time_bucket" in sql or "$__timeGroup" not in panel.sql
+            try:
+                cursor = conn.execute(sql)
+            except psycopg.Error as error:
+                raise AssertionError(f"{uid}: {panel.title}: {error}") from None
+            assert cursor.description, f"{uid}: {panel.title} returns no columns"
+    assert len(panels) > 30
