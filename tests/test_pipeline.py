@@ -170,8 +170,15 @@ def test_water_level_episode_opens_once_escalates_and_resolves_after_the_clear_h
     levels_incidents = [i for i in sensor_incidents(db, sensor) if i[4] in ("alert", "danger")]
     assert len(levels_incidents) == 1, f"one incident for the episode, got {levels_incidents}"
     assert resolved[0][2:4] == ("water_level_high", "urgent"), "escalated to danger, kept"
-    stored = row(db, "SELECT count(*) FROM sensor_readings WHERE sensor_id = %s", sensor)
-    assert stored == (len(levels),)
+    wait_for(
+        lambda: row(
+            db,
+            "SELECT 1 FROM sensor_readings WHERE sensor_id = %s HAVING count(*) = %s",
+            sensor,
+            len(levels),
+        ),
+        what="every reading stored (the last may follow the resolving one's batch)",
+    )
     wait_for(lambda: caught_up(settings, "ioc-alerts", topics.INCIDENTS), what="alert consumer")
     alerts = db.execute(
         "SELECT channel FROM alerts WHERE incident_id = %s", (resolved[0][0],)
@@ -366,8 +373,9 @@ def test_malformed_message_goes_to_dlq_and_agent_continues(
         lambda: row(
             db,
             "SELECT consumer, reason FROM dead_letters WHERE source_topic = %s"
-            " AND source_offset = %s",
+            " AND source_partition = %s AND source_offset = %s",
             topic,
+            int(letters[0].headers["source_partition"]),
             int(letters[0].headers["source_offset"]),
         ),
         what="the dead letter recorded for the walls",
