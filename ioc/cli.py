@@ -131,6 +131,49 @@ def vision_run_command() -> None:
     run_worker(get_settings())
 
 
+@vision_app.command("detect")
+def vision_detect_command(
+    paths: Annotated[list[Path], typer.Argument(help="Image files or folders of images.")],
+    model: Annotated[
+        str | None, typer.Option(help="Any Ultralytics model (default: vision.model_path).")
+    ] = None,
+    conf: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            max=1,
+            help="Flag threshold (default: streams.vision_min_score, as the "
+            "pipeline's camera rule).",
+        ),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda:0, … (default: vision.device).")
+    ] = None,
+) -> None:
+    """Detect on images with the worker's code: one JSON line per image (path, detections,
+    fire/smoke flags). Exits 2 if any file could not be read as an image."""
+    from ioc.vision.detect import FrameFlags, detect_lines, image_paths, to_json
+    from ioc.vision.detector import Detector
+
+    settings = get_settings()
+    threshold = settings.streams.vision_min_score if conf is None else conf
+    try:
+        detector = Detector(
+            model or settings.vision.model_path,
+            device=device or settings.vision.device,
+            image_size=settings.vision.image_size,
+            min_score=min(settings.vision.min_score, threshold),
+        )
+    except FileNotFoundError as error:
+        _fail(error)
+    flags = FrameFlags(tuple(settings.streams.vision_incident_classes), threshold)
+    failed = False
+    for line in detect_lines(detector, image_paths(paths), flags, settings.vision.batch_size):
+        failed |= "error" in line
+        print(to_json(line), flush=True)
+    raise typer.Exit(2 if failed else 0)
+
+
 @alerts_app.command("run")
 def alerts_run_command() -> None:
     """Deliver each new incident to the console and the configured webhook until stopped."""
