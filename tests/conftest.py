@@ -89,7 +89,7 @@ def published_since(settings: Settings, topic: str, since: dict[Any, int]) -> li
     """Records of `topic` after the `since` offsets (from `end_offsets`), clock ticks aside."""
     from kafka import KafkaConsumer
 
-    from ioc.streams.sensors import TICK_HEADER
+    from ioc.streams.sensors import is_tick
 
     reader = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
     try:
@@ -108,7 +108,7 @@ def published_since(settings: Settings, topic: str, since: dict[Any, int]) -> li
             r
             for r in records
             if r.offset < ends[next(p for p in ends if p.partition == r.partition)]
-            and not any(key == TICK_HEADER for key, _ in r.headers or ())
+            and not is_tick(r.headers)
         ]
     finally:
         reader.close()

@@ -39,7 +39,6 @@ SINK_TABLE = "bench_store_sink"
 RAW_TABLE = "bench_store_raw"
 STAGED_TABLE = "bench_store_staged"
 TABLES = (SINK_TABLE, RAW_TABLE, STAGED_TABLE)
-COLUMNS = tuple(name.strip() for name in READING_COLUMNS.split(","))
 KEY = ("sensor_id", "property", "observed_at")
 TABLE_DDL = (
     "CREATE TABLE {name} (sensor_id text NOT NULL, observed_at timestamptz NOT NULL,"
@@ -117,7 +116,7 @@ async def through_sink(
     sink = CopySink(
         dsn,
         table,
-        COLUMNS,
+        READING_COLUMNS,
         KEY,
         batch_rows=batch_rows,
         max_rows=4 * batch_rows,
@@ -133,7 +132,7 @@ async def raw_copy(dsn: str, rows: list[Row]) -> float:
     """Seconds for one plain COPY of every row, connecting included."""
     started = time.perf_counter()
     async with await psycopg.AsyncConnection.connect(dsn) as conn, conn.cursor() as cursor:
-        columns = ", ".join(COLUMNS)
+        columns = ", ".join(READING_COLUMNS)
         async with cursor.copy(f"COPY {RAW_TABLE} ({columns}) FROM STDIN") as copy:
             for row in rows:
                 await copy.write_row(row)

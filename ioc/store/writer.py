@@ -7,7 +7,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import datetime
 
 from psycopg import AsyncConnection
@@ -32,7 +32,7 @@ class ReadingRow:
     late: bool
 
     def values(self) -> tuple[str, datetime, str, float, str, datetime, bool]:
-        """The columns in `READING_COLUMNS` order (`dataclasses.astuple` deep-copies: slow)."""
+        """The columns in `READING_COLUMNS` order (`astuple` deep-copies: slow per reading)."""
         return (
             self.sensor_id,
             self.observed_at,
@@ -44,7 +44,15 @@ class ReadingRow:
         )
 
 
-READING_COLUMNS = "sensor_id, observed_at, property, value, sensor_type, ingested_at, late"
+READING_COLUMNS = (
+    "sensor_id",
+    "observed_at",
+    "property",
+    "value",
+    "sensor_type",
+    "ingested_at",
+    "late",
+)
 READING_KEY = ("sensor_id", "property", "observed_at")
 
 
@@ -164,20 +172,7 @@ class Store:
                 "INSERT INTO dead_letters (dlq_partition, dlq_offset, failed_at, source_topic,"
                 " source_partition, source_offset, consumer, reason, size_bytes)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                [
-                    (
-                        d.dlq_partition,
-                        d.dlq_offset,
-                        d.failed_at,
-                        d.source_topic,
-                        d.source_partition,
-                        d.source_offset,
-                        d.consumer,
-                        d.reason,
-                        d.size_bytes,
-                    )
-                    for d in letters
-                ],
+                [astuple(letter) for letter in letters],  # fields in column order
             )
 
     async def record_lag(self, at: datetime, lags: dict[tuple[str, str], int]) -> None:

@@ -33,7 +33,7 @@ from ioc.sensors.engine import RuleSet
 from ioc.store.sink import CopySink, SinkError, sink_from_settings
 from ioc.store.writer import READING_COLUMNS, READING_KEY, ReadingRow, Store
 from ioc.streams import rules
-from ioc.streams.sensors import TICK_HEADER, Message, SensorFlow
+from ioc.streams.sensors import TICK_HEADER, Message, SensorFlow, is_tick
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,26 @@ def _ingested_ms(event: faust.EventT) -> int:
     return int(event.message.timestamp * 1000)
 
 
-def _is_tick(event: faust.EventT) -> bool:
-    return any(key == TICK_HEADER for key, _ in event.message.headers or ())
+async def _retried(
+    work: Callable[[], Awaitable[None]], permanent: tuple[type[Exception], ...] = ()
+) -> Exception | None:
+    """Run `work`, retrying transient failures (database, network) with backoff; the last
+    error once the attempts are spent, None on success. `permanent` errors are raised at once."""
+    for attempt in range(1, STORE_ATTEMPTS + 1):
+        try:
+            await work()
+            return None
+        except permanent:
+            raise
+        except Exception as error:
+            if attempt == STORE_ATTEMPTS:
+                return error
+            await asyncio.sleep(0.2 * 2**attempt)
+    return None
+
+
+def _gave_up(error: Exception) -> str:
+    return f"processing failed {STORE_ATTEMPTS}x: {error!r}"
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -86,7 +104,7 @@ def create_app(settings: Settings) -> faust.App:
             settings.database.dsn,
             settings.storage,
             "sensor_readings",
-            [name.strip() for name in READING_COLUMNS.split(",")],
+            READING_COLUMNS,
             READING_KEY,
             copy=settings.database.bulk_copy,
         )
@@ -153,22 +171,19 @@ def create_app(settings: Settings) -> faust.App:
         event: faust.EventT, consumer: str, process: Callable[[faust.EventT], Awaitable[None]]
     ) -> None:
         """Process one event; bad input and exhausted retries become dead letters, never a crash."""
-        for attempt in range(1, STORE_ATTEMPTS + 1):
-            try:
-                await process(event)
-                return
-            except Rejected as error:
-                await dead_letter(event, str(error), consumer)
-                return
-            except ValidationError as error:
-                await dead_letter(event, describe_validation_error(error), consumer)
-                return
-            except Exception as error:  # a transient failure (database, network): retry, then DLQ
-                if attempt == STORE_ATTEMPTS:
-                    log.exception("giving up on %s@%s", event.message.topic, event.message.offset)
-                    await dead_letter(event, f"processing failed {attempt}x: {error!r}", consumer)
-                    return
-                await asyncio.sleep(0.2 * 2**attempt)
+        try:
+            failure = await _retried(lambda: process(event), permanent=(Rejected, ValidationError))
+        except Rejected as error:
+            await dead_letter(event, str(error), consumer)
+            return
+        except ValidationError as error:
+            await dead_letter(event, describe_validation_error(error), consumer)
+            return
+        if failure is not None:
+            log.error(
+                "giving up on %s@%s", event.message.topic, event.message.offset, exc_info=failure
+            )
+            await dead_letter(event, _gave_up(failure), consumer)
 
     async def process_ticket(event: faust.EventT) -> None:
         ticket = Ticket.model_validate_json(event.value or b"")
@@ -237,31 +252,28 @@ def create_app(settings: Settings) -> faust.App:
                 partition=event.message.partition,
                 offset=event.message.offset,
                 timestamp_ms=_ingested_ms(event),
-                tick=_is_tick(event),
+                tick=is_tick(event.message.headers),
             )
             for event in events
         )
+
+        async def store_output() -> None:
+            await write_readings(output.readings)
+            await store.upsert_windows(output.windows)
+            for incident in output.incidents:
+                await raise_incident(incident)
+
         reasons = dict(output.rejected)
-        for attempt in range(1, STORE_ATTEMPTS + 1):
-            try:
-                await write_readings(output.readings)
-                await store.upsert_windows(output.windows)
-                for incident in output.incidents:
-                    await raise_incident(incident)
-                break
-            except Exception as error:  # transient (database, network): retry, then DLQ
-                if attempt == STORE_ATTEMPTS:
-                    log.exception("giving up on a batch of %d sensor messages", len(events))
-                    sensor_flow.forget(output.changed)  # the table keeps the state before it
-                    output.changed.clear()
-                    failed = f"processing failed {attempt}x: {error!r}"
-                    reasons = {
-                        index: reasons.get(index, failed)
-                        for index, event in enumerate(events)
-                        if not _is_tick(event)
-                    }
-                else:
-                    await asyncio.sleep(0.2 * 2**attempt)
+        failure = await _retried(store_output)
+        if failure is not None:
+            log.error("giving up on a batch of %d sensor messages", len(events), exc_info=failure)
+            sensor_flow.forget(output.changed)  # the table keeps the state before it
+            output.changed.clear()
+            reasons = {
+                index: reasons.get(index, _gave_up(failure))
+                for index, event in enumerate(events)
+                if not is_tick(event.message.headers)
+            }
         for index, reason in reasons.items():
             await dead_letter(events[index], reason, "sensors")
         for sensor_id, state in output.changed.items():

@@ -45,6 +45,11 @@ TICK_HEADER = "ioc-tick"
 log = logging.getLogger(__name__)
 
 
+def is_tick(headers: Iterable[tuple[str, bytes]] | None) -> bool:
+    """A clock tick (see the module doc), not a reading: every reader of the topic skips it."""
+    return any(key == TICK_HEADER for key, _ in headers or ())
+
+
 @dataclass(frozen=True)
 class Message:
     """What the flow needs of one Kafka message."""
@@ -218,5 +223,6 @@ __all__ = [
     "Message",
     "SensorFlow",
     "incident_of",
+    "is_tick",
     "partition_of",
 ]

@@ -19,7 +19,6 @@ from ioc.store.writer import READING_COLUMNS
 
 pytestmark = pytest.mark.integration
 
-COLUMNS = [name.strip() for name in READING_COLUMNS.split(",")]
 KEY = ("sensor_id", "property", "observed_at")
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 
@@ -47,7 +46,7 @@ async def eventually(probe: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 def sink(dsn: str, table: str, **options: object) -> CopySink:
-    return CopySink(dsn, table, COLUMNS, KEY, **options)  # type: ignore[arg-type]
+    return CopySink(dsn, table, READING_COLUMNS, KEY, **options)  # type: ignore[arg-type]
 
 
 def test_the_same_rows_twice_are_stored_once(pg_dsn: str, readings_table: str) -> None:

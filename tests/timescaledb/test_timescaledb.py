@@ -35,8 +35,6 @@ from ioc.store.sink import CopySink
 from ioc.store.writer import READING_COLUMNS, READING_KEY, ReadingRow, Store
 from tests.store.walls import WALL_COLUMNS, audit_trail, incident, view_columns
 
-COLUMNS = [name.strip() for name in READING_COLUMNS.split(",")]
-
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 HERE = Path(__file__).resolve().parent
@@ -246,7 +244,7 @@ def test_store_writes_a_sensor_batch_idempotently(migrated: str) -> None:
         # STDIN) and one connection at a time (PGlite is one backend); the second time is a
         # redelivery.
         async with CopySink(
-            migrated, "sensor_readings", COLUMNS, READING_KEY, copy=False, writers=1
+            migrated, "sensor_readings", READING_COLUMNS, READING_KEY, copy=False, writers=1
         ) as sink:
             for _ in range(2):
                 await sink.put_many(row.values() for row in readings)
