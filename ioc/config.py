@@ -199,16 +199,53 @@ class HotlineSettings(Section):
     sla_check_interval_s: float = Field(30.0, gt=0, description="How often to look for breaches.")
 
 
+class CameraSettings(Section):
+    """The cameras: their registry (shared by ingest and the camera rules), the rules, capture."""
+
+    registry: Path | None = Field(None, description="TOML camera registry; default bundled.")
+    rules: Path | None = Field(None, description="TOML camera rules; default bundled.")
+    max_width: int = Field(
+        1280, ge=64, description="Wider frames are resized (aspect kept) before publishing."
+    )
+    jpeg_quality: int = Field(85, ge=10, le=100)
+    reconnect_initial_s: float = Field(1.0, gt=0, description="First wait after a failed read.")
+    reconnect_max_s: float = Field(60.0, gt=0, description="Backoff doubles up to this.")
+    loop_files: bool = Field(
+        True, description="Video files and image folders start over at the end, like a live feed."
+    )
+
+
 class VisionSettings(Section):
     """The inference worker."""
 
     model_path: str = Field(str(DEFAULT_MODEL_PATH), description="Any Ultralytics model path/name.")
     device: str = Field("cpu", description="'cpu', 'cuda:0', …")
-    batch_size: int = Field(8, ge=1)
-    batch_wait_ms: int = Field(50, ge=0, description="How long to wait to fill a batch.")
+    half: bool = Field(True, description="fp16 inference on CUDA (ignored on CPU).")
+    batch_size: int = Field(8, ge=1, description="Frames per forward pass at most.")
+    batch_wait_ms: int = Field(
+        20, ge=0, description="A partial batch is flushed after this long (micro-batching)."
+    )
     image_size: int = Field(640, ge=32)
     min_score: float = Field(0.25, ge=0, le=1, description="Detections below are dropped.")
+    class_min_scores: dict[str, float] = Field(
+        default_factory=dict, description="Per-class minimum score over `min_score`."
+    )
+    tracker: Literal["bytetrack", "botsort", "none"] = Field(
+        "bytetrack", description="Track ids across a camera's frames (zones need them)."
+    )
+    evidence_dir: Path = Field(
+        Path("~/.local/share/ioc/evidence"),
+        description="Annotated best frames of camera incidents are saved here.",
+    )
     group_id: str = "ioc-vision"
+
+    @field_validator("class_min_scores")
+    @classmethod
+    def _scores(cls, values: dict[str, float]) -> dict[str, float]:
+        bad = sorted(name for name, score in values.items() if not 0 <= score <= 1)
+        if bad:
+            raise ValueError(f"class scores must be 0..1: {', '.join(bad)}")
+        return values
 
 
 class AlertSettings(Section):
@@ -282,6 +319,7 @@ class Settings(BaseSettings):
     stack: StackSettings = Field(default_factory=StackSettings)
     streams: StreamsSettings = Field(default_factory=StreamsSettings)
     hotline: HotlineSettings = Field(default_factory=HotlineSettings)
+    cameras: CameraSettings = Field(default_factory=CameraSettings)
     vision: VisionSettings = Field(default_factory=VisionSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)

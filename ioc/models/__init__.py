@@ -5,6 +5,7 @@ from ioc.models.events import (
     Detection,
     FrameDetections,
     FrameHeaders,
+    FrameStats,
     SensorEvent,
     Ticket,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "Detection",
     "FrameDetections",
     "FrameHeaders",
+    "FrameStats",
     "Incident",
     "IncidentKind",
     "IncidentSource",

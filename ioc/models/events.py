@@ -107,6 +107,22 @@ class Detection(WireModel):
     class_name: str
     score: float = Field(ge=0, le=1)
     box: BoundingBox
+    track_id: int | None = Field(None, description="Same object across a camera's frames.")
+
+
+class FrameStats(WireModel):
+    """Whole-frame statistics for camera health, from a small grey thumbnail of the frame."""
+
+    luma_mean: float = Field(ge=0, le=255)
+    luma_std: float = Field(ge=0, description="Near 0: a black, white or covered view.")
+    signature: str = Field(
+        pattern=r"^[0-9a-f]{16}$",
+        description="64-bit difference hash: similar views, few differing bits (tamper check).",
+    )
+    digest: str = Field(
+        pattern=r"^[0-9a-f]{16}$",
+        description="Hash of the JPEG bytes: a frozen camera repeats it exactly.",
+    )
 
 
 class FrameDetections(WireModel):
@@ -123,3 +139,9 @@ class FrameDetections(WireModel):
     width: int
     height: int
     detections: list[Detection]
+    stats: FrameStats | None = None
+    dropped: int = Field(
+        0,
+        ge=0,
+        description="Older frames of this camera skipped since the previous one (overload).",
+    )

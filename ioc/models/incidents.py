@@ -24,6 +24,12 @@ class IncidentKind(StrEnum):
     SLA_BREACH = "sla_breach"
     SENSOR_FAULT = "sensor_fault"  # a stuck device (flatline)
     SENSOR_OFFLINE = "sensor_offline"
+    CROWDING = "crowding"
+    STOPPED_VEHICLE = "stopped_vehicle"
+    CAMERA_OFFLINE = "camera_offline"
+    CAMERA_FROZEN = "camera_frozen"
+    CAMERA_BLACKOUT = "camera_blackout"  # black, white or covered lens
+    CAMERA_TAMPER = "camera_tamper"  # the view changed suddenly (moved or turned)
 
 
 class Severity(StrEnum):

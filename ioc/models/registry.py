@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ioc.assets import SENSOR_REGISTRY_PATH
+from ioc.assets import CAMERA_REGISTRY_PATH, SENSOR_REGISTRY_PATH
 
 
 class SensorSpec(BaseModel):
@@ -44,3 +45,102 @@ class SensorRegistry(BaseModel):
 def load_sensor_registry(path: Path | None = None) -> SensorRegistry:
     with (path or SENSOR_REGISTRY_PATH).open("rb") as handle:
         return SensorRegistry.model_validate(tomllib.load(handle))
+
+
+Point = tuple[float, float]
+VEHICLE_CLASSES = ("car", "motorbike", "bus", "truck")
+
+
+class Zone(BaseModel):
+    """A region of one camera's view, in fractions of the frame (0..1), so it survives a change of
+    resolution. `crowd` and `no_stopping` are polygons (3+ points); `line` is 2 points and counts
+    tracked objects crossing it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    kind: Literal["crowd", "no_stopping", "line"]
+    points: tuple[Point, ...]
+    classes: tuple[str, ...] = Field(
+        (), description="Classes counted; default persons for crowd, vehicles otherwise."
+    )
+    limit: int | None = Field(None, ge=1, description="crowd: more persons than this is crowding.")
+    hold_s: float | None = Field(None, gt=0, description="crowd: for this long; default in rules.")
+    dwell_s: float | None = Field(
+        None,
+        gt=0,
+        description="no_stopping: a vehicle staying longer has stopped; default in rules.",
+    )
+
+    @model_validator(mode="after")
+    def _shape(self) -> Zone:
+        if any(not (0 <= x <= 1 and 0 <= y <= 1) for x, y in self.points):
+            raise ValueError(f"zone {self.name}: points are fractions of the frame, 0..1")
+        if self.kind == "line" and len(self.points) != 2:
+            raise ValueError(f"zone {self.name}: a line has exactly 2 points")
+        if self.kind != "line" and len(self.points) < 3:
+            raise ValueError(f"zone {self.name}: a polygon needs at least 3 points")
+        if self.kind == "crowd" and self.limit is None:
+            raise ValueError(f"zone {self.name}: a crowd zone needs a limit")
+        return self
+
+    @property
+    def counted_classes(self) -> tuple[str, ...]:
+        if self.classes:
+            return self.classes
+        return ("person",) if self.kind == "crowd" else VEHICLE_CLASSES
+
+
+class CameraSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1)
+    name: str
+    url: str = Field(
+        description="rtsp://, http(s):// (MJPEG), a video file or a folder of images; "
+        "relative paths are relative to the registry file."
+    )
+    district: str
+    lat: float
+    lon: float
+    fps: float = Field(1.0, gt=0, le=60, description="Frames sampled per second.")
+    zones: tuple[Zone, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_zones(self) -> CameraSpec:
+        names = [zone.name for zone in self.zones]
+        if len(names) != len(set(names)):
+            raise ValueError(f"camera {self.id}: zone names repeat")
+        return self
+
+
+class CameraRegistry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cameras: list[CameraSpec]
+    base_dir: Path = Field(Path("."), exclude=True, description="Where relative URLs start.")
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> CameraRegistry:
+        ids = [camera.id for camera in self.cameras]
+        duplicates = sorted({camera_id for camera_id in ids if ids.count(camera_id) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate camera ids: {', '.join(duplicates)}")
+        return self
+
+    def get(self, camera_id: str) -> CameraSpec | None:
+        return next((camera for camera in self.cameras if camera.id == camera_id), None)
+
+    def source_of(self, camera: CameraSpec) -> str:
+        """The camera's URL, with a relative file or folder path made absolute."""
+        if "://" in camera.url:
+            return camera.url
+        path = Path(camera.url).expanduser()
+        return str(path if path.is_absolute() else (self.base_dir / path).resolve())
+
+
+def load_camera_registry(path: Path | None = None) -> CameraRegistry:
+    path = path or CAMERA_REGISTRY_PATH
+    with path.open("rb") as handle:
+        data = tomllib.load(handle)
+    return CameraRegistry.model_validate({**data, "base_dir": path.resolve().parent})

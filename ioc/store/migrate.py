@@ -24,6 +24,7 @@ HYPERTABLES = (
     ("sensor_readings", "observed_at"),
     ("sensor_windows", "window_start"),
     ("detections", "event_time"),
+    ("camera_frames", "event_time"),
     ("incident_events", "at"),
 )
 
@@ -33,6 +34,7 @@ RAW_TABLES = (
     ("sensor_readings", "sensor_id, property", "observed_at DESC"),
     ("sensor_windows", "sensor_id, property", "window_start DESC"),
     ("detections", "camera_id", "event_time DESC, seq, idx"),
+    ("camera_frames", "camera_id", "event_time DESC, seq"),
 )
 
 

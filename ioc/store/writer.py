@@ -56,6 +56,19 @@ READING_COLUMNS = (
 READING_KEY = ("sensor_id", "property", "observed_at")
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """An incident's annotated best frame on disk and the frame it was drawn from."""
+
+    incident_id: str
+    path: str
+    camera_id: str
+    frame_partition: int
+    frame_offset: int
+    seq: int
+    score: float
+
+
 class Store:
     """An async connection pool, opened on first use (agents start before they write)."""
 
@@ -111,15 +124,38 @@ class Store:
                 ],
             )
 
-    async def insert_detections(self, frame: FrameDetections) -> None:
-        if not frame.detections:
-            return
+    async def insert_frame(self, frame: FrameDetections) -> None:
+        """The frame's row (health, drops, latency) and its boxes; a re-delivery writes nothing."""
         pool = await self._ready()
+        stats = frame.stats
         async with pool.connection() as conn, conn.cursor() as cursor:
+            await cursor.execute(
+                "INSERT INTO camera_frames (camera_id, event_time, seq, ingested_at, model,"
+                " inference_ms, width, height, detections, dropped, luma_mean, luma_std, signature)"
+                " VALUES (%s, %s, %s, to_timestamp(%s / 1000.0), %s, %s, %s, %s, %s, %s, %s, %s,"
+                " %s) ON CONFLICT DO NOTHING",
+                (
+                    frame.camera_id,
+                    frame.event_time,
+                    frame.seq,
+                    frame.ingested_at_ms,
+                    frame.model,
+                    frame.inference_ms,
+                    frame.width,
+                    frame.height,
+                    len(frame.detections),
+                    frame.dropped,
+                    stats.luma_mean if stats else None,
+                    stats.luma_std if stats else None,
+                    stats.signature if stats else None,
+                ),
+            )
+            if not frame.detections:
+                return
             await cursor.executemany(
                 "INSERT INTO detections (camera_id, event_time, seq, idx, class_name, score,"
-                " x1, y1, x2, y2, model) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT DO NOTHING",
+                " x1, y1, x2, y2, model, track_id)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 [
                     (
                         frame.camera_id,
@@ -133,10 +169,26 @@ class Store:
                         det.box.x2,
                         det.box.y2,
                         frame.model,
+                        det.track_id,
                     )
                     for index, det in enumerate(frame.detections)
                 ],
             )
+
+    async def record_snapshot(self, snapshot: Snapshot) -> bool:
+        """Keep the incident's best frame: True when this one is new or scores higher."""
+        pool = await self._ready()
+        async with pool.connection() as conn, conn.cursor() as cursor:
+            await cursor.execute(
+                "INSERT INTO incident_snapshots (incident_id, path, camera_id, frame_partition,"
+                " frame_offset, seq, score) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (incident_id) DO UPDATE SET path = excluded.path,"
+                " frame_partition = excluded.frame_partition, frame_offset = excluded.frame_offset,"
+                " seq = excluded.seq, score = excluded.score, saved_at = now()"
+                " WHERE incident_snapshots.score < excluded.score RETURNING incident_id",
+                astuple(snapshot),
+            )
+            return cursor.rowcount == 1
 
     async def upsert_incident(self, incident: Incident) -> None:
         pool = await self._ready()

@@ -205,7 +205,7 @@ def create_app(settings: Settings) -> faust.App:
 
     async def process_detections(event: faust.EventT) -> None:
         frame = FrameDetections.model_validate_json(event.value or b"")
-        await store.insert_detections(frame)
+        await store.insert_frame(frame)
         incident = rules.camera_incident(
             frame,
             streams.vision_incident_classes,
