@@ -164,18 +164,16 @@ class StreamsSettings(Section):
         "write each sensor's state once for more readings, at that much added latency.",
     )
     sensor_tick_s: float = Field(
-        5.0, gt=0, description="Clock ticks for offline checks and closing quiet windows."
+        5.0,
+        gt=0,
+        description="Clock ticks on the sensor and detections topics: offline checks (sensors "
+        "and cameras) and closing quiet windows.",
     )
     lag_sample_s: float = Field(
         15.0, gt=0, description="How often the leader records consumer lag for the walls."
     )
     sensor_max_future_s: float = Field(
         300.0, ge=0, description="Readings observed further ahead of their arrival are rejected."
-    )
-    vision_incident_classes: list[str] = Field(default_factory=lambda: ["fire", "smoke"])
-    vision_min_score: float = Field(0.4, ge=0, le=1)
-    incident_bucket_minutes: int = Field(
-        30, ge=1, description="Repeated detections on a camera within one bucket are one incident."
     )
     pii_key: str = Field(
         "change-me", description="Key for hashing reporter contact data at intake."
@@ -230,7 +228,7 @@ class VisionSettings(Section):
     class_min_scores: dict[str, float] = Field(
         default_factory=dict, description="Per-class minimum score over `min_score`."
     )
-    tracker: Literal["bytetrack", "botsort", "none"] = Field(
+    tracker: Literal["bytetrack", "none"] = Field(
         "bytetrack", description="Track ids across a camera's frames (zones need them)."
     )
     evidence_dir: Path = Field(
@@ -238,6 +236,11 @@ class VisionSettings(Section):
         description="Annotated best frames of camera incidents are saved here.",
     )
     group_id: str = "ioc-vision"
+
+    @property
+    def evidence_group_id(self) -> str:
+        """The group of the snapshot writer that runs beside the worker."""
+        return f"{self.group_id}-evidence"
 
     @field_validator("class_min_scores")
     @classmethod

@@ -24,6 +24,8 @@ from ioc.stack.process import free_port, log_tail
 REPO = Path(__file__).resolve().parents[1]
 TEST_RULES = Path(__file__).resolve().parent / "data" / "sensor_rules.toml"
 TEST_REGISTRY = Path(__file__).resolve().parent / "data" / "sensors.toml"
+TEST_CAMERAS = Path(__file__).resolve().parent / "data" / "cameras.toml"
+TEST_CAMERA_RULES = Path(__file__).resolve().parent / "data" / "camera_rules.toml"
 SHARED_SAMPLES = REPO.parent / "shared" / "samples"
 
 T = TypeVar("T")
@@ -182,8 +184,11 @@ def stack_env(
         "IOC_STACK__DIR": str(stack_dir),
         "IOC_STREAMS__SENSOR_REGISTRY": str(TEST_REGISTRY),
         "IOC_STREAMS__SENSOR_RULES": str(TEST_RULES),
+        "IOC_CAMERAS__REGISTRY": str(TEST_CAMERAS),
+        "IOC_CAMERAS__RULES": str(TEST_CAMERA_RULES),
         "IOC_ALERTS__WEBHOOK_URL": webhook.url,
         "IOC_VISION__BATCH_WAIT_MS": "20",
+        "IOC_VISION__EVIDENCE_DIR": str(stack_dir / "evidence"),
         "IOC_HOTLINE__SLA_CHECK_INTERVAL_S": "1",
         "IOC_STREAMS__SENSOR_TICK_S": "2",
         "IOC_STREAMS__LAG_SAMPLE_S": "2",

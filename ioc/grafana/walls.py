@@ -163,11 +163,10 @@ def overview() -> Dashboard:
         ),
         stat(
             "Camera trực tuyến",
-            "SELECT count(DISTINCT camera_id) AS value FROM detections"
-            " WHERE event_time > now() - interval '5 minutes'",
-            "Approximation: cameras with at least one detection in the last 5 minutes. Frames "
-            "without detections are not stored, so a camera watching an empty scene reads as "
-            "offline; a per-frame heartbeat table would make this exact.",
+            "SELECT count(DISTINCT camera_id) AS value FROM camera_frames"
+            " WHERE processed_at > now() - interval '5 minutes'",
+            "Cameras with a frame processed in the last 5 minutes (every processed frame has a "
+            "row in camera_frames, with or without detections).",
             (Step("orange"), Step("green", 1)),
             width=4,
         ),
@@ -527,18 +526,71 @@ ORDER BY 2 DESC""",
             ("class_name", "detections"),
         ),
         series(
-            "Khung hình có phát hiện / giây",
+            "Khung hình xử lý / giây",
             """
 SELECT $__timeGroupAlias(event_time, $__interval),
-       count(DISTINCT (camera_id, seq)) * 1000.0 / $__interval_ms AS frames_per_s
-FROM detections
+       count(*) * 1000.0 / $__interval_ms AS processed,
+       sum(dropped) * 1000.0 / $__interval_ms AS dropped
+FROM camera_frames
 WHERE $__timeFilter(event_time)
 GROUP BY 1
 ORDER BY 1""",
-            "Approximation of the worker's throughput: frames with at least one detection per "
-            "second. Frames without detections and the inference time are not stored; the "
-            "worker's real fps needs a per-batch metrics table or a metrics endpoint.",
+            "Frames the inference worker processed per second, and frames it skipped because a "
+            "newer frame of the same camera was waiting (overload: the worker keeps the present, "
+            "never a backlog). Dropped above zero for long means more workers or a GPU.",
             unit="suffix: fps",
+        ),
+        table(
+            "Tình trạng camera",
+            """
+SELECT f.camera_id,
+       max(f.event_time) AS last_frame,
+       round(extract(epoch FROM now() - max(f.event_time)))::int AS age_s,
+       count(*) AS frames,
+       sum(f.dropped) AS dropped,
+       round(avg(f.inference_ms)::numeric, 1) AS inference_ms,
+       round(percentile_cont(0.95) WITHIN GROUP (
+           ORDER BY extract(epoch FROM f.processed_at - f.ingested_at) * 1000)::numeric)
+           AS p95_latency_ms,
+       round(avg(f.luma_mean)::numeric) AS brightness,
+       (SELECT string_agg(i.kind, ', ' ORDER BY i.kind) FROM incidents AS i
+        WHERE i.source = 'vision' AND i.source_key = f.camera_id AND i.status = 'open')
+           AS open_incidents
+FROM camera_frames AS f
+WHERE $__timeFilter(f.event_time)
+GROUP BY f.camera_id
+ORDER BY age_s DESC""",
+            "Per camera in the time range: the last frame and its age, frames processed and "
+            "dropped, mean inference time, p95 latency from Kafka to detections, mean brightness "
+            "(near 0: dark or covered) and the camera's open incidents (offline, frozen, "
+            "blackout, tamper, fire, crowding, stopped vehicle).",
+            (
+                "camera_id",
+                "last_frame",
+                "age_s",
+                "frames",
+                "dropped",
+                "inference_ms",
+                "p95_latency_ms",
+                "brightness",
+                "open_incidents",
+            ),
+            width=24,
+        ),
+        table(
+            "Sự cố camera và ảnh bằng chứng",
+            """
+SELECT i.event_time, i.kind, i.severity, i.status, i.source_key AS camera_id, i.title,
+       s.score, s.path AS snapshot
+FROM incidents AS i
+LEFT JOIN incident_snapshots AS s ON s.incident_id = i.id
+WHERE i.source = 'vision' AND $__timeFilter(i.event_time)
+ORDER BY i.event_time DESC
+LIMIT 100""",
+            "Camera incidents, newest first, with the annotated best frame saved for each "
+            "(path on the vision worker's evidence volume).",
+            ("event_time", "kind", "severity", "status", "camera_id", "title", "score", "snapshot"),
+            width=24,
         ),
         series(
             "Độ trễ camera → cảnh báo",
@@ -561,7 +613,7 @@ ORDER BY 1""",
         "ioc-cameras-ai",
         "Camera và AI",
         "Cameras and AI wall: detections per minute per camera, incidents by kind, worker "
-        "throughput and latency.",
+        "throughput and drops, camera health, evidence snapshots and latency.",
         panels,
         tags=("vision",),
     )
@@ -574,7 +626,7 @@ SINKS = (
     ("tickets", "ingested_at", "ingested"),
     ("sensor_readings", "ingested_at", "ingested"),
     ("sensor_windows", "closed_at", "closed"),
-    ("detections", "event_time", "event time: the table has no ingest time"),
+    ("camera_frames", "processed_at", "processed"),
     ("incidents", "updated_at", "last update"),
     ("alerts", "delivered_at", "delivered"),
 )

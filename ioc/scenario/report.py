@@ -20,8 +20,10 @@ TABLES = (
     "tickets",
     "sensor_readings",
     "sensor_windows",
+    "camera_frames",
     "detections",
     "incidents",
+    "incident_snapshots",
     "alerts",
 )
 
@@ -44,6 +46,8 @@ class Summary:
     open_without_alert: int
     recent: list[tuple[str, str, str, str, str]]  # time, source, status, reports, title
     max_reports: int  # most citizens linked to one hotline incident
+    cameras: list[tuple[str, int, int, float]]  # camera, frames, dropped, p95 Kafka → detection ms
+    without_snapshot: int  # camera incidents naming a best frame that has no saved snapshot
     lag: dict[str, int] = field(default_factory=dict)
 
 
@@ -115,9 +119,11 @@ def summarize(settings: Settings, before: Snapshot, after: Snapshot) -> Summary:
         incidents = [
             (str(source), str(kind), str(severity), int(count))
             for source, kind, severity, count in conn.execute(
-                "SELECT source, kind, severity, count(*) FROM incidents WHERE updated_at >= %s"
-                " GROUP BY 1, 2, 3 ORDER BY 1, 2",
-                (before.at,),
+                "SELECT source, kind, severity, count(*) FROM incidents AS i"
+                " WHERE i.updated_at >= %s OR (i.source = 'vision' AND i.status = 'open'"
+                " AND EXISTS (SELECT 1 FROM camera_frames AS f WHERE f.camera_id = i.source_key"
+                " AND f.processed_at >= %s)) GROUP BY 1, 2, 3 ORDER BY 1, 2",
+                (before.at, before.at),
             )
         ]
         alerts = {
@@ -153,6 +159,21 @@ def summarize(settings: Settings, before: Snapshot, after: Snapshot) -> Summary:
             " AND source = 'hotline'",
             (before.at,),
         ).fetchone()[0]  # type: ignore[index]
+        cameras = [
+            (str(camera), int(frames), int(dropped), float(p95))
+            for camera, frames, dropped, p95 in conn.execute(
+                "SELECT camera_id, count(*), sum(dropped), percentile_cont(0.95) WITHIN GROUP"
+                " (ORDER BY extract(epoch FROM processed_at - ingested_at) * 1000)"
+                " FROM camera_frames WHERE processed_at >= %s GROUP BY 1 ORDER BY 1",
+                (before.at,),
+            )
+        ]
+        without_snapshot = conn.execute(
+            "SELECT count(*) FROM incidents i WHERE i.updated_at >= %s AND i.source = 'vision'"
+            " AND i.evidence ? 'frame'"
+            " AND NOT EXISTS (SELECT 1 FROM incident_snapshots s WHERE s.incident_id = i.id)",
+            (before.at,),
+        ).fetchone()[0]  # type: ignore[index]
         open_without_alert = conn.execute(
             "SELECT count(*) FROM incidents i WHERE i.updated_at >= %s AND i.status = 'open'"
             " AND i.severity = ANY(%s)"
@@ -169,6 +190,8 @@ def summarize(settings: Settings, before: Snapshot, after: Snapshot) -> Summary:
         open_without_alert=int(open_without_alert),
         recent=recent,
         max_reports=int(max_reports),
+        cameras=cameras,
+        without_snapshot=int(without_snapshot),
     )
 
 
@@ -180,7 +203,11 @@ def render(summary: Summary, console: Console) -> None:
     for table, count in summary.rows.items():
         rows.add_row(table, str(count))
     incidents = Table(
-        "source", "kind", "severity", "incidents", title="Incidents raised or updated (this run)"
+        "source",
+        "kind",
+        "severity",
+        "incidents",
+        title="Incidents raised or updated this run (cameras: or still open and watched)",
     )
     for source, kind, severity, count in summary.incidents:
         incidents.add_row(source, kind, severity, str(count))
@@ -206,10 +233,15 @@ def render(summary: Summary, console: Console) -> None:
         summary.latency_ms.items(), key=lambda item: item[0] == "all"
     ):
         latency.add_row(source, f"{p50:,.0f}", f"{p95:,.0f}", str(n))
+    cameras = Table(
+        "camera", "frames", "dropped (stale)", "p95 ms Kafka → detections", title="Cameras"
+    )
+    for camera, frames, dropped, p95 in summary.cameras:
+        cameras.add_row(camera, str(frames), str(dropped), f"{p95:,.0f}")
     dead = Table("source topic", "reason", title=f"Dead letters ({len(summary.dead_letters)})")
     for source_topic, reason in summary.dead_letters:
         dead.add_row(source_topic, reason[:110])
-    for table in (flow, rows, incidents, recent, alerts, latency, dead):
+    for table in (flow, rows, incidents, recent, alerts, cameras, latency, dead):
         console.print(table)
     if summary.lag:
         console.print(
@@ -226,6 +258,8 @@ def problems(summary: Summary, expected_dead_letters: int) -> list[str]:
             found.append(f"no incident raised from the {source} flow")
     if summary.max_reports < 2:
         found.append("the second citizen's report of the same fire was not linked to its incident")
+    if summary.without_snapshot:
+        found.append(f"{summary.without_snapshot} camera incident(s) without a saved snapshot")
     if summary.open_without_alert:
         found.append(f"{summary.open_without_alert} open alertable incident(s) without an alert")
     if len(summary.dead_letters) != expected_dead_letters:

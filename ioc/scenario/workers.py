@@ -27,6 +27,11 @@ class WorkerSpec:
     command: tuple[str, ...]
     group_id: str
     topics: tuple[str, ...]
+    side_groups: tuple[tuple[str, tuple[str, ...]], ...] = ()  # more consumers in the process
+
+    def groups(self) -> dict[str, tuple[str, ...]]:
+        """Every consumer group the worker runs, with the topics it reads."""
+        return {self.group_id: self.topics, **dict(self.side_groups)}
 
 
 def worker_specs(settings: Settings) -> list[WorkerSpec]:
@@ -37,7 +42,13 @@ def worker_specs(settings: Settings) -> list[WorkerSpec]:
             settings.streams.app_id,
             (topics.HOTLINE_TICKETS, topics.SENSOR_EVENTS, topics.VISION_DETECTIONS, topics.DLQ),
         ),
-        WorkerSpec("vision", ("vision", "run"), settings.vision.group_id, (topics.CAMERA_FRAMES,)),
+        WorkerSpec(
+            "vision",
+            ("vision", "run"),
+            settings.vision.group_id,
+            (topics.CAMERA_FRAMES,),
+            side_groups=((settings.vision.evidence_group_id, (topics.INCIDENTS,)),),
+        ),
         WorkerSpec("alerts", ("alerts", "run"), settings.alerts.group_id, (topics.INCIDENTS,)),
     ]
 
@@ -112,7 +123,9 @@ class Workers:
             while time.monotonic() < deadline:
                 self.check_alive()
                 try:
-                    groups = admin.describe_groups([spec.group_id for spec in self.specs])
+                    groups = admin.describe_groups(
+                        [group for spec in self.specs for group in spec.groups()]
+                    )
                 except KafkaError:  # a fresh broker has no group coordinator for a moment
                     groups = {}
                 if groups and all(
@@ -128,10 +141,12 @@ class Workers:
         """Messages not yet committed by each group, over all its topics' partitions."""
         lags = consumer_lag(
             self.settings.kafka.bootstrap_servers,
-            {spec.group_id: spec.topics for spec in self.specs},
+            {group: names for spec in self.specs for group, names in spec.groups().items()},
         )
         return {
-            spec.name: sum(lags[(spec.group_id, topic)] for topic in spec.topics)
+            spec.name: sum(
+                lags[(group, topic)] for group, names in spec.groups().items() for topic in names
+            )
             for spec in self.specs
         }
 

@@ -175,20 +175,26 @@ class Store:
                 ],
             )
 
-    async def record_snapshot(self, snapshot: Snapshot) -> bool:
-        """Keep the incident's best frame: True when this one is new or scores higher."""
+    async def record_snapshot(self, snapshot: Snapshot) -> tuple[bool, str | None]:
+        """Keep the incident's best frame. Returns whether this one was kept (new, or scoring
+        higher) and the path recorded before, so the caller can remove the file no row names."""
         pool = await self._ready()
-        async with pool.connection() as conn, conn.cursor() as cursor:
+        async with pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+            await cursor.execute(
+                "SELECT path FROM incident_snapshots WHERE incident_id = %s FOR UPDATE",
+                (snapshot.incident_id,),
+            )
+            row = await cursor.fetchone()
             await cursor.execute(
                 "INSERT INTO incident_snapshots (incident_id, path, camera_id, frame_partition,"
                 " frame_offset, seq, score) VALUES (%s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (incident_id) DO UPDATE SET path = excluded.path,"
                 " frame_partition = excluded.frame_partition, frame_offset = excluded.frame_offset,"
                 " seq = excluded.seq, score = excluded.score, saved_at = now()"
-                " WHERE incident_snapshots.score < excluded.score RETURNING incident_id",
+                " WHERE incident_snapshots.score < excluded.score",
                 astuple(snapshot),
             )
-            return cursor.rowcount == 1
+            return cursor.rowcount == 1, row[0] if row else None
 
     async def upsert_incident(self, incident: Incident) -> None:
         pool = await self._ready()

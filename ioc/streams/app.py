@@ -26,14 +26,16 @@ from ioc.hotline.privacy import redact_ticket_bytes, reporter_of
 from ioc.hotline.triage import Triage
 from ioc.kafka_clients import hide_produced_payloads
 from ioc.lag import consumer_lag
-from ioc.models import FrameDetections, Incident, Ticket, load_sensor_registry
+from ioc.models import Incident, Ticket, load_sensor_registry
 from ioc.models.base import utc_now
+from ioc.models.registry import load_camera_registry
 from ioc.scenario.workers import worker_specs
 from ioc.sensors.engine import RuleSet
 from ioc.store.sink import CopySink, SinkError, sink_from_settings
 from ioc.store.writer import READING_COLUMNS, READING_KEY, ReadingRow, Store
-from ioc.streams import rules
+from ioc.streams.cameras import CameraFlow, CameraOutput
 from ioc.streams.sensors import TICK_HEADER, Message, SensorFlow, is_tick
+from ioc.vision.rules import CameraRuleSet
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +152,19 @@ def create_app(settings: Settings) -> faust.App:
         stored_state=lambda sensor_id: sensor_states.get(sensor_id.encode()),
         max_future=timedelta(seconds=streams.sensor_max_future_s),
     )
-    # Per-camera last incident id raised: repeats within a bucket are not re-published.
-    camera_incidents = app.Table(
-        "camera-incidents", default=str, partitions=settings.kafka.partitions
+    # Per-camera rule state (JSON), keyed like the detections topic, as the sensors' is.
+    camera_states = app.Table(
+        "camera-state",
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.kafka.partitions,
+        use_partitioner=True,
+    )
+    camera_flow = CameraFlow(
+        load_camera_registry(settings.cameras.registry),
+        CameraRuleSet.load(settings.cameras.rules),
+        settings.kafka.partitions,
+        stored_state=lambda camera_id: camera_states.get(camera_id.encode()),
     )
 
     async def dead_letter(event: faust.EventT, reason: str, consumer: str) -> None:
@@ -203,22 +215,51 @@ def create_app(settings: Settings) -> faust.App:
             incident = linked.incident
             await incidents_topic.send(key=incident.id.encode(), value=incident.to_bytes())
 
-    async def process_detections(event: faust.EventT) -> None:
-        frame = FrameDetections.model_validate_json(event.value or b"")
-        await store.insert_frame(frame)
-        incident = rules.camera_incident(
-            frame,
-            streams.vision_incident_classes,
-            streams.vision_min_score,
-            streams.incident_bucket_minutes,
+    def message_of(event: faust.EventT) -> Message:
+        return Message(
+            value=event.value or b"",
+            partition=event.message.partition,
+            offset=event.message.offset,
+            timestamp_ms=_ingested_ms(event),
+            tick=is_tick(event.message.headers),
         )
-        if incident is None:
-            return
-        if camera_incidents[frame.camera_id] == incident.id:
-            await store.upsert_incident(incident)  # still burning: refresh evidence, no new alert
-        else:
-            await raise_incident(incident)
-            camera_incidents[frame.camera_id] = incident.id
+
+    async def store_camera_output(output: CameraOutput) -> None:
+        """Frames and incidents first, then the states: a crash in between replays the frame."""
+        try:
+            for frame in output.frames:
+                await store.insert_frame(frame)
+            for incident in output.incidents:  # opened, better frame, resolved
+                await raise_incident(incident)
+        except Exception:
+            camera_flow.forget(output.changed)  # a retry judges again from the table's state
+            raise
+        for crossing in output.crossings:
+            log.info(
+                "camera %s line %s: %s #%d crossed %s (%d so far)",
+                crossing.camera_id,
+                crossing.line,
+                crossing.class_name,
+                crossing.track_id,
+                crossing.direction,
+                crossing.total,
+            )
+        for camera_id, state in output.changed.items():
+            camera_states[camera_id.encode()] = state.model_dump_json().encode()
+
+    async def process_detections(event: faust.EventT) -> None:
+        output = camera_flow.process([message_of(event)])
+        for _, reason in output.rejected:
+            raise Rejected(reason)
+        await store_camera_output(output)
+
+    async def process_camera_tick(event: faust.EventT) -> None:
+        """A failed tick is logged, never dead-lettered: the next one judges again."""
+        failure = await _retried(
+            lambda: store_camera_output(camera_flow.process([message_of(event)]))
+        )
+        if failure is not None:
+            log.error("giving up on a camera clock tick", exc_info=failure)
 
     def agent(
         topic: faust.TopicT,
@@ -246,16 +287,7 @@ def create_app(settings: Settings) -> faust.App:
             await process_sensor_batch(events)
 
     async def process_sensor_batch(events: Sequence[faust.EventT]) -> None:
-        output = sensor_flow.process(
-            Message(
-                value=event.value or b"",
-                partition=event.message.partition,
-                offset=event.message.offset,
-                timestamp_ms=_ingested_ms(event),
-                tick=is_tick(event.message.headers),
-            )
-            for event in events
-        )
+        output = sensor_flow.process(message_of(event) for event in events)
 
         async def store_output() -> None:
             await write_readings(output.readings)
@@ -280,10 +312,12 @@ def create_app(settings: Settings) -> faust.App:
             sensor_states[sensor_id.encode()] = state.model_dump_json().encode()
 
     @app.timer(interval=streams.sensor_tick_s, on_leader=True)
-    async def tick_sensors() -> None:
-        """One clock tick per partition, through the topic, ordered after the readings there."""
-        for partition in range(settings.kafka.partitions):
-            await sensors_topic.send(value=b"", partition=partition, headers={TICK_HEADER: b"1"})
+    async def tick() -> None:
+        """One clock tick per partition of the sensor and detections topics, through the topics,
+        ordered after the messages there."""
+        for topic in (sensors_topic, detections_topic):
+            for partition in range(settings.kafka.partitions):
+                await topic.send(value=b"", partition=partition, headers={TICK_HEADER: b"1"})
 
     @app.agent(dlq_topic, name="ioc.streams.dead-letters")
     async def record_dead_letters(stream: faust.StreamT[Any]) -> None:
@@ -305,7 +339,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(interval=streams.lag_sample_s, on_leader=True)
     async def sample_lag() -> None:
         """Consumer lag of every `ioc` group into the database, for the pipeline-health wall."""
-        groups = {spec.group_id: spec.topics for spec in worker_specs(settings)}
+        groups = {g: t for spec in worker_specs(settings) for g, t in spec.groups().items()}
         try:
             lags = await asyncio.to_thread(consumer_lag, settings.kafka.bootstrap_servers, groups)
             await store.record_lag(utc_now(), lags)
@@ -324,10 +358,18 @@ def create_app(settings: Settings) -> faust.App:
                 delay = min(delay * 2, 30.0)
 
     @app.on_partitions_revoked.connect
-    async def forget_sensor_states(_app: faust.App, _revoked: Any, **_: Any) -> None:
+    async def forget_states(_app: faust.App, _revoked: Any, **_: Any) -> None:
         sensor_flow.forget()
+        camera_flow.forget()
 
-    agent(detections_topic, "camera", process_detections)
+    @app.agent(detections_topic, name="ioc.streams.camera")
+    async def cameras(stream: faust.StreamT[Any]) -> None:
+        """One frame at a time, in each camera's order; clock ticks for the offline check."""
+        async for event in stream.events():
+            if is_tick(event.message.headers):
+                await process_camera_tick(event)
+            else:
+                await handle(event, "camera", process_detections)
 
     @app.timer(interval=hotline.sla_check_interval_s)
     async def watch_sla() -> None:

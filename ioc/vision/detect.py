@@ -1,8 +1,9 @@
 """`ioc vision detect`: images in, one JSON line each out, with the worker's own code path.
 
-Decoding (`decode_jpeg`), inference (`Detector`) and the frame-level flags (the classes and
-minimum score that make the streams' camera rule raise a fire incident) are the same as in the
-running pipeline, so what this prints for a frame is what the pipeline would decide on it.
+Decoding and inference (`Detector.detect_jpegs`, on the file's bytes as the worker gets a
+frame's) and the frame-level flags (the classes and minimum score that make the streams' camera
+rule raise a fire incident) are the same as in the running pipeline, so what this prints for a
+frame is what the pipeline would decide on it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ioc.models import Detection
-from ioc.vision.detector import Detector, decode_jpeg
+from ioc.vision.detector import Detector
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -46,11 +47,14 @@ def detect_lines(
     detector: Detector, paths: Iterable[Path], flags: FrameFlags, batch_size: int
 ) -> Iterator[dict[str, Any]]:
     """One result per image, in order; unreadable files get an `error` instead."""
-    batch: list[tuple[Path, Any]] = []
+    batch: list[tuple[Path, bytes]] = []
 
     def flush() -> Iterator[dict[str, Any]]:
-        results = detector.detect([image for _, image in batch])
-        for (path, _), detections in zip(batch, results, strict=True):
+        results = detector.detect_jpegs([data for _, data in batch])
+        for (path, _), result in zip(batch, results, strict=True):
+            if result is None:
+                yield {"path": str(path), "error": "not a decodable image"}
+                continue
             yield {
                 "path": str(path),
                 "detections": [
@@ -59,28 +63,23 @@ def detect_lines(
                         "confidence": d.score,
                         "box": {k: round(v, 1) for k, v in d.box.model_dump().items()},
                     }
-                    for d in detections
+                    for d in result.detections
                 ],
-                "flags": flags.of(detections),
+                "flags": flags.of(result.detections),
             }
         batch.clear()
 
     for path in paths:
         try:
-            image = decode_jpeg(path.read_bytes())
+            data = path.read_bytes()
         except OSError as error:
-            image, reason = None, f"cannot read: {error.strerror or error}"
-        else:
-            reason = "not a decodable image"
-        if image is None:
             yield from flush()
-            yield {"path": str(path), "error": reason}
+            yield {"path": str(path), "error": f"cannot read: {error.strerror or error}"}
             continue
-        batch.append((path, image))
+        batch.append((path, data))
         if len(batch) >= batch_size:
             yield from flush()
-    if batch:
-        yield from flush()
+    yield from flush()
 
 
 def to_json(line: dict[str, Any]) -> str:

@@ -1,17 +1,22 @@
-"""A thin, batched wrapper over an Ultralytics model: images in, `Detection` lists out."""
+"""A detection model behind the batched fast path: encoded frames in, `Detection` lists and frame
+statistics out, one `FrameResult` per frame."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ioc.models import BoundingBox, Detection, FrameStats
 
+if TYPE_CHECKING:
+    from ioc.vision.pipeline import FrameOutput
+
+log = logging.getLogger(__name__)
 os.environ.setdefault("YOLO_OFFLINE", "1")  # never reach out for fonts or AMP-check models
 
 
@@ -26,88 +31,83 @@ class FrameResult:
 
 
 class Detector:
-    def __init__(self, model_path: str, *, device: str, image_size: int, min_score: float) -> None:
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        device: str,
+        image_size: int,
+        min_score: float,
+        class_min_scores: dict[str, float] | None = None,
+        half: bool = True,
+    ) -> None:
+        """`class_min_scores` replace `min_score` for the classes they name; `half` is fp16 on
+        CUDA (ignored on the CPU)."""
         from ultralytics import YOLO
+
+        from ioc.vision.pipeline import Pipeline, resolve_device
 
         if Path(model_path).suffix and not Path(model_path).exists():
             raise FileNotFoundError(f"model not found: {model_path} (set IOC_VISION__MODEL_PATH)")
-        self.model = YOLO(model_path)
+        model = YOLO(model_path)
         self.name = Path(model_path).name
-        self.device = device
-        self.image_size = image_size
-        self.min_score = min_score
-        self.class_names: dict[int, str] = dict(self.model.names)
-
-    def detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
-        """One forward pass over the batch; one detection list per image, in order."""
-        if not images:
-            return []
-        results = self.model.predict(
-            images, imgsz=self.image_size, conf=self.min_score, device=self.device, verbose=False
+        if model.task != "detect":
+            raise ValueError(f"{self.name} is a {model.task} model: the worker needs a detector")
+        self.class_names: dict[int, str] = dict(model.names)
+        scores = class_min_scores or {}
+        unknown = sorted(set(scores) - set(self.class_names.values()))
+        if unknown:  # a setting written for another model: say so, detect with the rest
+            log.warning("class_min_scores: %s not among %s's classes", unknown, self.name)
+        self.pipeline = Pipeline(
+            model.model,
+            device=resolve_device(device),
+            half=half,
+            image_size=image_size,
+            thresholds=[
+                scores.get(self.class_names[index], min_score)
+                for index in range(len(self.class_names))
+            ],
         )
-        batches = []
-        for result in results:
-            boxes = result.boxes
-            batches.append(
-                [
-                    Detection(
-                        class_name=self.class_names[int(cls)],
-                        score=round(float(score), 4),
-                        box=BoundingBox(x1=float(x1), y1=float(y1), x2=float(x2), y2=float(y2)),
-                    )
-                    for (x1, y1, x2, y2), score, cls in zip(
-                        boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist(), strict=True
-                    )
-                ]
-            )
-        return batches
+        self.device = str(self.pipeline.device)
 
     def detect_jpegs(self, jpegs: Sequence[bytes]) -> list[FrameResult | None]:
-        """JPEG bytes in, one result per frame in order; None for bytes that do not decode."""
-        images = [decode_jpeg(data) for data in jpegs]
-        decoded = [image for image in images if image is not None]
-        found = iter(self.detect(decoded))
+        """Encoded frames (JPEG; PNG, WebP and BMP too) in, one result per frame in order; None
+        for bytes that do not decode."""
         return [
-            None
-            if image is None
-            else FrameResult(
-                width=image.shape[1],
-                height=image.shape[0],
-                detections=next(found),
-                stats=frame_stats(image, data),
-            )
-            for image, data in zip(images, jpegs, strict=True)
+            None if output is None else self._result(output, data)
+            for output, data in zip(self.pipeline(jpegs), jpegs, strict=True)
         ]
 
+    def _result(self, output: FrameOutput, data: bytes) -> FrameResult:
+        detections = [
+            Detection(
+                class_name=self.class_names[int(cls)],
+                score=round(score, 4),
+                box=BoundingBox(x1=x1, y1=y1, x2=x2, y2=y2),
+            )
+            for x1, y1, x2, y2, score, cls in output.boxes.tolist()
+        ]
+        return FrameResult(
+            width=output.width,
+            height=output.height,
+            detections=detections,
+            stats=frame_stats(output, data),
+        )
 
-def frame_stats(image: np.ndarray, jpeg: bytes) -> FrameStats:
-    """Luma mean and spread on a 64x64 grey thumbnail, a difference hash of a 9x8 one, and a
+
+def frame_stats(output: FrameOutput, data: bytes) -> FrameStats:
+    """Luma mean and spread on the 64x64 grey thumbnail, a difference hash of the 9x8 one, and a
     hash of the bytes as sent."""
-    import cv2
-
-    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    small = cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
-    tiny = cv2.resize(grey, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
-    bits = (tiny[:, 1:] > tiny[:, :-1]).flatten()
-    signature = int("".join("1" if bit else "0" for bit in bits), 2)
+    bits = (output.hash_thumb[:, 1:] > output.hash_thumb[:, :-1]).flatten().tolist()
+    signature = sum(1 << (63 - position) for position, bit in enumerate(bits) if bit)
     return FrameStats(
-        luma_mean=round(float(small.mean()), 2),
-        luma_std=round(float(small.std()), 2),
+        luma_mean=round(float(output.luma.mean()), 2),
+        luma_std=round(float(output.luma.std(correction=0)), 2),
         signature=f"{signature:016x}",
-        digest=hashlib.blake2b(jpeg, digest_size=8).hexdigest(),
+        digest=hashlib.blake2b(data, digest_size=8).hexdigest(),
     )
 
 
 def signature_distance(a: str, b: str) -> int:
     """Differing bits between two frame signatures (0..64)."""
     return (int(a, 16) ^ int(b, 16)).bit_count()
-
-
-def decode_jpeg(data: bytes) -> np.ndarray | None:
-    """BGR image, or None when the bytes are not a decodable image."""
-    import cv2
-
-    if not data:
-        return None
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    return image if image is not None and image.size else None

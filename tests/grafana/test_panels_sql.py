@@ -194,6 +194,6 @@ def test_panels_show_the_scenario(
     assert "cam-tn-cho-thai" in {row[1] for row in rows("Phát hiện mỗi phút theo camera")}
     channels = {row[1] for row in rows("Phản ánh theo kênh")}
     assert {"phone", "app"} <= channels
-    assert {"tickets", "sensor_readings", "detections", "incidents", "alerts"} <= {
+    assert {"tickets", "sensor_readings", "camera_frames", "incidents", "alerts"} <= {
         row[1] for row in rows("Thông lượng ghi CSDL")
     }

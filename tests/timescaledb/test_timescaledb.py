@@ -176,7 +176,13 @@ def test_migrate_makes_hypertables(migrated: str) -> None:
             )
         }
     assert extension is not None
-    assert hypertables == {"sensor_readings", "sensor_windows", "detections", "incident_events"}
+    assert hypertables == {
+        "sensor_readings",
+        "sensor_windows",
+        "detections",
+        "camera_frames",
+        "incident_events",
+    }
     assert sorted(dimensions) == sorted(HYPERTABLES)
 
 
@@ -342,7 +348,10 @@ def test_compression_and_retention_follow_the_settings(migrated: str) -> None:
         )
         assert changed.off == ("compression", "sensor_readings_1m retention")
         assert "off: compression, sensor_readings_1m retention" in changed.storage
-        assert "retention 30 d (sensor_readings, sensor_windows, detections)" in changed.storage
+        assert (
+            "retention 30 d (sensor_readings, sensor_windows, detections, camera_frames)"
+            in changed.storage
+        )
         with psycopg.connect(migrated) as conn:
             assert storage_policies(conn) == {("retention", table): "30 days" for table in RAW}
     finally:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+
 from tests.conftest import REPO
 
 
@@ -23,23 +25,29 @@ def detect(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_flags_every_sample_fire_and_no_negative_and_names_an_unreadable_file(
+def test_flags_every_sample_fire_and_no_other_scene_and_names_an_unreadable_file(
     samples_dir: Path, tmp_path: Path
 ) -> None:
-    fire, negative = samples_dir / "frames" / "fire", samples_dir / "frames" / "negative"
+    frames = samples_dir / "frames"
+    fire, others = frames / "fire", [frames / "negative", frames / "traffic"]
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
-    result = detect(str(fire), str(negative), str(broken))
+    source = sorted(fire.glob("*.jpg"))[0]
+    png = tmp_path / "fire.png"  # another format, same pixels: same answer
+    cv2.imwrite(str(png), cv2.imread(str(source)))
+    result = detect(str(fire), *map(str, others), str(broken), str(png))
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert result.returncode == 2, result.stderr[-2000:]
+    expected = [*sorted(fire.glob("*.jpg")), *(p for o in others for p in sorted(o.glob("*.jpg")))]
+    assert [line["path"] for line in lines] == [*map(str, expected), str(broken), str(png)]
     by_path = {Path(line["path"]).name: line for line in lines}
-    assert len(lines) == len(list(fire.glob("*.jpg"))) + len(list(negative.glob("*.jpg"))) + 1
     for path in fire.glob("*.jpg"):
         flags = by_path[path.name]["flags"]
         assert flags["fire"] or flags["smoke"], f"{path.name} not flagged"
-    for path in negative.glob("*.jpg"):
-        assert by_path[path.name]["flags"] == {"fire": False, "smoke": False}
+    for path in (p for other in others for p in other.glob("*.jpg")):
+        assert by_path[path.name]["flags"] == {"fire": False, "smoke": False}, path.name
     assert by_path["broken.jpg"] == {"path": str(broken), "error": "not a decodable image"}
+    assert by_path["fire.png"]["detections"] == by_path[source.name]["detections"]
     detection = next(d for line in lines for d in line.get("detections", []))
     assert set(detection) == {"class", "confidence", "box"}
     assert set(detection["box"]) == {"x1", "y1", "x2", "y2"}

@@ -1,0 +1,214 @@
+"""The best frame of each camera incident, boxes drawn, saved as a JPEG and linked in the database.
+
+The camera rules (in the streams app) only see detections; they name the incident's best frame
+by its place in `ioc.camera.frames` (`evidence.frame`) with the boxes that explain it
+(`evidence.boxes`) and a `score` to compare frames by. This writer runs beside the inference
+worker, which has OpenCV: it reads each camera incident from `ioc.incidents`, fetches that frame
+from Kafka, draws the boxes and saves `<evidence_dir>/<camera>/<incident>-<seq>.jpg`. A better
+frame later replaces the file and the row in `incident_snapshots`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ioc import topics
+from ioc.config import Settings
+from ioc.dlq import describe_validation_error, send_dead_letter
+from ioc.kafka_clients import MAX_MESSAGE_BYTES, consumer, producer
+from ioc.models import Incident, IncidentSource
+from ioc.models.incidents import IncidentStatus
+from ioc.store.writer import Snapshot, Store
+
+log = logging.getLogger(__name__)
+CONSUMER = "ioc.vision.evidence"
+FRAME_FETCH_TIMEOUT_MS = 5_000
+
+
+class FrameRef(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    partition: int
+    offset: int
+    seq: int
+
+
+class EvidenceBox(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    class_name: str = Field(alias="class")
+    score: float
+    box: dict[str, float]
+    track_id: int | None = None
+
+
+class CameraEvidence(BaseModel):
+    """What the camera rules put in `incident.evidence` for the snapshot."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    frame: FrameRef
+    boxes: list[EvidenceBox] = []
+    score: float = 0.0
+
+
+def annotate(jpeg: bytes, boxes: list[EvidenceBox], title: str) -> bytes | None:
+    """The frame with its boxes and a caption, re-encoded; None if it does not decode."""
+    import cv2
+    import numpy as np
+
+    image = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        return None
+    thickness = max(2, image.shape[1] // 400)
+    for box in boxes:
+        corner1 = (int(box.box["x1"]), int(box.box["y1"]))
+        corner2 = (int(box.box["x2"]), int(box.box["y2"]))
+        colour = (0, 0, 255) if box.class_name in ("fire", "smoke") else (0, 200, 255)
+        cv2.rectangle(image, corner1, corner2, colour, thickness)
+        label = f"{box.class_name} {box.score:.2f}"
+        if box.track_id is not None:
+            label += f" #{box.track_id}"
+        cv2.putText(
+            image,
+            label,
+            (corner1[0], max(corner1[1] - 6, 14)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.5,
+            colour,
+            1,
+            cv2.LINE_AA,
+        )
+    cv2.putText(
+        image,
+        title.encode("ascii", "replace").decode()[:90],  # Hershey fonts have no Vietnamese
+        (8, 22),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.6,
+        (255, 255, 255),
+        2,
+        cv2.LINE_AA,
+    )
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return encoded.tobytes() if ok else None
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".part")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+class EvidenceWriter:
+    """Consumes `ioc.incidents`; for camera incidents, saves and records the best frame."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.directory = settings.vision.evidence_dir.expanduser()
+        group = settings.vision.evidence_group_id
+        self.incidents = consumer(settings.kafka, group, topics.INCIDENTS)
+        self.frames = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka.bootstrap_servers,
+            client_id=group,
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=MAX_MESSAGE_BYTES + 64 * 1024,
+        )
+        self.producer = producer(settings.kafka, group)
+        self.store = Store(settings.database.dsn, max_size=2)
+        self.saved = 0
+
+    async def start(self) -> None:
+        await self.producer.start()
+        await self.frames.start()
+        await self.incidents.start()
+
+    async def stop(self) -> None:
+        await self.incidents.stop()
+        await self.frames.stop()
+        await self.producer.stop()
+        await self.store.close()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            batches = await self.incidents.getmany(timeout_ms=500, max_records=100)
+            for records in batches.values():
+                for record in records:
+                    await self.handle(record)
+            if batches:
+                await self.incidents.commit()
+
+    async def handle(self, record: Any) -> None:
+        try:
+            incident = Incident.model_validate_json(record.value or b"")
+        except ValidationError as error:
+            await send_dead_letter(
+                self.producer, record, describe_validation_error(error), CONSUMER
+            )
+            return
+        if incident.source != IncidentSource.VISION or incident.status == IncidentStatus.RESOLVED:
+            return
+        if "frame" not in incident.evidence:
+            return
+        try:
+            evidence = CameraEvidence.model_validate(incident.evidence)
+        except ValidationError as error:
+            reason = "camera incident evidence: " + describe_validation_error(error)
+            await send_dead_letter(self.producer, record, reason, CONSUMER)
+            return
+        await self.save(incident, evidence)
+
+    async def save(self, incident: Incident, evidence: CameraEvidence) -> None:
+        jpeg = await self.frame(evidence.frame)
+        if jpeg is None:
+            log.warning(
+                "incident %s: frame %s@%s is no longer in Kafka; no snapshot",
+                incident.id,
+                evidence.frame.partition,
+                evidence.frame.offset,
+            )
+            return
+        annotated = await asyncio.to_thread(annotate, jpeg, evidence.boxes, incident.title)
+        if annotated is None:
+            log.warning("incident %s: its frame does not decode; no snapshot", incident.id)
+            return
+        path = self.directory / incident.source_key / f"{incident.id}-{evidence.frame.seq}.jpg"
+        await asyncio.to_thread(write_atomically, path, annotated)
+        kept, previous = await self.store.record_snapshot(
+            Snapshot(
+                incident_id=incident.id,
+                path=str(path),
+                camera_id=incident.source_key,
+                frame_partition=evidence.frame.partition,
+                frame_offset=evidence.frame.offset,
+                seq=evidence.frame.seq,
+                score=evidence.score,
+            )
+        )
+        if kept and previous not in (None, str(path)):
+            Path(previous).unlink(missing_ok=True)  # superseded by a better frame
+        elif not kept and previous != str(path):
+            path.unlink(missing_ok=True)  # an earlier frame scores higher
+        if kept:
+            self.saved += 1
+            log.info("incident %s: snapshot %s", incident.id, path)
+
+    async def frame(self, ref: FrameRef) -> bytes | None:
+        """The frame's JPEG bytes from its topic, or None once retention has removed it."""
+        partition = TopicPartition(topics.CAMERA_FRAMES, ref.partition)
+        self.frames.assign([partition])
+        self.frames.seek(partition, ref.offset)
+        batches = await self.frames.getmany(
+            partition, timeout_ms=FRAME_FETCH_TIMEOUT_MS, max_records=1
+        )
+        for record in batches.get(partition, []):
+            if record.offset == ref.offset:
+                return record.value
+        return None
