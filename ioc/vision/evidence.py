@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -86,18 +87,27 @@ def annotate(jpeg: bytes, boxes: list[EvidenceBox], title: str) -> bytes | None:
             1,
             cv2.LINE_AA,
         )
+    band = 28
+    height, width = image.shape[:2]
+    cv2.rectangle(image, (0, height - band), (width, height), (0, 0, 0), cv2.FILLED)
     cv2.putText(
         image,
-        title.encode("ascii", "replace").decode()[:90],  # Hershey fonts have no Vietnamese
-        (8, 22),
+        ascii_caption(title)[: max(width // 9, 20)],
+        (8, height - 9),
         cv2.FONT_HERSHEY_SIMPLEX,
-        0.6,
+        0.55,
         (255, 255, 255),
-        2,
+        1,
         cv2.LINE_AA,
     )
     ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
     return encoded.tobytes() if ok else None
+
+
+def ascii_caption(text: str) -> str:
+    """Vietnamese without its marks (`Chợ Thái` → `Cho Thai`): OpenCV's fonts are ASCII only."""
+    text = text.replace("đ", "d").replace("Đ", "D").replace("–", "-")
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
 
 
 def write_atomically(path: Path, data: bytes) -> None:
