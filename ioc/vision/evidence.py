@@ -31,6 +31,7 @@ from ioc.store.writer import Snapshot, Store
 log = logging.getLogger(__name__)
 CONSUMER = "ioc.vision.evidence"
 FRAME_FETCH_TIMEOUT_MS = 5_000
+RETRIES = 5
 
 
 class FrameRef(BaseModel):
@@ -151,9 +152,27 @@ class EvidenceWriter:
             batches = await self.incidents.getmany(timeout_ms=500, max_records=100)
             for records in batches.values():
                 for record in records:
-                    await self.handle(record)
+                    await self.handle_with_retries(record)
             if batches:
                 await self.incidents.commit()
+
+    async def handle_with_retries(self, record: Any) -> None:
+        """A snapshot that keeps failing (database or Kafka down past the retries) becomes a
+        dead letter with the reason, so the incident can be replayed and the writer goes on."""
+        delay = 0.5
+        for attempt in range(1, RETRIES + 1):
+            try:
+                await self.handle(record)
+                return
+            except Exception as error:  # the database or Kafka may be restarting
+                if attempt == RETRIES:
+                    reason = f"snapshot failed {RETRIES} times: {type(error).__name__}: {error}"
+                    log.exception("giving up on a snapshot")
+                    await send_dead_letter(self.producer, record, reason, CONSUMER)
+                    return
+                log.warning("snapshot failed (%s); retrying in %.1f s", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 8.0)
 
     async def handle(self, record: Any) -> None:
         try:

@@ -289,12 +289,20 @@ class VisionWorker:
         await self.evidence.start()
         log.info("vision worker ready: model %s on %s", self.detector.name, self.detector.device)
         tasks = [
-            asyncio.create_task(loop(stop))
+            asyncio.create_task(loop(stop), name=loop.__qualname__)
             for loop in (self.fetch, self.infer, self.report, self.evidence.run)
         ]
+        stopped = asyncio.create_task(stop.wait())
         try:
-            await stop.wait()
+            done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in () if stopped in done else done:
+                # a loop that ends on its own has failed: exit loudly (the supervisor restarts
+                # the worker, the group rebalances) rather than run on half-dead
+                log.error("vision worker: %s stopped; exiting", task.get_name())
+                task.result()
+                raise RuntimeError(f"{task.get_name()} ended unexpectedly")
         finally:
+            stopped.cancel()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -24,7 +24,7 @@ from ioc.store.writer import Store
 from ioc.vision.detector import Detector
 from ioc.vision.evidence import EvidenceWriter
 from ioc.vision.worker import LatestFrames, Offsets, PendingFrame, VisionWorker
-from tests.conftest import caught_up, end_offsets, published_since
+from tests.conftest import caught_up, dead_letters, end_offsets, published_since
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -315,3 +315,45 @@ def test_a_camera_incident_gets_its_best_frame_annotated_on_disk(
         assert not Path(path).with_name(f"{incident_id}-2.jpg").exists()
     finally:
         client.close()
+
+
+def test_a_snapshot_that_keeps_failing_becomes_a_dead_letter_and_the_writer_goes_on(
+    live_stack: Settings, samples_dir: Path
+) -> None:
+    """The incident was never stored (the snapshot row's foreign key fails every time, as a
+    database that stays away would): after the retries the incident is dead-lettered."""
+    from aiokafka.structs import ConsumerRecord as Record
+
+    settings = isolated(live_stack, "evidence-fails")
+    camera = f"cam-evidence-{uuid.uuid4().hex[:6]}"
+    jpeg = (samples_dir / "frames" / "fire" / "fire_00.jpg").read_bytes()
+    placed = send_frames(settings, [(camera, 0, jpeg)])[0]
+    incident = Incident(
+        id=deterministic_id("inc", "test-evidence-fails", camera),
+        kind=IncidentKind.FIRE,
+        severity=Severity.URGENT,
+        source=IncidentSource.VISION,
+        source_key=camera,
+        title=f"Camera {camera}: fire",
+        event_time=T0,
+        ingested_at_ms=0,
+        evidence={
+            "frame": {"partition": placed.partition, "offset": placed.offset, "seq": 0},
+            "boxes": [],
+            "score": 0.5,
+        },
+    )
+    record = Record(topics.INCIDENTS, 0, 7, 0, 0, None, incident.to_bytes(), None, 0, 0, [])
+
+    async def main() -> None:
+        writer = EvidenceWriter(settings)
+        await writer.start()
+        try:
+            await writer.handle_with_retries(record)
+        finally:
+            await writer.stop()
+
+    asyncio.run(main())
+    letters = dead_letters(settings, incident.id.encode())
+    assert [letter.headers["consumer"] for letter in letters] == ["ioc.vision.evidence"]
+    assert "snapshot failed 5 times: ForeignKeyViolation" in letters[0].headers["reason"]
