@@ -22,7 +22,6 @@ window nor feeds the conditions (they have moved on).
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -36,6 +35,7 @@ from ioc.models.base import deterministic_id
 from ioc.models.events import SensorEvent
 from ioc.models.incidents import IncidentKind, IncidentSource, Severity
 from ioc.models.registry import SensorSpec
+from ioc.rulefiles import deep_merge, read_layered
 from ioc.sensors.fiware import QUANTITIES
 
 RULES_PATH = Path(__file__).resolve().parent / "rules.toml"
@@ -135,16 +135,6 @@ class SensorOverride(_Strict):
     offline: dict[str, Any] | None = None
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 # --- Rules resolved for one sensor ---------------------------------------------------------
 
 
@@ -242,20 +232,14 @@ class RuleSet(_Strict):
             base = self.types.get(override.type, TypeRules()).model_dump(exclude_unset=True)
             patch = override.model_dump(exclude_unset=True, exclude={"type"})
             try:
-                self._merged[sensor_id] = TypeRules.model_validate(_deep_merge(base, patch))
+                self._merged[sensor_id] = TypeRules.model_validate(deep_merge(base, patch))
             except ValueError as error:
                 raise ValueError(f"sensors.{sensor_id}: {error}") from None
         return self
 
     @classmethod
     def load(cls, path: Path | None = None) -> RuleSet:
-        with (path or RULES_PATH).open("rb") as handle:
-            data = tomllib.load(handle)
-        if data.get("extends_bundled"):
-            with RULES_PATH.open("rb") as handle:
-                bundled = tomllib.load(handle)
-            data = _deep_merge(bundled, {key: v for key, v in data.items() if key != "version"})
-        return cls.model_validate(data)
+        return cls.model_validate(read_layered(path, RULES_PATH))
 
     def type_rules(self, spec: SensorSpec) -> TypeRules:
         override = self.sensors.get(spec.id)

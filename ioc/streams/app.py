@@ -138,13 +138,16 @@ def create_app(settings: Settings) -> faust.App:
 
     # Per-sensor engine state (JSON), keyed like the sensor topic so that the changelog
     # partition is the sensor's partition; written once per batch, outside any one event.
-    sensor_states = app.Table(
-        "sensor-state",
-        key_type=bytes,
-        value_type=bytes,
-        partitions=settings.kafka.partitions,
-        use_partitioner=True,
-    )
+    def state_table(name: str) -> faust.TableT[bytes, bytes]:
+        return app.Table(
+            name,
+            key_type=bytes,
+            value_type=bytes,
+            partitions=settings.kafka.partitions,
+            use_partitioner=True,
+        )
+
+    sensor_states = state_table("sensor-state")
     sensor_flow = SensorFlow(
         registry,
         RuleSet.load(streams.sensor_rules),
@@ -153,13 +156,7 @@ def create_app(settings: Settings) -> faust.App:
         max_future=timedelta(seconds=streams.sensor_max_future_s),
     )
     # Per-camera rule state (JSON), keyed like the detections topic, as the sensors' is.
-    camera_states = app.Table(
-        "camera-state",
-        key_type=bytes,
-        value_type=bytes,
-        partitions=settings.kafka.partitions,
-        use_partitioner=True,
-    )
+    camera_states = state_table("camera-state")
     camera_flow = CameraFlow(
         load_camera_registry(settings.cameras.registry),
         CameraRuleSet.load(settings.cameras.rules),

@@ -16,8 +16,7 @@ from typing import Any
 
 from ioc.models import Detection
 from ioc.vision.detector import Detector
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+from ioc.vision.sources import IMAGE_SUFFIXES
 
 
 def image_paths(paths: Iterable[Path]) -> Iterator[Path]:

@@ -106,8 +106,3 @@ def frame_stats(output: FrameOutput, data: bytes) -> FrameStats:
         signature=f"{signature:016x}",
         digest=hashlib.blake2b(data, digest_size=8).hexdigest(),
     )
-
-
-def signature_distance(a: str, b: str) -> int:
-    """Differing bits between two frame signatures (0..64)."""
-    return (int(a, 16) ^ int(b, 16)).bit_count()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ioc import topics
 from ioc.config import Settings
@@ -27,6 +27,7 @@ from ioc.kafka_clients import MAX_MESSAGE_BYTES, consumer, producer
 from ioc.models import Incident, IncidentSource
 from ioc.models.incidents import IncidentStatus
 from ioc.store.writer import Snapshot, Store
+from ioc.vision.rules import Box, FrameRef
 
 log = logging.getLogger(__name__)
 CONSUMER = "ioc.vision.evidence"
@@ -34,34 +35,17 @@ FRAME_FETCH_TIMEOUT_MS = 5_000
 RETRIES = 5
 
 
-class FrameRef(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    partition: int
-    offset: int
-    seq: int
-
-
-class EvidenceBox(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    class_name: str = Field(alias="class")
-    score: float
-    box: dict[str, float]
-    track_id: int | None = None
-
-
 class CameraEvidence(BaseModel):
-    """What the camera rules put in `incident.evidence` for the snapshot."""
+    """The part of `incident.evidence` the snapshot needs, as the camera rules write it."""
 
     model_config = ConfigDict(extra="ignore")
 
     frame: FrameRef
-    boxes: list[EvidenceBox] = []
+    boxes: list[Box] = []
     score: float = 0.0
 
 
-def annotate(jpeg: bytes, boxes: list[EvidenceBox], title: str) -> bytes | None:
+def annotate(jpeg: bytes, boxes: list[Box], title: str) -> bytes | None:
     """The frame with its boxes and a caption, re-encoded; None if it does not decode."""
     import cv2
     import numpy as np
@@ -71,8 +55,8 @@ def annotate(jpeg: bytes, boxes: list[EvidenceBox], title: str) -> bytes | None:
         return None
     thickness = max(2, image.shape[1] // 400)
     for box in boxes:
-        corner1 = (int(box.box["x1"]), int(box.box["y1"]))
-        corner2 = (int(box.box["x2"]), int(box.box["y2"]))
+        corner1 = (int(box.box.x1), int(box.box.y1))
+        corner2 = (int(box.box.x2), int(box.box.y2))
         colour = (0, 0, 255) if box.class_name in ("fire", "smoke") else (0, 200, 255)
         cv2.rectangle(image, corner1, corner2, colour, thickness)
         label = f"{box.class_name} {box.score:.2f}"

@@ -21,7 +21,6 @@ stopped. Only pydantic and the standard library are used: the light streams inst
 from __future__ import annotations
 
 import math
-import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +31,7 @@ from ioc.models.base import deterministic_id
 from ioc.models.events import BoundingBox, Detection, FrameDetections, FrameStats
 from ioc.models.incidents import IncidentKind, IncidentSource, Severity
 from ioc.models.registry import CameraSpec, Point, Zone
+from ioc.rulefiles import deep_merge, read_layered
 
 RULES_PATH = Path(__file__).resolve().parent / "camera_rules.toml"
 MAX_WINDOW = 60  # frames the fire rule may look back over; bounds the state
@@ -161,16 +161,6 @@ class CameraOverride(_Strict):
     tamper: dict[str, Any] | None = None
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 class CameraRuleSet(CameraRules):
     """`camera_rules.toml`: the defaults, and per-camera overrides."""
 
@@ -191,7 +181,7 @@ class CameraRuleSet(CameraRules):
         for camera_id, override in self.cameras.items():
             try:
                 self._merged[camera_id] = CameraRules.model_validate(
-                    _deep_merge(base, override.model_dump(exclude_unset=True))
+                    deep_merge(base, override.model_dump(exclude_unset=True))
                 )
             except ValueError as error:
                 raise ValueError(f"cameras.{camera_id}: {error}") from None
@@ -199,13 +189,7 @@ class CameraRuleSet(CameraRules):
 
     @classmethod
     def load(cls, path: Path | None = None) -> CameraRuleSet:
-        with (path or RULES_PATH).open("rb") as handle:
-            data = tomllib.load(handle)
-        if data.get("extends_bundled"):
-            with RULES_PATH.open("rb") as handle:
-                bundled = tomllib.load(handle)
-            data = _deep_merge(bundled, {key: v for key, v in data.items() if key != "version"})
-        return cls.model_validate(data)
+        return cls.model_validate(read_layered(path, RULES_PATH))
 
     def for_camera(self, camera_id: str) -> CameraRules:
         merged = self._merged.get(camera_id, self._defaults)

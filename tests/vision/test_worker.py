@@ -110,6 +110,27 @@ def send_frames(settings: Settings, frames: list[tuple[str, int, bytes]]) -> lis
         client.close()
 
 
+def camera_fire(
+    incident_id: str, camera: str, placed: Any, seq: int, boxes: list[Any], score: float
+) -> Incident:
+    """A camera fire incident whose evidence names the frame at `placed` (its send metadata)."""
+    return Incident(
+        id=incident_id,
+        kind=IncidentKind.FIRE,
+        severity=Severity.URGENT,
+        source=IncidentSource.VISION,
+        source_key=camera,
+        title=f"Camera {camera}: fire",
+        event_time=T0,
+        ingested_at_ms=0,
+        evidence={
+            "frame": {"partition": placed.partition, "offset": placed.offset, "seq": seq},
+            "boxes": boxes,
+            "score": score,
+        },
+    )
+
+
 def outputs_for(settings: Settings, since: dict[Any, int], cameras: set[str]) -> list[Any]:
     records = published_since(settings, topics.VISION_DETECTIONS, since)
     frames = [FrameDetections.model_validate_json(r.value) for r in records]
@@ -228,31 +249,9 @@ def test_a_camera_incident_gets_its_best_frame_annotated_on_disk(
     incident_id = deterministic_id("inc", "test-evidence", camera)
 
     def incident(seq: int, score: float) -> Incident:
-        return Incident(
-            id=incident_id,
-            kind=IncidentKind.FIRE,
-            severity=Severity.URGENT,
-            source=IncidentSource.VISION,
-            source_key=camera,
-            title=f"Camera {camera}: fire",
-            event_time=T0,
-            ingested_at_ms=0,
-            evidence={
-                "frame": {
-                    "partition": placed[seq].partition,
-                    "offset": placed[seq].offset,
-                    "seq": seq,
-                },
-                "boxes": [
-                    {
-                        "class": "fire",
-                        "score": score,
-                        "box": {"x1": 10, "y1": 10, "x2": 200, "y2": 200},
-                    }
-                ],
-                "score": score,
-            },
-        )
+        box = {"x1": 10, "y1": 10, "x2": 200, "y2": 200}
+        boxes = [{"class": "fire", "score": score, "box": box}]
+        return camera_fire(incident_id, camera, placed[seq], seq, boxes, score)
 
     async def record(first: Incident) -> None:
         store = Store(settings.database.dsn)
@@ -328,21 +327,8 @@ def test_a_snapshot_that_keeps_failing_becomes_a_dead_letter_and_the_writer_goes
     camera = f"cam-evidence-{uuid.uuid4().hex[:6]}"
     jpeg = (samples_dir / "frames" / "fire" / "fire_00.jpg").read_bytes()
     placed = send_frames(settings, [(camera, 0, jpeg)])[0]
-    incident = Incident(
-        id=deterministic_id("inc", "test-evidence-fails", camera),
-        kind=IncidentKind.FIRE,
-        severity=Severity.URGENT,
-        source=IncidentSource.VISION,
-        source_key=camera,
-        title=f"Camera {camera}: fire",
-        event_time=T0,
-        ingested_at_ms=0,
-        evidence={
-            "frame": {"partition": placed.partition, "offset": placed.offset, "seq": 0},
-            "boxes": [],
-            "score": 0.5,
-        },
-    )
+    incident_id = deterministic_id("inc", "test-evidence-fails", camera)
+    incident = camera_fire(incident_id, camera, placed, 0, [], 0.5)
     record = Record(topics.INCIDENTS, 0, 7, 0, 0, None, incident.to_bytes(), None, 0, 0, [])
 
     async def main() -> None:
