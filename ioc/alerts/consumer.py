@@ -1,26 +1,31 @@
-"""Reads `ioc.incidents` and delivers each newly opened incident once per channel.
+"""Follows `ioc.incidents` and tells hotline staff: one notification when an incident fires,
+one when it escalates, one when it resolves; nothing while it is acknowledged.
 
-Delivery is recorded in the `alerts` table keyed by (incident, channel), so a redelivered
-incident message does not page anyone twice; a failed delivery is recorded and retried the next
-time that incident's state arrives.
+Each message only says which incident changed: the consumer reads its current state from the
+database, so versions arriving late or twice change nothing. What was sent is recorded in the
+`alerts` table, keyed by (incident, channel, notification, episode), so a redelivered message
+never pages anyone twice; a failed delivery is recorded and retried on the next change or the
+next refresh, whichever comes first. Every `alerts.alertmanager_refresh_s` the active incidents
+are gone through again, which keeps Alertmanager's alerts alive and retries failures.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
 from ioc import topics
+from ioc.alerts import lifecycle
 from ioc.alerts.channels import Channel, channels_from_settings
 from ioc.config import Settings
 from ioc.dlq import describe_validation_error, send_dead_letter
 from ioc.kafka_clients import consumer, producer
-from ioc.models import Alert, Incident, Severity
+from ioc.models import Alert, FusedIncident, FusedStatus, Notification, Severity
 from ioc.models.base import deterministic_id, epoch_ms, utc_now
-from ioc.models.incidents import IncidentStatus
 from ioc.store.writer import Store
 
 log = logging.getLogger(__name__)
@@ -28,13 +33,37 @@ log = logging.getLogger(__name__)
 ATTEMPTS = 5
 
 
+def due(
+    incident: FusedIncident, paging: frozenset[Severity], sent: set[Notification]
+) -> list[Notification]:
+    """The notifications this state calls for that were not sent yet (in this episode)."""
+    fired = Notification.FIRING in sent
+    if incident.status == FusedStatus.OPEN:
+        wanted = [Notification.FIRING] if incident.severity in paging else []
+        if incident.escalated_at is not None and (fired or wanted):
+            wanted.append(Notification.ESCALATED)
+    elif incident.status in (FusedStatus.RESOLVED, FusedStatus.MERGED) and fired:
+        wanted = [Notification.RESOLVED]
+    else:
+        wanted = []
+    return [notification for notification in wanted if notification not in sent]
+
+
+def alert_id(incident: FusedIncident, channel: str, notification: Notification) -> str:
+    return deterministic_id("alert", incident.id, channel, notification, incident.episode)
+
+
 class AlertConsumer:
-    def __init__(self, settings: Settings, channels: list[Channel]) -> None:
-        self.channels = channels
+    def __init__(self, settings: Settings, channels: list[Channel] | None = None) -> None:
+        self.settings = settings
         self.paging = Severity.at_least(settings.alerts.min_severity)
         self.store = Store(settings.database.dsn, settings.database.pool_max_size)
+        self.channels = (
+            channels if channels is not None else channels_from_settings(settings, self.store)
+        )
         self.consumer = consumer(settings.kafka, settings.alerts.group_id, topics.INCIDENTS)
         self.producer = producer(settings.kafka, settings.alerts.group_id)
+        self.lock = asyncio.Lock()  # the refresh and the consumer never follow one incident twice
 
     async def _reject(self, record: ConsumerRecord, reason: str) -> None:
         await send_dead_letter(self.producer, record, reason, "ioc.alerts")
@@ -54,40 +83,88 @@ class AlertConsumer:
 
     async def handle(self, record: ConsumerRecord) -> None:
         try:
-            incident = Incident.model_validate_json(record.value or b"")
+            announced = FusedIncident.model_validate_json(record.value or b"")
         except ValidationError as error:
             await self._reject(record, describe_validation_error(error))
             return
-        if incident.status != IncidentStatus.OPEN or incident.severity not in self.paging:
-            return
-        for channel in self.channels:
-            alert_id = deterministic_id("alert", incident.id, channel.name)
-            if await self.store.alert_exists(alert_id):
-                continue
-            error_text = None
+        async with self.store.connection() as conn:
             try:
-                await channel.deliver(incident)
-            except Exception as error:  # a channel failing must not stop the others
-                error_text = f"{type(error).__name__}: {error}"
-                log.warning("alert %s via %s failed: %s", incident.id, channel.name, error_text)
-            delivered_at = utc_now()
-            alert = Alert(
-                id=alert_id,
-                incident_id=incident.id,
-                channel=channel.name,
-                delivered_at=delivered_at,
-                latency_ms=epoch_ms(delivered_at) - incident.ingested_at_ms,
-                ok=error_text is None,
-                error=error_text,
+                current = await lifecycle.get(conn, announced.id)
+            except lifecycle.UnknownIncident:
+                await self._reject(record, f"incident {announced.id} is not in the database")
+                return
+        await self.follow(current)
+
+    async def _sent(self, incident: FusedIncident, channel: str) -> set[Notification]:
+        ids = {alert_id(incident, channel, n): n for n in Notification}
+        async with self.store.connection() as conn:
+            rows = await (
+                await conn.execute("SELECT id FROM alerts WHERE id = ANY(%s) AND ok", (list(ids),))
+            ).fetchall()
+        return {ids[row[0]] for row in rows}
+
+    async def follow(self, incident: FusedIncident) -> None:
+        """Bring every channel up to the incident's current state."""
+        async with self.lock:
+            for channel in self.channels:
+                notifications = due(incident, self.paging, await self._sent(incident, channel.name))
+                if not notifications:
+                    try:
+                        await channel.update(incident)
+                    except Exception as error:  # retried on the next change or refresh
+                        log.warning(
+                            "updating %s on %s failed: %s", incident.id, channel.name, error
+                        )
+                for notification in notifications:
+                    await self._deliver(channel, incident, notification)
+
+    async def _deliver(
+        self, channel: Channel, incident: FusedIncident, notification: Notification
+    ) -> None:
+        error_text = None
+        try:
+            await channel.deliver(incident, notification)
+        except Exception as error:  # a channel failing must not stop the others
+            error_text = f"{type(error).__name__}: {error}"
+            log.warning(
+                "%s of %s via %s failed: %s", notification, incident.id, channel.name, error_text
             )
-            await self.store.insert_alert(alert)
-            await self.producer.send_and_wait(
-                topics.ALERTS, key=incident.id.encode(), value=alert.to_bytes()
-            )
+        delivered_at = utc_now()
+        alert = Alert(
+            id=alert_id(incident, channel.name, notification),
+            incident_id=incident.id,
+            channel=channel.name,
+            notification=notification,
+            delivered_at=delivered_at,
+            latency_ms=epoch_ms(delivered_at) - incident.ingested_at_ms,
+            ok=error_text is None,
+            error=error_text,
+        )
+        await self.store.insert_alert(alert)
+        await self.producer.send_and_wait(
+            topics.ALERTS, key=incident.id.encode(), value=alert.to_bytes()
+        )
+
+    async def refresh(self, stop: asyncio.Event) -> None:
+        """Every refresh period, follow each active incident again."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.alerts.alertmanager_refresh_s)
+                return
+            try:
+                async with self.store.connection() as conn:
+                    active = await lifecycle.listed(
+                        conn, [FusedStatus.OPEN, FusedStatus.ACKNOWLEDGED], limit=10_000
+                    )
+                for incident in active:
+                    await self.follow(incident)
+            except Exception:  # the database or Alertmanager may be restarting
+                log.exception("refreshing active incidents failed")
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.producer.start()
         await self.consumer.start()
+        refresher = asyncio.create_task(self.refresh(stop))
         log.info("alert consumer ready: channels %s", ", ".join(c.name for c in self.channels))
         try:
             while not stop.is_set():
@@ -98,6 +175,9 @@ class AlertConsumer:
                 if batches:
                     await self.consumer.commit()
         finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
             await self.consumer.stop()
             await self.producer.stop()
             for channel in self.channels:
@@ -108,4 +188,4 @@ class AlertConsumer:
 def run_consumer(settings: Settings) -> None:
     from ioc.runtime import run_until_signal
 
-    run_until_signal(lambda: AlertConsumer(settings, channels_from_settings(settings)))
+    run_until_signal(lambda: AlertConsumer(settings))

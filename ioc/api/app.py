@@ -53,7 +53,7 @@ from ioc.hotline.categories import Category
 from ioc.kafka_clients import producer as kafka_producer
 from ioc.models import SensorRegistry, load_sensor_registry
 from ioc.models.base import utc_now
-from ioc.topics import HOTLINE_TICKETS, INCIDENTS
+from ioc.topics import HOTLINE_TICKETS, INCIDENT_CANDIDATES
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +127,12 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url=f"{PREFIX}/openapi.json",
         redoc_url=None,
     )
-    from ioc.api import sensors as sensor_intake  # it imports this module's helpers
+    from ioc.api import incidents as staff_api  # they import this module's helpers
+    from ioc.api import sensors as sensor_intake
 
     app.include_router(router, prefix=PREFIX)
     app.include_router(sensor_intake.router, prefix=sensor_intake.SENSORS_PREFIX)
+    app.include_router(staff_api.router, prefix=staff_api.INCIDENTS_PREFIX)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -241,7 +243,9 @@ async def change_status(service_request_id: str, request: Request) -> list[Servi
         raise ApiError(400, f"status: {error}") from None
     if incident is not None:
         await runtime.producer.send_and_wait(
-            INCIDENTS, key=incident.id.encode(), value=incident.to_bytes()
+            INCIDENT_CANDIDATES,
+            key=runtime.settings.fusion.region.encode(),
+            value=incident.to_bytes(),
         )
     log.info("ticket %s moved to %s by %s", service_request_id, status, system)
     return await get_request(service_request_id, request)

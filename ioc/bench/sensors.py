@@ -7,7 +7,8 @@ the last row is in the database), median over rounds, alternating baseline and p
 hits both. The baseline runs in a process of its own, like the streams worker, so neither shares
 a GIL with the publisher. Latency: readings at a steady rate while a few extra flood sensors go
 above their alert level; per incident, the Kafka timestamp of its first message on
-`ioc.incidents` minus its `ingested_at_ms` (the Kafka timestamp of the triggering reading).
+`ioc.incidents.candidates` minus its `ingested_at_ms` (the Kafka timestamp of the triggering
+reading).
 
 Event times are planned at the start and all lie in the past: the pipeline rejects readings
 observed minutes after their arrival, and each sensor must report in event-time order.
@@ -326,8 +327,9 @@ def incident_offsets(settings: Settings) -> dict[Any, int]:
 
     reader = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
     try:
-        partitions = reader.partitions_for_topic(topics.INCIDENTS) or set()
-        return reader.end_offsets([TopicPartition(topics.INCIDENTS, p) for p in partitions])
+        topic = topics.INCIDENT_CANDIDATES
+        partitions = reader.partitions_for_topic(topic) or set()
+        return reader.end_offsets([TopicPartition(topic, p) for p in partitions])
     finally:
         reader.close()
 

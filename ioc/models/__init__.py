@@ -9,7 +9,17 @@ from ioc.models.events import (
     SensorEvent,
     Ticket,
 )
-from ioc.models.incidents import Alert, Incident, IncidentKind, IncidentSource, Severity
+from ioc.models.incidents import (
+    Alert,
+    FusedIncident,
+    FusedStatus,
+    Incident,
+    IncidentKind,
+    IncidentSource,
+    Member,
+    Notification,
+    Severity,
+)
 from ioc.models.registry import SensorRegistry, SensorSpec, load_sensor_registry
 
 __all__ = [
@@ -19,9 +29,13 @@ __all__ = [
     "FrameDetections",
     "FrameHeaders",
     "FrameStats",
+    "FusedIncident",
+    "FusedStatus",
     "Incident",
     "IncidentKind",
     "IncidentSource",
+    "Member",
+    "Notification",
     "SensorEvent",
     "SensorRegistry",
     "SensorSpec",

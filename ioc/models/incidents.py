@@ -1,4 +1,11 @@
-"""Incidents raised by the rules, and the alert records of their delivery."""
+"""Incidents: the candidates each source's rules raise, the fused incidents staff act on, and the
+records of their delivery.
+
+A candidate (`Incident`) is one source's view: a camera's fire episode, a 1022 report with its
+duplicates, a sensor's breach. Fusion merges candidates that match in kind, place and time into one
+`FusedIncident`, which takes the id of its earliest candidate, so an incident seen by one source
+only keeps that source's id.
+"""
 
 from __future__ import annotations
 
@@ -73,12 +80,79 @@ class Incident(WireModel):
     evidence: dict[str, object] = Field(default_factory=dict)
 
 
+class FusedStatus(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    MERGED = "merged"  # joined into an earlier incident (`merged_into`): nothing left to act on
+
+    @property
+    def active(self) -> bool:
+        return self in (FusedStatus.OPEN, FusedStatus.ACKNOWLEDGED)
+
+
+class Member(WireModel):
+    """One candidate inside a fused incident, as fusion last saw it."""
+
+    id: str
+    source: IncidentSource
+    source_key: str
+    kind: IncidentKind
+    severity: Severity
+    status: IncidentStatus
+    event_time: AwareDatetime
+    title: str
+    reports: int = 1
+    cleared_at: AwareDatetime | None = Field(None, description="When fusion saw it resolve.")
+
+
+class FusedIncident(WireModel):
+    """The incident staff act on: its candidates, lifecycle and evidence; `version` orders the
+    states of one incident, whoever changed it (fusion, a timer, a staff member)."""
+
+    id: str
+    version: int = Field(ge=1)
+    change: str = Field(description="What this version changed: opened, joined, acknowledged, …")
+    kind: IncidentKind
+    severity: Severity
+    status: FusedStatus
+    episode: int = Field(1, ge=1, description="1, then one more each time it reopens.")
+    title: str
+    district: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    event_time: AwareDatetime = Field(description="When its earliest candidate happened.")
+    opened_at: AwareDatetime
+    status_since: AwareDatetime
+    ingested_at_ms: int = Field(description="Kafka timestamp of the input behind this version.")
+    sources: int = Field(ge=1, description="Independent source types: camera, hotline, sensor.")
+    reports: int = Field(0, ge=0, description="Citizens who reported it on 1022.")
+    scope: str = Field("local", description="'district' once it is district-wide.")
+    members: list[Member]
+    evidence: dict[str, list[dict[str, object]]] = Field(default_factory=dict)
+    actor: str = Field("ioc", description="Who made this change: a staff member or ioc.")
+    reason: str | None = None
+    acknowledged_by: str | None = None
+    acknowledged_at: AwareDatetime | None = None
+    resolved_by: str | None = None
+    resolved_at: AwareDatetime | None = None
+    escalated_at: AwareDatetime | None = None
+    merged_into: str | None = None
+
+
+class Notification(StrEnum):
+    FIRING = "firing"
+    ESCALATED = "escalated"
+    RESOLVED = "resolved"
+
+
 class Alert(WireModel):
     """One delivery attempt's outcome, published to `ioc.alerts` for audit."""
 
     id: str
     incident_id: str
     channel: str
+    notification: Notification = Notification.FIRING
     delivered_at: AwareDatetime
     latency_ms: float
     ok: bool

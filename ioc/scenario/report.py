@@ -48,6 +48,7 @@ class Summary:
     max_reports: int  # most citizens linked to one hotline incident
     cameras: list[tuple[str, int, int, float]]  # camera, frames, dropped, p95 Kafka → detection ms
     without_snapshot: int  # camera incidents naming a best frame that has no saved snapshot
+    fused: tuple[int, int] = (0, 0)  # incidents staff act on, the candidates in them
     lag: dict[str, int] = field(default_factory=dict)
 
 
@@ -177,9 +178,15 @@ def summarize(settings: Settings, before: Snapshot, after: Snapshot) -> Summary:
         open_without_alert = conn.execute(
             "SELECT count(*) FROM incidents i WHERE i.updated_at >= %s AND i.status = 'open'"
             " AND i.severity = ANY(%s)"
-            " AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.incident_id = i.id AND a.ok)",
+            " AND NOT EXISTS (SELECT 1 FROM alerts a"
+            "                 WHERE a.incident_id = coalesce(i.fused_id, i.id) AND a.ok)",
             (before.at, alertable),
         ).fetchone()[0]  # type: ignore[index]
+        fused = conn.execute(
+            "SELECT count(DISTINCT fused_id), count(*) FROM incidents"
+            " WHERE updated_at >= %s AND fused_id IS NOT NULL",
+            (before.at,),
+        ).fetchone()
     return Summary(
         messages=dict(messages),
         rows=rows,
@@ -192,6 +199,7 @@ def summarize(settings: Settings, before: Snapshot, after: Snapshot) -> Summary:
         max_reports=int(max_reports),
         cameras=cameras,
         without_snapshot=int(without_snapshot),
+        fused=(int(fused[0]), int(fused[1])) if fused else (0, 0),
     )
 
 
@@ -207,7 +215,9 @@ def render(summary: Summary, console: Console) -> None:
         "kind",
         "severity",
         "incidents",
-        title="Incidents raised or updated this run (cameras: or still open and watched)",
+        title="Candidates raised or updated this run (cameras: or still open and watched)",
+        caption=f"fused into {summary.fused[0]} incident(s) for staff"
+        f" from {summary.fused[1]} candidate(s)",
     )
     for source, kind, severity, count in summary.incidents:
         incidents.add_row(source, kind, severity, str(count))

@@ -40,14 +40,20 @@ def worker_specs(settings: Settings) -> list[WorkerSpec]:
             "streams",
             ("streams", "run"),
             settings.streams.app_id,
-            (topics.HOTLINE_TICKETS, topics.SENSOR_EVENTS, topics.VISION_DETECTIONS, topics.DLQ),
+            (
+                topics.HOTLINE_TICKETS,
+                topics.SENSOR_EVENTS,
+                topics.VISION_DETECTIONS,
+                topics.INCIDENT_CANDIDATES,
+                topics.DLQ,
+            ),
         ),
         WorkerSpec(
             "vision",
             ("vision", "run"),
             settings.vision.group_id,
             (topics.CAMERA_FRAMES,),
-            side_groups=((settings.vision.evidence_group_id, (topics.INCIDENTS,)),),
+            side_groups=((settings.vision.evidence_group_id, (topics.INCIDENT_CANDIDATES,)),),
         ),
         WorkerSpec("alerts", ("alerts", "run"), settings.alerts.group_id, (topics.INCIDENTS,)),
     ]

@@ -1,15 +1,17 @@
-"""The native local stack: Kafka (KRaft), PostgreSQL and optionally Mosquitto, without Docker."""
+"""The native local stack: Kafka (KRaft), PostgreSQL and optionally Mosquitto and Alertmanager,
+without Docker."""
 
 from __future__ import annotations
 
 from ioc.config import Settings
+from ioc.stack.alertmanager import AlertmanagerService
 from ioc.stack.kafka import KafkaService, ensure_topics
 from ioc.stack.mosquitto import MosquittoService
 from ioc.stack.postgres import PostgresService
 from ioc.stack.process import Health, StackError
 from ioc.store.migrate import MigrationReport, migrate
 
-Service = KafkaService | PostgresService | MosquittoService
+Service = KafkaService | PostgresService | MosquittoService | AlertmanagerService
 
 __all__ = [
     "Health",
@@ -31,6 +33,8 @@ def stack_services(settings: Settings) -> list[Service]:
         services.append(PostgresService(settings.stack, settings.database))
     if settings.stack.mosquitto:
         services.append(MosquittoService(settings.stack, settings.mqtt))
+    if settings.stack.alertmanager:
+        services.append(AlertmanagerService(settings.stack))
     return services
 
 

@@ -201,10 +201,10 @@ class Store:
         async with pool.connection() as conn:
             await conn.execute(
                 "INSERT INTO incidents (id, kind, severity, source, source_key, title, status,"
-                " district, lat, lon, event_time, category, evidence)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " district, lat, lon, event_time, category, reports, evidence)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,"
-                " severity = EXCLUDED.severity, title = EXCLUDED.title,"
+                " severity = EXCLUDED.severity, title = EXCLUDED.title, reports = EXCLUDED.reports,"
                 " evidence = EXCLUDED.evidence, updated_at = now()",
                 (
                     incident.id,
@@ -219,6 +219,7 @@ class Store:
                     incident.lon,
                     incident.event_time,
                     incident.category,
+                    incident.reports,
                     Jsonb(json.loads(json.dumps(incident.evidence, default=str))),
                 ),
             )
@@ -242,20 +243,12 @@ class Store:
                 [(at, group, topic, lag) for (group, topic), lag in lags.items()],
             )
 
-    async def alert_exists(self, alert_id: str) -> bool:
-        pool = await self._ready()
-        async with pool.connection() as conn:
-            row = await (
-                await conn.execute("SELECT 1 FROM alerts WHERE id = %s", (alert_id,))
-            ).fetchone()
-        return row is not None
-
     async def insert_alert(self, alert: Alert) -> None:
         pool = await self._ready()
         async with pool.connection() as conn:
             await conn.execute(
-                "INSERT INTO alerts (id, incident_id, channel, delivered_at, latency_ms, ok, error)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                "INSERT INTO alerts (id, incident_id, channel, notification, delivered_at,"
+                " latency_ms, ok, error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (id) DO UPDATE SET delivered_at = EXCLUDED.delivered_at,"
                 " latency_ms = EXCLUDED.latency_ms, ok = EXCLUDED.ok, error = EXCLUDED.error"
                 " WHERE NOT alerts.ok",
@@ -263,6 +256,7 @@ class Store:
                     alert.id,
                     alert.incident_id,
                     alert.channel,
+                    alert.notification,
                     alert.delivered_at,
                     alert.latency_ms,
                     alert.ok,

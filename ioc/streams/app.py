@@ -1,8 +1,10 @@
 """The Faust app: one agent per input flow.
 
 Each agent reads raw bytes, so a malformed message can never crash it: validation happens here,
-and what fails goes to `ioc.dlq` with the reason. Incidents are written to the database before
-they are published, so an alert never refers to an incident the walls cannot show.
+and what fails goes to `ioc.dlq` with the reason. The source agents write their candidate
+incidents to the database, then publish them to `ioc.incidents.candidates`; the fusion agent folds
+them into the incidents staff act on and publishes each version to `ioc.incidents`, so an alert
+never refers to an incident the walls cannot show.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import faust
 from pydantic import ValidationError
 
 from ioc import topics
+from ioc.alerts import lifecycle as incident_lifecycle
+from ioc.alerts.fusion import FusionRules, fuse
 from ioc.config import Settings
 from ioc.dlq import DeadLetter, RecordedDeadLetter, describe_validation_error
 from ioc.hotline import lifecycle
@@ -26,7 +30,7 @@ from ioc.hotline.privacy import redact_ticket_bytes, reporter_of
 from ioc.hotline.triage import Triage
 from ioc.kafka_clients import hide_produced_payloads
 from ioc.lag import consumer_lag
-from ioc.models import Incident, Ticket, load_sensor_registry
+from ioc.models import FusedIncident, Incident, Ticket, load_sensor_registry
 from ioc.models.base import utc_now
 from ioc.models.registry import load_camera_registry
 from ioc.scenario.workers import worker_specs
@@ -133,6 +137,7 @@ def create_app(settings: Settings) -> faust.App:
     tickets_topic = _raw_topic(app, topics.HOTLINE_TICKETS)
     sensors_topic = _raw_topic(app, topics.SENSOR_EVENTS)
     detections_topic = _raw_topic(app, topics.VISION_DETECTIONS)
+    candidates_topic = _raw_topic(app, topics.INCIDENT_CANDIDATES)
     incidents_topic = _raw_topic(app, topics.INCIDENTS)
     dlq_topic = _raw_topic(app, topics.DLQ)
 
@@ -172,9 +177,16 @@ def create_app(settings: Settings) -> faust.App:
             key=letter.source_topic.encode(), value=letter.value, headers=letter.headers()
         )
 
+    region = settings.fusion.region.encode()
+    fusion_rules = FusionRules.load(settings.fusion.rules)
+
     async def raise_incident(incident: Incident) -> None:
         await store.upsert_incident(incident)
-        await incidents_topic.send(key=incident.id.encode(), value=incident.to_bytes())
+        await candidates_topic.send(key=region, value=incident.to_bytes())
+
+    async def publish(versions: Sequence[FusedIncident]) -> None:
+        for version in versions:
+            await incidents_topic.send(key=version.id.encode(), value=version.to_bytes())
 
     async def handle(
         event: faust.EventT, consumer: str, process: Callable[[faust.EventT], Awaitable[None]]
@@ -209,8 +221,7 @@ def create_app(settings: Settings) -> faust.App:
                 window=timedelta(minutes=hotline.duplicate_window_minutes),
             )
         if not linked.replay:  # new incident, or one more citizen reporting it
-            incident = linked.incident
-            await incidents_topic.send(key=incident.id.encode(), value=incident.to_bytes())
+            await candidates_topic.send(key=region, value=linked.incident.to_bytes())
 
     def message_of(event: faust.EventT) -> Message:
         return Message(
@@ -270,9 +281,20 @@ def create_app(settings: Settings) -> faust.App:
 
         app.agent(topic, name=f"ioc.streams.{name}", concurrency=concurrency)(run)
 
+    async def process_candidate(event: faust.EventT) -> None:
+        candidate = Incident.model_validate_json(event.value or b"")
+        try:
+            async with store.connection() as conn:
+                versions = await fuse(conn, candidate, fusion_rules, settings.fusion.region)
+        except LookupError as error:
+            raise Rejected(str(error)) from None
+        await publish(versions)
+
     # Tickets are independent of each other (linking is serialised in SQL), so several are
     # processed at once to overlap database round trips; sensors and cameras keep their order.
     agent(tickets_topic, "hotline", process_ticket, concurrency=streams.hotline_concurrency)
+    # One region's candidates in order, one at a time: fusion sees each in turn.
+    agent(candidates_topic, "fusion", process_candidate)
 
     @app.agent(sensors_topic, name="ioc.streams.sensors")
     async def sensors(stream: faust.StreamT[Any]) -> None:
@@ -378,6 +400,19 @@ def create_app(settings: Settings) -> faust.App:
                 await raise_incident(incident)
         except Exception:  # the database may be restarting: the next tick tries again
             log.exception("SLA check failed")
+
+    @app.timer(interval=settings.fusion.check_interval_s, on_leader=True)
+    async def watch_incidents() -> None:
+        """Incidents whose sources all cleared resolve; urgent ones nobody acknowledged escalate."""
+        hold = timedelta(seconds=settings.fusion.resolve_hold_s)
+        limits = settings.alerts.escalate_after_s
+        try:
+            async with store.connection() as conn:
+                versions = await incident_lifecycle.auto_resolve(conn, hold)
+                versions += await incident_lifecycle.escalate(conn, limits)
+            await publish(versions)
+        except Exception:  # the database may be restarting: the next tick tries again
+            log.exception("incident check failed")
 
     @app.on_before_shutdown.connect
     async def close_store(_app: faust.App, **_: Any) -> None:

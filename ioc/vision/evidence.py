@@ -3,9 +3,9 @@
 The camera rules (in the streams app) only see detections; they name the incident's best frame
 by its place in `ioc.camera.frames` (`evidence.frame`) with the boxes that explain it
 (`evidence.boxes`) and a `score` to compare frames by. This writer runs beside the inference
-worker, which has OpenCV: it reads each camera incident from `ioc.incidents`, fetches that frame
-from Kafka, draws the boxes and saves `<evidence_dir>/<camera>/<incident>-<seq>.jpg`. A better
-frame later replaces the file and the row in `incident_snapshots`.
+worker, which has OpenCV: it reads each camera incident from `ioc.incidents.candidates`, fetches
+that frame from Kafka, draws the boxes and saves `<evidence_dir>/<camera>/<incident>-<seq>.jpg`.
+A better frame later replaces the file and the row in `incident_snapshots`.
 """
 
 from __future__ import annotations
@@ -103,13 +103,13 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 class EvidenceWriter:
-    """Consumes `ioc.incidents`; for camera incidents, saves and records the best frame."""
+    """Reads the candidates; for camera incidents, saves and records the best frame."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.directory = settings.vision.evidence_dir.expanduser()
         group = settings.vision.evidence_group_id
-        self.incidents = consumer(settings.kafka, group, topics.INCIDENTS)
+        self.incidents = consumer(settings.kafka, group, topics.INCIDENT_CANDIDATES)
         self.frames = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka.bootstrap_servers,
             client_id=group,

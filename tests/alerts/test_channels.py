@@ -15,18 +15,27 @@ import pytest
 
 from ioc.alerts.channels import GrafanaAnnotationChannel, channels_from_settings
 from ioc.config import Settings
-from ioc.models import Incident
+from ioc.models import FusedIncident, Notification
+from ioc.store.writer import Store
 
-INCIDENT = Incident(
+WHEN = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+INCIDENT = FusedIncident(
     id="inc-1",
+    version=1,
+    change="opened",
     kind="water_level_high",
     severity="high",
-    source="sensor",
-    source_key="tn-wl-cau-gia-bay",
+    status="open",
     title="Mực nước sông Cầu – cầu Gia Bảy: 3.1 m above alert level",
-    event_time=datetime(2026, 11, 23, 3, 0, tzinfo=UTC),
-    ingested_at_ms=0,
     district="Phường Phan Đình Phùng",
+    lat=21.59,
+    lon=105.85,
+    event_time=WHEN,
+    opened_at=WHEN,
+    status_since=WHEN,
+    ingested_at_ms=0,
+    sources=1,
+    members=[],
 )
 
 
@@ -63,7 +72,7 @@ def grafana(request: pytest.FixtureRequest) -> Iterator[Grafana]:
 def deliver(channel: GrafanaAnnotationChannel) -> None:
     async def main() -> None:
         try:
-            await channel.deliver(INCIDENT)
+            await channel.deliver(INCIDENT, Notification.FIRING)
         finally:
             await channel.close()
 
@@ -97,10 +106,21 @@ def test_a_refused_token_fails_the_delivery_at_once(grafana: Grafana) -> None:
 
 def test_annotations_are_a_channel_only_when_asked_for() -> None:
     def names(settings: Settings) -> set[str]:
-        channels = channels_from_settings(settings)
+        channels = channels_from_settings(settings, Store(settings.database.dsn))
         for channel in channels:
             asyncio.run(channel.close())
         return {channel.name for channel in channels}
 
-    assert "grafana" not in names(Settings())
-    assert "grafana" in names(Settings(grafana={"annotate_incidents": True, "token": "t"}))
+    assert names(Settings()) == {"console"}
+    assert names(Settings(grafana={"annotate_incidents": True, "token": "t"})) == {
+        "console",
+        "grafana",
+    }
+    assert names(Settings(alerts={"webhook_url": "http://127.0.0.1:9/x"})) == {
+        "console",
+        "webhook",
+    }
+    # Alertmanager routes to people itself: it replaces the console and webhook.
+    assert names(
+        Settings(alerts={"alertmanager_url": "http://127.0.0.1:9093", "webhook_url": "http://x"})
+    ) == {"alertmanager"}

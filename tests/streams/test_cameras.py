@@ -197,8 +197,8 @@ def published(settings: Settings, since: dict[Any, int], incident_id: str) -> li
 
     return [
         json.loads(record.value)["status"]
-        for record in published_since(settings, topics.INCIDENTS, since)
-        if record.key == incident_id.encode()
+        for record in published_since(settings, topics.INCIDENT_CANDIDATES, since)
+        if json.loads(record.value)["id"] == incident_id
     ]
 
 
@@ -213,7 +213,7 @@ def test_a_crowd_held_over_the_limit_is_raised_updated_and_resolved(
     producer: KafkaProducer, db: psycopg.Connection, workers: Settings
 ) -> None:
     camera = "cam-test-crowd"  # tests/data/cameras.toml: zone "san", more than 2 for 2 s
-    since = end_offsets(workers, topics.INCIDENTS)
+    since = end_offsets(workers, topics.INCIDENT_CANDIDATES)
     start = utc_now().replace(microsecond=0) - timedelta(seconds=30)
     counts = [4, 4, 4, 4, 6, 4, 1, 1, 1, 1]  # one frame a second; clear after 2 s at the limit
     for seq, count in enumerate(counts):
@@ -232,7 +232,7 @@ def test_a_crowd_held_over_the_limit_is_raised_updated_and_resolved(
     assert evidence["frame"]["seq"] == 4 and len(evidence["boxes"]) == 6
     statuses = wait_for(
         lambda: (found := published(workers, since, incident_id))[-1:] == ["resolved"] and found,
-        what="the incident on the incidents topic",
+        what="the candidate on the candidates topic",
     )
     assert statuses == ["open", "open", "resolved"], "opened, a better frame, resolved"
     stored = db.execute(

@@ -65,8 +65,17 @@ def test_a_filmed_fire_becomes_one_alerted_incident_with_a_snapshot(
     ok, first = filmed.read()
     filmed.release()
     assert ok and saved is not None and saved.shape == first.shape, "the frame, boxes drawn"
+    # Paged as the incident it was fused into (earlier test fires nearby may have opened it).
+    fused_id = wait_for(
+        lambda: db.execute(
+            "SELECT fused_id FROM incidents WHERE id = %s AND fused_id IS NOT NULL",
+            (incident_id,),
+        ).fetchone(),
+        60,
+        "the fire fused into an incident",
+    )[0]
     wait_for(
-        lambda: any(incident["id"] == incident_id for incident in webhook.incidents()),
+        lambda: any(incident["id"] == fused_id for incident in webhook.incidents()),
         60,
         "the alert for the filmed fire",
     )

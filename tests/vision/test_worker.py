@@ -264,7 +264,7 @@ def test_a_camera_incident_gets_its_best_frame_annotated_on_disk(
     client = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
 
     def publish(update: Incident) -> None:
-        client.send(topics.INCIDENTS, key=update.id.encode(), value=update.to_bytes()).get(30)
+        client.send(topics.INCIDENT_CANDIDATES, key=b"test", value=update.to_bytes()).get(30)
 
     def snapshot() -> tuple[str, int, float] | None:
         return db.execute(
@@ -304,7 +304,7 @@ def test_a_camera_incident_gets_its_best_frame_annotated_on_disk(
         asyncio.run(
             run_writer(
                 lambda: caught_up(
-                    settings, f"{settings.vision.group_id}-evidence", topics.INCIDENTS
+                    settings, f"{settings.vision.group_id}-evidence", topics.INCIDENT_CANDIDATES
                 )
             )
         )
@@ -329,7 +329,9 @@ def test_a_snapshot_that_keeps_failing_becomes_a_dead_letter_and_the_writer_goes
     placed = send_frames(settings, [(camera, 0, jpeg)])[0]
     incident_id = deterministic_id("inc", "test-evidence-fails", camera)
     incident = camera_fire(incident_id, camera, placed, 0, [], 0.5)
-    record = Record(topics.INCIDENTS, 0, 7, 0, 0, None, incident.to_bytes(), None, 0, 0, [])
+    record = Record(
+        topics.INCIDENT_CANDIDATES, 0, 7, 0, 0, None, incident.to_bytes(), None, 0, 0, []
+    )
 
     async def main() -> None:
         writer = EvidenceWriter(settings)

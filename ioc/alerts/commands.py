@@ -1,0 +1,207 @@
+"""`ioc incidents …`: what hotline staff do from a terminal on the IOC's servers (the HTTP API
+under /api/v1/incidents does the same for other tools)."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+from typing import Annotated
+
+import psycopg
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ioc.alerts import lifecycle
+from ioc.config import get_settings
+from ioc.models import FusedIncident, FusedStatus
+from ioc.models.base import VIETNAM_TIME
+
+console = Console()
+incidents_app = typer.Typer(
+    help="Incidents staff act on: list, show, acknowledge, resolve, reopen.",
+    no_args_is_help=True,
+)
+STYLES = {"urgent": "bold red", "high": "yellow", "normal": "cyan"}
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+ByOption = Annotated[
+    str | None, typer.Option("--by", help="Who is acting (default: your login name).")
+]
+ReasonOption = Annotated[str | None, typer.Option(help="Why; kept in the incident's history.")]
+
+
+async def _connect() -> psycopg.AsyncConnection:
+    return await psycopg.AsyncConnection.connect(get_settings().database.dsn, autocommit=True)
+
+
+def _local(moment: object) -> str:
+    return moment.astimezone(VIETNAM_TIME).strftime("%d/%m %H:%M:%S") if moment else "–"  # type: ignore[attr-defined]
+
+
+@incidents_app.command("list")
+def list_command(
+    status: Annotated[
+        list[FusedStatus] | None,
+        typer.Option(help="Repeat for several; default open and acknowledged."),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """Incidents, the most severe and the most recent first."""
+    statuses = status or [FusedStatus.OPEN, FusedStatus.ACKNOWLEDGED]
+
+    async def read() -> list[FusedIncident]:
+        async with await _connect() as conn:
+            return await lifecycle.listed(conn, statuses, limit)
+
+    incidents = asyncio.run(read())
+    if as_json:
+        print(json.dumps([i.model_dump(mode="json") for i in incidents], ensure_ascii=False))
+        return
+    table = Table(title=f"Incidents ({', '.join(statuses)})")
+    for column in ("id", "severity", "status", "kind", "src", "1022", "district", "since", "title"):
+        table.add_column(column, overflow="fold")
+    for incident in incidents:
+        table.add_row(
+            incident.id,
+            f"[{STYLES[incident.severity]}]{incident.severity}[/]",
+            incident.status,
+            incident.kind,
+            str(incident.sources),
+            str(incident.reports),
+            incident.district or "–",
+            _local(incident.status_since),
+            incident.title,
+        )
+    console.print(table)
+
+
+@incidents_app.command("show")
+def show_command(
+    incident_id: Annotated[str, typer.Argument(help="The incident's id.")],
+    as_json: JsonOption = False,
+) -> None:
+    """One incident: its sources, evidence and every change (who, when, why)."""
+
+    async def read() -> tuple[FusedIncident, list[dict], list[str]]:
+        async with await _connect() as conn:
+            incident = await lifecycle.get(conn, incident_id)
+            return (
+                incident,
+                await lifecycle.history(conn, incident_id),
+                await lifecycle.snapshots(conn, incident),
+            )
+
+    try:
+        incident, history, snapshots = asyncio.run(read())
+    except lifecycle.UnknownIncident as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from None
+    if as_json:
+        body = incident.model_dump(mode="json") | {
+            "history": [row | {"at": row["at"].isoformat()} for row in history],
+            "snapshots": snapshots,
+        }
+        print(json.dumps(body, ensure_ascii=False))
+        return
+    console.print(
+        f"[{STYLES[incident.severity]}]{incident.severity.upper()}[/] [bold]{incident.title}[/]\n"
+        f"{incident.id} · {incident.kind} · {incident.status} (episode {incident.episode}) · "
+        f"{incident.sources} source type(s), {incident.reports} citizen report(s) · "
+        f"{incident.district or '–'} · scope {incident.scope}"
+    )
+    if incident.merged_into:
+        console.print(f"merged into [bold]{incident.merged_into}[/]")
+    members = Table(title="Sources")
+    for column in ("candidate", "source", "key", "kind", "severity", "status", "event time"):
+        members.add_column(column)
+    for member in incident.members:
+        members.add_row(
+            member.id,
+            member.source,
+            member.source_key,
+            member.kind,
+            member.severity,
+            member.status,
+            _local(member.event_time),
+        )
+    console.print(members)
+    for name, items in incident.evidence.items():
+        console.print(f"[bold]{name}[/]: " + json.dumps(items, ensure_ascii=False, default=str))
+    for path in snapshots:
+        console.print(f"snapshot: {path}")
+    changes = Table(title="History")
+    for column in ("v", "at", "change", "status", "severity", "who", "why"):
+        changes.add_column(column, overflow="fold")
+    for row in history:
+        changes.add_row(
+            str(row["version"]),
+            _local(row["at"]),
+            row["change"],
+            row["status"],
+            row["severity"],
+            row["actor"],
+            row["reason"] or "",
+        )
+    console.print(changes)
+
+
+def _act(incident_id: str, action: str, by: str | None, reason: str | None) -> None:
+    """Change the incident in the database, then publish the new version for alerting."""
+    from ioc.kafka_clients import producer
+    from ioc.topics import INCIDENTS
+
+    settings = get_settings()
+    actor = by or getpass.getuser()
+
+    async def run() -> FusedIncident:
+        async with await _connect() as conn:
+            incident = await lifecycle.change_status(conn, incident_id, action, actor, reason)
+        client = producer(settings.kafka, "ioc-cli")
+        await client.start()
+        try:
+            await client.send_and_wait(
+                INCIDENTS, key=incident.id.encode(), value=incident.to_bytes()
+            )
+        finally:
+            await client.stop()
+        return incident
+
+    try:
+        incident = asyncio.run(run())
+    except (lifecycle.UnknownIncident, lifecycle.TransitionError) as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"{incident.id}: {incident.change} by {actor} (version {incident.version})")
+
+
+@incidents_app.command("ack")
+def ack_command(
+    incident_id: Annotated[str, typer.Argument(help="The incident's id.")],
+    by: ByOption = None,
+    reason: ReasonOption = None,
+) -> None:
+    """Acknowledge: someone is on it. Its alerts are silenced until it resolves or reopens."""
+    _act(incident_id, "ack", by, reason)
+
+
+@incidents_app.command("resolve")
+def resolve_command(
+    incident_id: Annotated[str, typer.Argument(help="The incident's id.")],
+    by: ByOption = None,
+    reason: ReasonOption = None,
+) -> None:
+    """Resolve: staff are done with it (new evidence reopens it)."""
+    _act(incident_id, "resolve", by, reason)
+
+
+@incidents_app.command("reopen")
+def reopen_command(
+    incident_id: Annotated[str, typer.Argument(help="The incident's id.")],
+    by: ByOption = None,
+    reason: ReasonOption = None,
+) -> None:
+    """Reopen a resolved incident: it pages again."""
+    _act(incident_id, "reopen", by, reason)

@@ -1,0 +1,281 @@
+"""Fusion: candidates from cameras, 1022 tickets and sensors that match in kind, place and time
+become one incident, with every candidate's evidence and a severity that rises with independent
+confirmation.
+
+An incident is a connected set of candidates under the matching relation (same group, within
+the group's distance and time window). Each candidate joins the sets of all the candidates it
+matches; sets it bridges merge, and the incident is named after its earliest candidate (by event
+time, then id). Matching reads only what a candidate never changes (kind, place, event time), so
+the final incidents do not depend on the order the candidates arrived in.
+
+Fusion runs in one transaction per candidate under a per-region advisory lock, and rows are
+locked before staff changes touch them (see `ioc.alerts.lifecycle`), so fusion, timers and staff
+never overwrite one another's changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ioc.hotline.lifecycle import DISTANCE_M
+from ioc.models import FusedIncident, Incident, IncidentKind, Member, Severity
+from ioc.models.base import utc_now
+from ioc.models.incidents import IncidentSource, IncidentStatus
+from ioc.rulefiles import read_layered
+
+RULES_PATH = Path(__file__).resolve().parent / "fusion_rules.toml"
+
+
+class FusionGroup(BaseModel):
+    """Kinds that describe one kind of real-world incident, and how close is the same one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kinds: list[IncidentKind] = Field(min_length=1)
+    primary: IncidentKind = Field(description="The merged incident's kind when one member has it.")
+    distance_m: float = Field(gt=0)
+    window_minutes: float = Field(gt=0)
+    raise_per_source: int = Field(1, ge=0, le=2)
+    district_wide_members: int | None = Field(None, ge=2)
+
+    @model_validator(mode="after")
+    def _primary_in_kinds(self) -> FusionGroup:
+        if self.primary not in self.kinds:
+            raise ValueError(f"primary {self.primary} is not one of the group's kinds")
+        return self
+
+
+class FusionRules(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int
+    extends_bundled: bool = False
+    groups: dict[str, FusionGroup] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_group_per_kind(self) -> FusionRules:
+        seen: dict[IncidentKind, str] = {}
+        for name, group in self.groups.items():
+            for kind in group.kinds:
+                if kind in seen:
+                    raise ValueError(f"kind {kind} is in groups {seen[kind]} and {name}")
+                seen[kind] = name
+        return self
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> FusionRules:
+        return cls.model_validate(read_layered(path, RULES_PATH))
+
+    def group_of(self, kind: IncidentKind) -> FusionGroup | None:
+        return next((g for g in self.groups.values() if kind in g.kinds), None)
+
+
+@dataclass(frozen=True)
+class Composition:
+    """What a fused incident is, derived from its members alone."""
+
+    head: Member
+    kind: IncidentKind
+    severity: Severity
+    title: str
+    sources: int
+    reports: int
+    scope: str
+
+
+def earliest(members: list[Member]) -> Member:
+    return min(members, key=lambda m: (m.event_time, m.id))
+
+
+def compose(members: list[Member], group: FusionGroup | None) -> Composition:
+    """The incident's kind, severity, title and counts: a function of the member set only."""
+    head = earliest(members)
+    primary = [m for m in members if group is not None and m.kind == group.primary]
+    named = earliest(primary) if primary else head
+    sources = len({m.source for m in members})
+    base = min((m.severity for m in members), key=lambda s: s.rank)
+    steps = (sources - 1) * (group.raise_per_source if group else 0)
+    severity = list(Severity)[max(0, base.rank - steps)]
+    wide_at = group.district_wide_members if group is not None else None
+    return Composition(
+        head=head,
+        kind=named.kind,
+        severity=severity,
+        title=named.title,
+        sources=sources,
+        reports=sum(m.reports for m in members if m.source == IncidentSource.HOTLINE),
+        scope="district" if wide_at is not None and len(members) >= wide_at else "local",
+    )
+
+
+def member_of(row: dict[str, Any], previous: Member | None) -> Member:
+    """A candidate row as a member; `cleared_at` is kept while it stays resolved."""
+    status = IncidentStatus(row["status"])
+    cleared_at = None
+    if status == IncidentStatus.RESOLVED:
+        kept = previous is not None and previous.status == IncidentStatus.RESOLVED
+        cleared_at = previous.cleared_at if kept and previous is not None else utc_now()
+    return Member(
+        id=row["id"],
+        source=row["source"],
+        source_key=row["source_key"],
+        kind=row["kind"],
+        severity=row["severity"],
+        status=status,
+        event_time=row["event_time"],
+        title=row["title"],
+        reports=row["reports"],
+        cleared_at=cleared_at,
+    )
+
+
+def evidence_of(rows: list[dict[str, Any]], tickets: dict[str, list[str]]) -> dict[str, list]:
+    """Each kind of evidence, listed: camera frames, 1022 tickets, sensor readings."""
+    cameras, reports, readings = [], [], []
+    for row in sorted(rows, key=lambda r: (r["event_time"], r["id"])):
+        found = row["evidence"] or {}
+        if row["source"] == IncidentSource.VISION:
+            cameras.append(
+                {
+                    "candidate": row["id"],
+                    "camera": row["source_key"],
+                    "score": found.get("score"),
+                    "frame": found.get("frame"),
+                }
+            )
+        elif row["source"] == IncidentSource.HOTLINE:
+            reports.append(
+                {
+                    "candidate": row["id"],
+                    "tickets": tickets.get(row["id"], [row["source_key"]]),
+                    "reports": row["reports"],
+                }
+            )
+        else:
+            readings.append(
+                {
+                    "candidate": row["id"],
+                    "sensor": row["source_key"],
+                    "condition": found.get("condition"),
+                    "value": found.get("value"),
+                    "unit": found.get("unit"),
+                    "observed_at": found.get("observed_at"),
+                }
+            )
+    evidence = {"cameras": cameras, "tickets": reports, "sensors": readings}
+    return {name: items for name, items in evidence.items() if items}
+
+
+def _as_row(candidate: Incident) -> dict[str, Any]:
+    return candidate.model_dump(mode="python", exclude={"ingested_at_ms", "category"})
+
+
+async def _matching_fused_ids(cur: Any, candidate: Incident, group: FusionGroup | None) -> set[str]:
+    """Fused incidents holding a candidate that matches this one."""
+    if group is None or candidate.lat is None or candidate.lon is None:
+        return set()
+    window = timedelta(minutes=group.window_minutes)
+    await cur.execute(
+        "SELECT DISTINCT fused_id FROM incidents WHERE fused_id IS NOT NULL AND id <> %(id)s"
+        " AND kind = ANY(%(kinds)s) AND event_time BETWEEN %(since)s AND %(until)s"
+        f" AND lat IS NOT NULL AND {DISTANCE_M} <= %(radius)s",
+        {
+            "id": candidate.id,
+            "kinds": [str(kind) for kind in group.kinds],
+            "since": candidate.event_time - window,
+            "until": candidate.event_time + window,
+            "lat": candidate.lat,
+            "lon": candidate.lon,
+            "radius": group.distance_m,
+        },
+    )
+    return {row["fused_id"] for row in await cur.fetchall()}
+
+
+async def fuse(
+    conn: AsyncConnection, candidate: Incident, rules: FusionRules, region: str
+) -> list[FusedIncident]:
+    """Fold one candidate's latest state into the incidents; the versions to publish (the
+    incident it belongs to, and any it merged away), none when nothing changed."""
+    from ioc.alerts import lifecycle
+
+    group = rules.group_of(candidate.kind)
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"fusion:{region}",))
+        await cur.execute("SELECT fused_id FROM incidents WHERE id = %s", (candidate.id,))
+        own = await cur.fetchone()
+        if own is None:  # its source stores it before publishing: this is a stray message
+            raise LookupError(f"candidate {candidate.id} is not in the incidents table")
+        fused_ids = await _matching_fused_ids(cur, candidate, group)
+        if own["fused_id"]:
+            fused_ids.add(own["fused_id"])
+        await cur.execute(
+            "SELECT * FROM fused_incidents WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+            (sorted(fused_ids),),
+        )
+        existing = {row["id"]: lifecycle.fused_from_row(row) for row in await cur.fetchall()}
+        await cur.execute(
+            "SELECT * FROM incidents WHERE id = %s OR fused_id = ANY(%s)",
+            (candidate.id, sorted(fused_ids)),
+        )
+        # The candidate as its message says (its row may already be further on: the source
+        # stored later states, whose messages follow); the others as fusion last saw them.
+        rows = [
+            _as_row(candidate) | {"fused_id": row["fused_id"]} if row["id"] == candidate.id else row
+            for row in await cur.fetchall()
+        ]
+        previous = {m.id: m for incident in existing.values() for m in incident.members}
+        members = [
+            previous[row["id"]]
+            if row["id"] in previous and row["id"] != candidate.id
+            else member_of(row, previous.get(row["id"]))
+            for row in rows
+        ]
+        composition = compose(members, group)
+        target_id = composition.head.id
+        await cur.execute(
+            "UPDATE incidents SET fused_id = %(target)s WHERE id = ANY(%(ids)s)"
+            " AND fused_id IS DISTINCT FROM %(target)s",
+            {"target": target_id, "ids": [m.id for m in members]},
+        )
+        hotline = [r["id"] for r in rows if r["source"] == IncidentSource.HOTLINE]
+        tickets: dict[str, list[str]] = {}
+        if hotline:
+            await cur.execute(
+                "SELECT incident_id, service_request_id FROM tickets WHERE incident_id = ANY(%s)"
+                " ORDER BY requested_at, service_request_id",
+                (hotline,),
+            )
+            for ticket in await cur.fetchall():
+                tickets.setdefault(ticket["incident_id"], []).append(ticket["service_request_id"])
+
+        changed: list[FusedIncident] = []
+        now = utc_now()
+        for absorbed_id in sorted(set(existing) - {target_id}):
+            merged = lifecycle.merged(existing[absorbed_id], target_id, candidate, now)
+            await lifecycle.save(cur, merged)
+            changed.append(merged)
+        state = lifecycle.folded(
+            existing.get(target_id),
+            candidate,
+            composition,
+            members,
+            evidence_of(rows, tickets),
+            previous,
+            absorbed=[existing[i] for i in existing if i != target_id],
+            now=now,
+        )
+        if state is not None:
+            await lifecycle.save(cur, state)
+            changed.append(state)
+        return changed
+
+
+__all__ = ["Composition", "FusionGroup", "FusionRules", "compose", "fuse"]

@@ -1,0 +1,118 @@
+"""The incidents API for hotline staff: list and read incidents, acknowledge, resolve, reopen.
+
+Every request carries a staff member's key (`X-API-Key` or `Authorization: Bearer`), looked up in
+`alerts.staff_keys`: the key says who acted, and that name goes into the incident's history and
+into the Alertmanager silence an acknowledgement creates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Annotated, Any
+
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from ioc.alerts import lifecycle
+from ioc.api.app import ApiError, database, read_body, runtime_of, system_of
+from ioc.models import FusedIncident, FusedStatus
+from ioc.topics import INCIDENTS
+
+log = logging.getLogger(__name__)
+
+INCIDENTS_PREFIX = "/api/v1/incidents"
+MAX_REASON = 1000
+ACTIONS = {"ack": "ack", "acknowledge": "ack", "resolve": "resolve", "reopen": "reopen"}
+
+router = APIRouter()
+
+
+def staff_of(request: Request) -> str:
+    """The staff member whose key this is; 401 otherwise."""
+    key = request.headers.get("x-api-key")
+    authorization = request.headers.get("authorization", "")
+    if key is None and authorization.lower().startswith("bearer "):
+        key = authorization[7:].strip()
+    return system_of(key, runtime_of(request).settings.alerts.staff_keys)
+
+
+def _body(incident: FusedIncident) -> dict[str, Any]:
+    return incident.model_dump(mode="json")
+
+
+@router.get("", responses={400: {}, 401: {}, 503: {}})
+async def list_incidents(
+    request: Request,
+    status: Annotated[list[FusedStatus] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> JSONResponse:
+    """Open and acknowledged incidents by default; the most severe and recent first."""
+    staff_of(request)
+    statuses = status or [FusedStatus.OPEN, FusedStatus.ACKNOWLEDGED]
+    async with database(runtime_of(request)) as conn:
+        incidents = await lifecycle.listed(conn, statuses, limit)
+    return JSONResponse([_body(incident) for incident in incidents])
+
+
+@router.get("/{incident_id}", responses={401: {}, 404: {}, 503: {}})
+async def get_incident(incident_id: str, request: Request) -> JSONResponse:
+    """The incident, its every change (who, when, why) and its camera snapshots."""
+    staff_of(request)
+    async with database(runtime_of(request)) as conn:
+        try:
+            incident = await lifecycle.get(conn, incident_id)
+        except lifecycle.UnknownIncident as error:
+            raise ApiError(404, f"incident_id: {error}") from None
+        history = await lifecycle.history(conn, incident_id)
+        snapshots = await lifecycle.snapshots(conn, incident)
+    return JSONResponse(
+        _body(incident)
+        | {
+            "history": [row | {"at": row["at"].isoformat()} for row in history],
+            "snapshots": snapshots,
+        }
+    )
+
+
+@router.post("/{incident_id}/{action}", responses={400: {}, 401: {}, 404: {}, 409: {}, 503: {}})
+async def act(incident_id: str, action: str, request: Request) -> JSONResponse:
+    """`ack`, `resolve` or `reopen`, with an optional JSON body `{"reason": "..."}`."""
+    runtime = runtime_of(request)
+    staff = staff_of(request)
+    if action not in ACTIONS:
+        raise ApiError(404, f"action: one of {', '.join(sorted(set(ACTIONS.values())))}")
+    reason = _reason(await read_body(request, runtime.settings.hotline.max_body_bytes))
+    async with database(runtime) as conn:
+        try:
+            incident = await lifecycle.change_status(
+                conn, incident_id, ACTIONS[action], staff, reason
+            )
+        except lifecycle.UnknownIncident as error:
+            raise ApiError(404, f"incident_id: {error}") from None
+        except lifecycle.TransitionError as error:
+            raise ApiError(409, f"status: {error}") from None
+    try:
+        await runtime.producer.send_and_wait(
+            INCIDENTS, key=incident.id.encode(), value=incident.to_bytes()
+        )
+    except KafkaError as error:  # recorded; the alert service's refresh picks it up
+        log.warning("incident %s not published: %s", incident.id, type(error).__name__)
+    log.info("incident %s: %s by %s", incident.id, incident.change, staff)
+    return JSONResponse(_body(incident))
+
+
+def _reason(body: bytes) -> str | None:
+    if not body.strip():
+        return None
+    try:
+        decoded = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ApiError(400, f"(root): invalid JSON: {error}") from None
+    if not isinstance(decoded, dict) or set(decoded) - {"reason"}:
+        raise ApiError(400, '(root): send {"reason": "..."} or nothing')
+    reason = decoded.get("reason")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
+        raise ApiError(400, f"reason: text of at most {MAX_REASON} characters")
+    return reason

@@ -1,0 +1,143 @@
+"""The staff incidents API on the real stack: keys say who acts, changes are recorded and
+published, wrong moves get a 4xx with the reason."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ioc.alerts.fusion import FusionRules, fuse
+from ioc.api.app import create_app
+from ioc.config import Settings
+from ioc.models import Incident
+from ioc.models.base import deterministic_id
+from ioc.store.writer import Store
+
+KEYS = {"lan.nguyen": "k-lan", "minh.tran": "k-minh"}
+
+
+@pytest.fixture(scope="module")
+def client(workers: Settings) -> Iterator[TestClient]:
+    app = create_app(Settings(alerts={"staff_keys": KEYS}))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def incident_id(live_stack: Settings) -> str:
+    """A fresh fire incident of its own, fused as the streams agent would."""
+    tag = f"{random.getrandbits(40):x}"
+    fire = Incident(
+        id=deterministic_id("inc", "api", tag),
+        kind="fire",
+        severity="urgent",
+        source="vision",
+        source_key=f"cam-{tag}",
+        title="Cháy kho hàng",
+        event_time=datetime(2021, 1, 1, tzinfo=UTC) + timedelta(hours=random.randint(0, 9999)),
+        ingested_at_ms=1,
+        district="Phường Thử Nghiệm",
+        lat=random.uniform(10, 20),
+        lon=random.uniform(100, 110),
+    )
+
+    async def store() -> None:
+        writer = Store(live_stack.database.dsn, 1)
+        try:
+            await writer.upsert_incident(fire)
+            async with writer.connection() as conn:
+                await fuse(conn, fire, FusionRules.load(), "api-test")
+        finally:
+            await writer.close()
+
+    asyncio.run(store())
+    return fire.id
+
+
+def test_every_call_needs_a_staff_key(client: TestClient, incident_id: str) -> None:
+    for method, path in [("GET", ""), ("GET", f"/{incident_id}"), ("POST", f"/{incident_id}/ack")]:
+        response = client.request(method, f"/api/v1/incidents{path}")
+        assert response.status_code == 401, path
+        response = client.request(
+            method, f"/api/v1/incidents{path}", headers={"X-API-Key": "k-wrong"}
+        )
+        assert response.status_code == 401, path
+
+
+def test_staff_acknowledge_and_resolve_and_the_history_says_who(
+    client: TestClient, incident_id: str
+) -> None:
+    lan = {"X-API-Key": "k-lan"}
+    listed = client.get("/api/v1/incidents", headers=lan, params={"limit": 1000}).json()
+    assert incident_id in {incident["id"] for incident in listed}
+
+    acked = client.post(
+        f"/api/v1/incidents/{incident_id}/ack", headers=lan, json={"reason": "đang xử lý"}
+    )
+    assert acked.status_code == 200, acked.text
+    assert (acked.json()["status"], acked.json()["acknowledged_by"]) == (
+        "acknowledged",
+        "lan.nguyen",
+    )
+
+    again = client.post(f"/api/v1/incidents/{incident_id}/ack", headers=lan)
+    assert again.status_code == 409 and "not open" in again.text
+
+    minh = {"Authorization": "Bearer k-minh"}
+    resolved = client.post(f"/api/v1/incidents/{incident_id}/resolve", headers=minh)
+    assert (resolved.status_code, resolved.json()["resolved_by"]) == (200, "minh.tran")
+
+    shown = client.get(f"/api/v1/incidents/{incident_id}", headers=lan).json()
+    assert [(h["change"], h["actor"], h["reason"]) for h in shown["history"]] == [
+        ("opened", "ioc", None),
+        ("acknowledged", "lan.nguyen", "đang xử lý"),
+        ("resolved", "minh.tran", None),
+    ]
+    still_open = client.get("/api/v1/incidents", headers=lan, params={"limit": 1000}).json()
+    assert incident_id not in {incident["id"] for incident in still_open}
+
+
+def test_bad_requests_get_the_reason(client: TestClient, incident_id: str) -> None:
+    lan = {"X-API-Key": "k-lan"}
+    unknown = client.get("/api/v1/incidents/inc-nope", headers=lan)
+    assert unknown.status_code == 404 and "inc-nope" in unknown.text
+    action = client.post(f"/api/v1/incidents/{incident_id}/explode", headers=lan)
+    assert action.status_code == 404 and "ack" in action.text
+    body = client.post(f"/api/v1/incidents/{incident_id}/ack", headers=lan, json={"why": "typo"})
+    assert body.status_code == 400 and "reason" in body.text
+    status = client.get("/api/v1/incidents", headers=lan, params={"status": "burning"})
+    assert status.status_code == 400
+
+
+def ioc(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ioc", "incidents", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ | {"COLUMNS": "200"},
+    )
+
+
+def test_the_command_line_does_the_same(incident_id: str) -> None:
+    acked = ioc("ack", incident_id, "--by", "hoa.le", "--reason", "đội PCCC đã nhận")
+    assert acked.returncode == 0, acked.stderr
+    assert "acknowledged by hoa.le" in acked.stdout
+    refused = ioc("reopen", incident_id)
+    assert refused.returncode == 1 and "acknowledged" in refused.stdout
+    shown = json.loads(ioc("show", incident_id, "--json").stdout)
+    assert shown["status"] == "acknowledged" and shown["history"][-1]["actor"] == "hoa.le"
+    listed = json.loads(ioc("list", "--status", "acknowledged", "--limit", "1000", "--json").stdout)
+    assert incident_id in {incident["id"] for incident in listed}
+    table = ioc("list", "--status", "acknowledged", "--limit", "1000")
+    assert table.returncode == 0 and incident_id in table.stdout
+    assert ioc("show", "inc-nope").returncode == 1
