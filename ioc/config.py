@@ -42,6 +42,17 @@ class KafkaSettings(Section):
     retention_hours: int = Field(
         72, ge=1, description="Retention of data topics (DLQ keeps 30 days)."
     )
+    topic_prefix: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9._-]*$",
+        max_length=100,
+        description="Put before every ioc topic name: a replay sandbox's topics never touch the "
+        "live ones (`sandbox.<name>.ioc.sensor.events`).",
+    )
+
+    def topic(self, name: str) -> str:
+        """The name of one of the `ioc.topics` under this prefix."""
+        return self.topic_prefix + name
 
     @property
     def first_host_port(self) -> tuple[str, int]:
@@ -176,6 +187,12 @@ class StreamsSettings(Section):
         gt=0,
         description="Clock ticks on the sensor and detections topics: offline checks (sensors "
         "and cameras) and closing quiet windows.",
+    )
+    wall_clock_timers: bool = Field(
+        True,
+        description="Clock ticks, SLA checks, auto-resolve, escalation and lag samples on the "
+        "wall clock. Off in a replay sandbox: the recording carries its own clock ticks, and "
+        "today's time would judge recorded incidents wrongly.",
     )
     lag_sample_s: float = Field(
         15.0, gt=0, description="How often the leader records consumer lag for the walls."

@@ -128,12 +128,10 @@ def describe_validation_error(error: Exception) -> str:
 
 
 async def send_dead_letter(
-    producer: AIOKafkaProducer, record: SourceRecord, reason: str, consumer: str
+    producer: AIOKafkaProducer, dlq_topic: str, record: SourceRecord, reason: str, consumer: str
 ) -> None:
     """Publish a dead letter from a plain aiokafka client (the Faust app has its own topic)."""
-    from ioc.topics import DLQ
-
     letter = DeadLetter.of(record, reason, consumer)
     await producer.send_and_wait(
-        DLQ, key=letter.source_topic.encode(), value=letter.value, headers=letter.headers()
+        dlq_topic, key=letter.source_topic.encode(), value=letter.value, headers=letter.headers()
     )

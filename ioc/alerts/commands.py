@@ -163,7 +163,7 @@ def _act(incident_id: str, action: str, by: str | None, reason: str | None) -> N
         await client.start()
         try:
             await client.send_and_wait(
-                INCIDENTS, key=incident.id.encode(), value=incident.to_bytes()
+                settings.kafka.topic(INCIDENTS), key=incident.id.encode(), value=incident.to_bytes()
             )
         finally:
             await client.stop()

@@ -61,12 +61,16 @@ class AlertConsumer:
         self.channels = (
             channels if channels is not None else channels_from_settings(settings, self.store)
         )
-        self.consumer = consumer(settings.kafka, settings.alerts.group_id, topics.INCIDENTS)
+        self.consumer = consumer(
+            settings.kafka, settings.alerts.group_id, settings.kafka.topic(topics.INCIDENTS)
+        )
         self.producer = producer(settings.kafka, settings.alerts.group_id)
         self.lock = asyncio.Lock()  # the refresh and the consumer never follow one incident twice
 
     async def _reject(self, record: ConsumerRecord, reason: str) -> None:
-        await send_dead_letter(self.producer, record, reason, "ioc.alerts")
+        await send_dead_letter(
+            self.producer, self.settings.kafka.topic(topics.DLQ), record, reason, "ioc.alerts"
+        )
 
     async def handle_safely(self, record: ConsumerRecord) -> None:
         """Retry transient failures (database, broker); then the record becomes a dead letter."""
@@ -142,7 +146,9 @@ class AlertConsumer:
         )
         await self.store.insert_alert(alert)
         await self.producer.send_and_wait(
-            topics.ALERTS, key=incident.id.encode(), value=alert.to_bytes()
+            self.settings.kafka.topic(topics.ALERTS),
+            key=incident.id.encode(),
+            value=alert.to_bytes(),
         )
 
     async def refresh(self, stop: asyncio.Event) -> None:

@@ -190,7 +190,9 @@ async def create_request(request: Request) -> JSONResponse:
     try:
         await asyncio.wait_for(
             runtime.producer.send_and_wait(
-                HOTLINE_TICKETS, key=request_id.encode(), value=ticket.to_bytes()
+                runtime.settings.kafka.topic(HOTLINE_TICKETS),
+                key=request_id.encode(),
+                value=ticket.to_bytes(),
             ),
             PUBLISH_TIMEOUT_S,
         )
@@ -243,7 +245,7 @@ async def change_status(service_request_id: str, request: Request) -> list[Servi
         raise ApiError(400, f"status: {error}") from None
     if incident is not None:
         await runtime.producer.send_and_wait(
-            INCIDENT_CANDIDATES,
+            runtime.settings.kafka.topic(INCIDENT_CANDIDATES),
             key=runtime.settings.fusion.region.encode(),
             value=incident.to_bytes(),
         )

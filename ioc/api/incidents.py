@@ -95,7 +95,9 @@ async def act(incident_id: str, action: str, request: Request) -> JSONResponse:
             raise ApiError(409, f"status: {error}") from None
     try:
         await runtime.producer.send_and_wait(
-            INCIDENTS, key=incident.id.encode(), value=incident.to_bytes()
+            runtime.settings.kafka.topic(INCIDENTS),
+            key=incident.id.encode(),
+            value=incident.to_bytes(),
         )
     except KafkaError as error:  # recorded; the alert service's refresh picks it up
         log.warning("incident %s not published: %s", incident.id, type(error).__name__)

@@ -59,7 +59,9 @@ async def post_observations(request: Request) -> JSONResponse:
         raise ApiError(400, *problems[:20])
     try:
         for key, value in accepted:
-            await runtime.producer.send(SENSOR_EVENTS, key=key.encode(), value=value)
+            await runtime.producer.send(
+                runtime.settings.kafka.topic(SENSOR_EVENTS), key=key.encode(), value=value
+            )
         await runtime.producer.flush()
     except KafkaError as error:
         log.warning("observations not published: %s", type(error).__name__)

@@ -39,7 +39,10 @@ async def publish(
                     await asyncio.sleep(delay)
                 pending.append(
                     await client.send(
-                        item.topic, key=item.key, value=item.value, headers=list(item.headers)
+                        kafka.topic(item.topic),
+                        key=item.key,
+                        value=item.value,
+                        headers=list(item.headers),
                     )
                 )
                 sent[item.topic] += 1

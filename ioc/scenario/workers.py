@@ -35,27 +35,32 @@ class WorkerSpec:
 
 
 def worker_specs(settings: Settings) -> list[WorkerSpec]:
+    topic = settings.kafka.topic
     return [
         WorkerSpec(
             "streams",
             ("streams", "run"),
             settings.streams.app_id,
             (
-                topics.HOTLINE_TICKETS,
-                topics.SENSOR_EVENTS,
-                topics.VISION_DETECTIONS,
-                topics.INCIDENT_CANDIDATES,
-                topics.DLQ,
+                topic(topics.HOTLINE_TICKETS),
+                topic(topics.SENSOR_EVENTS),
+                topic(topics.VISION_DETECTIONS),
+                topic(topics.INCIDENT_CANDIDATES),
+                topic(topics.DLQ),
             ),
         ),
         WorkerSpec(
             "vision",
             ("vision", "run"),
             settings.vision.group_id,
-            (topics.CAMERA_FRAMES,),
-            side_groups=((settings.vision.evidence_group_id, (topics.INCIDENT_CANDIDATES,)),),
+            (topic(topics.CAMERA_FRAMES),),
+            side_groups=(
+                (settings.vision.evidence_group_id, (topic(topics.INCIDENT_CANDIDATES),)),
+            ),
         ),
-        WorkerSpec("alerts", ("alerts", "run"), settings.alerts.group_id, (topics.INCIDENTS,)),
+        WorkerSpec(
+            "alerts", ("alerts", "run"), settings.alerts.group_id, (topic(topics.INCIDENTS),)
+        ),
     ]
 
 

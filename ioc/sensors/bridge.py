@@ -283,7 +283,10 @@ class MqttBridge:
             for index, (message, record) in enumerate(pending):
                 try:
                     future = await kafka.send(
-                        record.topic, key=record.key, value=record.value, headers=record.headers
+                        self.settings.kafka.topic(record.topic),
+                        key=record.key,
+                        value=record.value,
+                        headers=record.headers,
                     )
                 except KafkaError as error:
                     if isinstance(error, NEVER_FITS) and record.topic != DLQ:

@@ -245,7 +245,8 @@ class KafkaService:
 
 
 def ensure_topics(kafka: KafkaSettings) -> dict[str, str]:
-    """Create the ioc topics that are missing; return each topic's outcome."""
+    """Create the ioc topics (under `kafka.topic_prefix`) that are missing; return each topic's
+    outcome."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
@@ -253,16 +254,17 @@ def ensure_topics(kafka: KafkaSettings) -> dict[str, str]:
     admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, client_id="ioc-topics")
     try:
         existing = set(admin.list_topics())
-        outcome = {spec.name: "exists" for spec in TOPICS if spec.name in existing}
+        names = {spec.name: kafka.topic(spec.name) for spec in TOPICS}
+        outcome = {names[spec.name]: "exists" for spec in TOPICS if names[spec.name] in existing}
         new = [
             NewTopic(
-                name=spec.name,
+                name=names[spec.name],
                 num_partitions=kafka.partitions,
                 replication_factor=kafka.replication_factor,
                 topic_configs=topic_configs(spec, kafka.retention_hours),
             )
             for spec in TOPICS
-            if spec.name not in existing
+            if names[spec.name] not in existing
         ]
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent starter won

@@ -134,12 +134,13 @@ def create_app(settings: Settings) -> faust.App:
     hotline = settings.hotline
     triage = Triage.load(hotline.triage_rules, hotline.sla_table)
 
-    tickets_topic = _raw_topic(app, topics.HOTLINE_TICKETS)
-    sensors_topic = _raw_topic(app, topics.SENSOR_EVENTS)
-    detections_topic = _raw_topic(app, topics.VISION_DETECTIONS)
-    candidates_topic = _raw_topic(app, topics.INCIDENT_CANDIDATES)
-    incidents_topic = _raw_topic(app, topics.INCIDENTS)
-    dlq_topic = _raw_topic(app, topics.DLQ)
+    topic = settings.kafka.topic
+    tickets_topic = _raw_topic(app, topic(topics.HOTLINE_TICKETS))
+    sensors_topic = _raw_topic(app, topic(topics.SENSOR_EVENTS))
+    detections_topic = _raw_topic(app, topic(topics.VISION_DETECTIONS))
+    candidates_topic = _raw_topic(app, topic(topics.INCIDENT_CANDIDATES))
+    incidents_topic = _raw_topic(app, topic(topics.INCIDENTS))
+    dlq_topic = _raw_topic(app, topic(topics.DLQ))
 
     # Per-sensor engine state (JSON), keyed like the sensor topic so that the changelog
     # partition is the sensor's partition; written once per batch, outside any one event.
@@ -171,7 +172,7 @@ def create_app(settings: Settings) -> faust.App:
 
     async def dead_letter(event: faust.EventT, reason: str, consumer: str) -> None:
         letter = DeadLetter.of(event.message, reason, consumer)
-        if letter.source_topic == topics.HOTLINE_TICKETS:  # reporter contact stays on intake
+        if letter.source_topic == topic(topics.HOTLINE_TICKETS):  # reporter contact stays on intake
             letter = replace(letter, value=redact_ticket_bytes(letter.value))
         await dlq_topic.send(
             key=letter.source_topic.encode(), value=letter.value, headers=letter.headers()
@@ -330,7 +331,14 @@ def create_app(settings: Settings) -> faust.App:
         for sensor_id, state in output.changed.items():
             sensor_states[sensor_id.encode()] = state.model_dump_json().encode()
 
-    @app.timer(interval=streams.sensor_tick_s, on_leader=True)
+    def wall_clock_timer(interval: float, on_leader: bool = False) -> Callable[[Any], Any]:
+        """Faust's timer; none in a replay sandbox, where the recording's own clock ticks and
+        event times stand in for the wall clock (`streams.wall_clock_timers`)."""
+        if streams.wall_clock_timers:
+            return app.timer(interval=interval, on_leader=on_leader)
+        return lambda function: function
+
+    @wall_clock_timer(interval=streams.sensor_tick_s, on_leader=True)
     async def tick() -> None:
         """One clock tick per partition of the sensor and detections topics, through the topics,
         ordered after the messages there."""
@@ -355,7 +363,7 @@ def create_app(settings: Settings) -> faust.App:
             ]
             await until_stored(partial(store.record_dead_letters, letters), "dead letters")
 
-    @app.timer(interval=streams.lag_sample_s, on_leader=True)
+    @wall_clock_timer(interval=streams.lag_sample_s, on_leader=True)
     async def sample_lag() -> None:
         """Consumer lag of every `ioc` group into the database, for the pipeline-health wall."""
         groups = {g: t for spec in worker_specs(settings) for g, t in spec.groups().items()}
@@ -390,7 +398,7 @@ def create_app(settings: Settings) -> faust.App:
             else:
                 await handle(event, "camera", process_detections)
 
-    @app.timer(interval=hotline.sla_check_interval_s)
+    @wall_clock_timer(interval=hotline.sla_check_interval_s)
     async def watch_sla() -> None:
         """Open tickets past their deadline become SLA-breach incidents (claimed once in SQL)."""
         try:
@@ -401,7 +409,7 @@ def create_app(settings: Settings) -> faust.App:
         except Exception:  # the database may be restarting: the next tick tries again
             log.exception("SLA check failed")
 
-    @app.timer(interval=settings.fusion.check_interval_s, on_leader=True)
+    @wall_clock_timer(interval=settings.fusion.check_interval_s, on_leader=True)
     async def watch_incidents() -> None:
         """Incidents whose sources all cleared resolve; urgent ones nobody acknowledged escalate."""
         hold = timedelta(seconds=settings.fusion.resolve_hold_s)

@@ -303,7 +303,7 @@ class CameraIngest:
             stats = self.stats[frame.headers.camera_id]
             try:
                 delivery = await client.send(
-                    topics.CAMERA_FRAMES,
+                    self.settings.kafka.topic(topics.CAMERA_FRAMES),
                     key=frame.headers.camera_id.encode(),
                     value=frame.jpeg,
                     headers=frame.headers.to_kafka(),

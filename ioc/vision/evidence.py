@@ -109,7 +109,9 @@ class EvidenceWriter:
         self.settings = settings
         self.directory = settings.vision.evidence_dir.expanduser()
         group = settings.vision.evidence_group_id
-        self.incidents = consumer(settings.kafka, group, topics.INCIDENT_CANDIDATES)
+        self.incidents = consumer(
+            settings.kafka, group, settings.kafka.topic(topics.INCIDENT_CANDIDATES)
+        )
         self.frames = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka.bootstrap_servers,
             client_id=group,
@@ -118,6 +120,7 @@ class EvidenceWriter:
         )
         self.producer = producer(settings.kafka, group)
         self.store = Store(settings.database.dsn, max_size=2)
+        self.dlq_topic = settings.kafka.topic(topics.DLQ)
         self.saved = 0
 
     async def start(self) -> None:
@@ -152,7 +155,7 @@ class EvidenceWriter:
                 if attempt == RETRIES:
                     reason = f"snapshot failed {RETRIES} times: {type(error).__name__}: {error}"
                     log.exception("giving up on a snapshot")
-                    await send_dead_letter(self.producer, record, reason, CONSUMER)
+                    await send_dead_letter(self.producer, self.dlq_topic, record, reason, CONSUMER)
                     return
                 log.warning("snapshot failed (%s); retrying in %.1f s", error, delay)
                 await asyncio.sleep(delay)
@@ -163,7 +166,7 @@ class EvidenceWriter:
             incident = Incident.model_validate_json(record.value or b"")
         except ValidationError as error:
             await send_dead_letter(
-                self.producer, record, describe_validation_error(error), CONSUMER
+                self.producer, self.dlq_topic, record, describe_validation_error(error), CONSUMER
             )
             return
         if incident.source != IncidentSource.VISION or incident.status == IncidentStatus.RESOLVED:
@@ -174,7 +177,7 @@ class EvidenceWriter:
             evidence = CameraEvidence.model_validate(incident.evidence)
         except ValidationError as error:
             reason = "camera incident evidence: " + describe_validation_error(error)
-            await send_dead_letter(self.producer, record, reason, CONSUMER)
+            await send_dead_letter(self.producer, self.dlq_topic, record, reason, CONSUMER)
             return
         await self.save(incident, evidence)
 
@@ -215,7 +218,7 @@ class EvidenceWriter:
 
     async def frame(self, ref: FrameRef) -> bytes | None:
         """The frame's JPEG bytes from its topic, or None once retention has removed it."""
-        partition = TopicPartition(topics.CAMERA_FRAMES, ref.partition)
+        partition = TopicPartition(self.settings.kafka.topic(topics.CAMERA_FRAMES), ref.partition)
         self.frames.assign([partition])
         self.frames.seek(partition, ref.offset)
         batches = await self.frames.getmany(

@@ -162,7 +162,9 @@ class VisionWorker:
 
     async def _reject(self, frame: PendingFrame | ConsumerRecord, reason: str) -> None:
         record = frame.record if isinstance(frame, PendingFrame) else frame
-        await send_dead_letter(self.producer, record, reason, CONSUMER)
+        await send_dead_letter(
+            self.producer, self.settings.kafka.topic(topics.DLQ), record, reason, CONSUMER
+        )
 
     async def fetch(self, stop: asyncio.Event) -> None:
         """Read frames as they come; only the newest of each camera waits for the model."""
@@ -214,7 +216,7 @@ class VisionWorker:
             output = self._output(frame, result, per_frame_ms)
             sends.append(
                 await self.producer.send(
-                    topics.VISION_DETECTIONS,
+                    self.settings.kafka.topic(topics.VISION_DETECTIONS),
                     key=frame.headers.camera_id.encode(),
                     value=output.to_bytes(),
                 )
@@ -284,7 +286,9 @@ class VisionWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.producer.start()
-        self.consumer.subscribe([topics.CAMERA_FRAMES], listener=_Rebalance(self))
+        self.consumer.subscribe(
+            [self.settings.kafka.topic(topics.CAMERA_FRAMES)], listener=_Rebalance(self)
+        )
         await self.consumer.start()
         await self.evidence.start()
         log.info("vision worker ready: model %s on %s", self.detector.name, self.detector.device)

@@ -1,0 +1,1 @@
+"""Portable recordings of Kafka topics: the format, export from Kafka and replay."""
