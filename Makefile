@@ -10,7 +10,7 @@ JAVA_OK := $(shell java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])' 
 EXTRAS  := vision,dev$(if $(JAVA_OK),,$(comma)jdk)
 comma   := ,
 
-.PHONY: install mosquitto alertmanager demo test lint format stack-up stack-down clean
+.PHONY: install debian-tools demo test lint format stack-up stack-down clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ioc needs Python 3.11+ (set PYTHON=...)")'
@@ -19,37 +19,28 @@ $(STAMP): pyproject.toml
 	$(BIN)/uv pip install --python $(BIN)/python -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
-# The MQTT bridge's tests start a real Mosquitto (Debian package); installed once, as root only.
-mosquitto:
-	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
+# Real programs from Debian packages, as PACKAGE:COMMAND: Mosquitto (the MQTT bridge's tests),
+# Alertmanager with amtool (the routing tree's tests, IOC_STACK__ALERTMANAGER), kcat (poison
+# messages from an outside client). Installed once, as root only; without them their tests skip.
+DEBIAN_TOOLS := mosquitto:mosquitto prometheus-alertmanager:prometheus-alertmanager kcat:kcat
+
+debian-tools:
+	@missing=""; for tool in $(DEBIAN_TOOLS); do command=$${tool##*:}; \
+	  command -v $$command >/dev/null 2>&1 || [ -x /usr/sbin/$$command ] \
+	    || missing="$$missing $${tool%%:*}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing mosquitto (apt-get)"; \
+	    echo "installing$$missing (apt-get)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	      apt-get install -y -qq --no-install-recommends mosquitto >/dev/null 2>&1 \
-	      || echo "warning: 'apt-get install mosquitto' failed; the MQTT tests need it"; \
+	      apt-get install -y -qq --no-install-recommends $$missing >/dev/null 2>&1 \
+	      || echo "warning: 'apt-get install$$missing' failed; the tests that need them skip"; \
 	  else \
-	    echo "note: mosquitto not found; install it (sudo apt-get install mosquitto)" \
-	         "for the MQTT bridge and its tests"; \
+	    echo "note: not found:$$missing; install them (sudo apt-get install$$missing)" \
+	         "for the tests that need them"; \
 	  fi; \
 	fi
 
-# The Alertmanager tests run the shipped routing tree on a real Alertmanager (Debian package
-# prometheus-alertmanager, with amtool); installed once, as root only. Without it they are skipped.
-alertmanager:
-	@if ! command -v alertmanager >/dev/null 2>&1 && ! command -v prometheus-alertmanager >/dev/null 2>&1 \
-	    && [ ! -x /usr/bin/prometheus-alertmanager ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing prometheus-alertmanager (apt-get)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	      apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null 2>&1 \
-	      || echo "warning: 'apt-get install prometheus-alertmanager' failed; the Alertmanager tests need it"; \
-	  else \
-	    echo "note: alertmanager not found; install it (sudo apt-get install prometheus-alertmanager)" \
-	         "for the local Alertmanager and its tests"; \
-	  fi; \
-	fi
-
-install: $(STAMP) mosquitto alertmanager
+install: $(STAMP) debian-tools
 
 demo: install  ## the bounded end-to-end scenario (DEMO_ARGS="--duration 60 --keep-stack")
 	$(BIN)/ioc demo $(DEMO_ARGS)

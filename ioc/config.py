@@ -215,6 +215,15 @@ class HotlineSettings(Section):
         description="Integrating system name -> API key; POST needs one. JSON in the environment.",
     )
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="Larger request bodies get 413.")
+    rate_limit_per_minute: int = Field(
+        600,
+        ge=1,
+        description="Requests per minute per integration or staff key (or per client address "
+        "without a known key), on every HTTP route; more get 429 with Retry-After.",
+    )
+    rate_limit_burst: int = Field(
+        100, ge=1, description="Requests at once before the rate applies."
+    )
     triage_rules: Path | None = Field(None, description="TOML triage rules; default bundled.")
     sla_table: Path | None = Field(None, description="TOML SLA hours per category and priority.")
     duplicate_radius_m: float = Field(200.0, gt=0)

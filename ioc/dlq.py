@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
 
 log = logging.getLogger(__name__)
+# A larger value keeps only its head in the dead letter (header `value_bytes` says how large it
+# was): the whole message stays on its source topic, at the partition and offset named.
+KEPT_VALUE_BYTES = 1024 * 1024
 
 
 class SourceRecord(Protocol):
@@ -39,14 +42,18 @@ class DeadLetter:
     source_partition: int
     source_offset: int
     consumer: str
+    value_bytes: int | None = None  # the original size, when `value` is only its head
 
     @classmethod
     def of(cls, record: SourceRecord, reason: str, consumer: str) -> DeadLetter:
         log.warning(
             "dead letter from %s[%s]@%s: %s", record.topic, record.partition, record.offset, reason
         )
+        value = record.value
+        size = len(value) if value is not None else 0
         return cls(
-            value=record.value,
+            value=value[:KEPT_VALUE_BYTES] if value is not None else None,
+            value_bytes=size if size > KEPT_VALUE_BYTES else None,
             key=record.key,
             reason=reason,
             source_topic=record.topic,
@@ -64,6 +71,7 @@ class DeadLetter:
             ("source_key", self.key or b""),
             ("consumer", self.consumer.encode()),
             ("failed_at_ms", str(epoch_ms(utc_now())).encode()),
+            *([("value_bytes", str(self.value_bytes).encode())] if self.value_bytes else []),
         ]
 
 

@@ -34,3 +34,17 @@ def test_a_record_put_on_the_dlq_by_hand_still_gets_a_row() -> None:
     recorded = RecordedDeadLetter.of(0, 3, 1_700_000_000_000, [("source_offset", b"x")], None)
     assert recorded.reason == "(no reason header)" and recorded.source_offset is None
     assert recorded.failed_at == datetime.fromtimestamp(1_700_000_000, UTC)
+
+
+def test_a_huge_value_keeps_its_head_and_says_how_large_it_was() -> None:
+    from types import SimpleNamespace
+
+    from ioc.dlq import KEPT_VALUE_BYTES
+
+    huge = b"x" * (3 * KEPT_VALUE_BYTES)
+    record = SimpleNamespace(topic="ioc.sensor.events", partition=0, offset=9, key=b"k", value=huge)
+    letter = DeadLetter.of(record, "invalid SensorEvent", "sensors")
+    assert letter.value == huge[:KEPT_VALUE_BYTES]
+    assert dict(letter.headers())["value_bytes"] == str(len(huge)).encode()
+    small = DeadLetter.of(SimpleNamespace(**{**vars(record), "value": b"{"}), "bad", "sensors")
+    assert small.value == b"{" and "value_bytes" not in dict(small.headers())

@@ -31,6 +31,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ioc.api.limits import RateLimit, RateLimiter
 from ioc.api.open311 import (
     CHANNELS,
     REQUEST_COLUMNS,
@@ -138,6 +139,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(SafeErrors)
+    hotline = settings.hotline
+    app.add_middleware(
+        RateLimit,
+        limiter=RateLimiter(hotline.rate_limit_per_minute, hotline.rate_limit_burst),
+        keys=hotline.api_keys
+        | {f"staff:{name}": key for name, key in settings.alerts.staff_keys.items()},
+    )
     return app
 
 

@@ -22,6 +22,7 @@ import psycopg
 from pydantic import ValidationError
 
 from ioc.config import ENV_PREFIX, Settings
+from ioc.rulefiles import deep_merge
 from ioc.stack.kafka import ensure_topics
 from ioc.store.migrate import migrate
 
@@ -75,16 +76,6 @@ def _flatten(values: dict[str, Any], prefix: str) -> dict[str, str]:
     return env
 
 
-def _merged(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merged(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 @dataclass(frozen=True)
 class RulesFile:
     """A settings file (the `IOC_SETTINGS_FILE` format) laid over the live settings for one
@@ -106,7 +97,7 @@ class RulesFile:
                 f"not {', '.join(outside)}"
             )
         try:
-            Settings.model_validate(_merged(live.model_dump(), values))
+            Settings.model_validate(deep_merge(live.model_dump(), values))
         except ValidationError as error:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}"
@@ -232,9 +223,8 @@ class Sandbox:
             if name.startswith(self.topic_prefix) or name.startswith(f"{self.app_id}-")
         ]
 
-    def reset(self, live: Settings) -> Settings:
-        """An empty sandbox: its topics and consumer offsets deleted and created again, its
-        schema dropped and migrated again. Returns its settings."""
+    def _delete(self, live: Settings) -> None:
+        """Its topics (deleted asynchronously by the broker: waited for), offsets and schema."""
         admin = self._admin(live)
         try:
             stale = self._topics(admin)
@@ -251,6 +241,12 @@ class Sandbox:
             admin.close()
         with psycopg.connect(live.database.dsn, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+
+    def reset(self, live: Settings) -> Settings:
+        """An empty sandbox: its topics and consumer offsets deleted and created again, its
+        schema dropped and migrated again. Returns its settings."""
+        self._delete(live)
+        with psycopg.connect(live.database.dsn, autocommit=True) as conn:
             conn.execute(f'CREATE SCHEMA "{self.schema}"')
             conn.execute(f"COMMENT ON SCHEMA \"{self.schema}\" IS '{MARKER} {self.name}'")
         sandbox = self.settings(live)
@@ -261,14 +257,4 @@ class Sandbox:
     def drop(self, live: Settings) -> None:
         """Delete the sandbox's topics, offsets and schema; refused like a replay would be."""
         self.check(live)
-        admin = self._admin(live)
-        try:
-            stale = self._topics(admin)
-            if stale:
-                admin.delete_topics(stale)
-            if self.app_id in _group_ids(admin):
-                admin.delete_groups([self.app_id])
-        finally:
-            admin.close()
-        with psycopg.connect(live.database.dsn, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+        self._delete(live)

@@ -28,7 +28,7 @@ from ioc.dlq import DeadLetter, RecordedDeadLetter, describe_validation_error
 from ioc.hotline import lifecycle
 from ioc.hotline.privacy import redact_ticket_bytes, reporter_of
 from ioc.hotline.triage import Triage
-from ioc.kafka_clients import hide_produced_payloads
+from ioc.kafka_clients import MAX_MESSAGE_BYTES, hide_produced_payloads
 from ioc.lag import consumer_lag
 from ioc.models import FusedIncident, Incident, Ticket, load_sensor_registry
 from ioc.models.base import utc_now
@@ -100,6 +100,8 @@ def create_app(settings: Settings) -> faust.App:
         # Frequent commits keep lag near zero between sensor clock ticks (drain checks read it).
         broker_commit_interval=1.0,
         producer_acks=-1,
+        # Dead letters carry up to KEPT_VALUE_BYTES of the original (Faust's default is 1 MB).
+        producer_max_request_size=MAX_MESSAGE_BYTES + 64 * 1024,
         web_enabled=settings.streams.web_port is not None,
         web_port=settings.streams.web_port or 6066,
     )

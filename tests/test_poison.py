@@ -1,0 +1,110 @@
+"""Poison messages from an outside client (kcat, Debian's Kafka command-line producer) into the
+live topics: every one ends in the dead-letter topic with its reason, and the agents go on."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ioc import topics
+from ioc.config import Settings
+from ioc.dlq import KEPT_VALUE_BYTES
+
+from .conftest import TEST_REGISTRY, dead_letters, wait_for
+
+pytestmark = pytest.mark.integration
+KCAT = shutil.which("kcat")
+
+
+def kcat(settings: Settings, topic: str, key: str, payload: Path) -> None:
+    """One message whose value is the file's bytes, exactly (no delimiter parsing)."""
+    assert KCAT is not None
+    subprocess.run(
+        [
+            *(KCAT, "-P", "-X", "message.max.bytes=9000000"),
+            *("-b", settings.kafka.bootstrap_servers, "-t", topic, "-k", key, str(payload)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.skipif(KCAT is None, reason="kcat not installed (make install does it as root)")
+def test_poison_from_kcat_is_dead_lettered_with_reasons_and_the_agents_go_on(
+    workers: Settings, tmp_path: Path
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    now = datetime.now(UTC).isoformat()
+    sensor = TEST_REGISTRY.read_text().split('id = "', 1)[1].split('"', 1)[0]
+    cases: dict[str, tuple[str, bytes, str]] = {
+        # name: (topic, value, words the reason must contain)
+        "json": (
+            topics.HOTLINE_TICKETS,
+            b'{"service_request_id": "P-json-%s", ' % run.encode(),
+            "JSON",
+        ),
+        "schema": (
+            topics.SENSOR_EVENTS,
+            json.dumps(
+                {"id": sensor, "type": "FloodMonitoring", "note": f"P-schema-{run}"}
+            ).encode(),
+            "invalid",
+        ),
+        "utf8": (
+            topics.HOTLINE_TICKETS,
+            b"\xff\xfe\xfa P-utf8-%s \xc3\x28" % run.encode(),
+            "invalid",
+        ),
+        "nan": (
+            topics.SENSOR_EVENTS,
+            b'{"id": "%s", "type": "FloodMonitoring", "dateObserved": "%s", "currentLevel": NaN,'
+            b' "note": "P-nan-%s"}' % (sensor.encode(), now.encode(), run.encode()),
+            "",
+        ),
+        "huge": (
+            topics.VISION_DETECTIONS,
+            b'{"camera_id": "P-huge-%s", "pad": "%s"}' % (run.encode(), b"x" * (3 * 1024 * 1024)),
+            "invalid",
+        ),
+    }
+    for name, (topic, value, _) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(value)
+        kcat(workers, topic, f"P-{name}-{run}", path)
+
+    for name, (topic, _, words) in cases.items():
+        marker = f"P-{name}-{run}".encode()
+        letters = wait_for(lambda m=marker: dead_letters(workers, m), 60, f"{name} dead letter")
+        assert len(letters) == 1, name
+        headers = letters[0].headers
+        assert headers["source_topic"] == topic, name
+        assert headers["reason"] and words.lower() in headers["reason"].lower(), headers
+    huge = dead_letters(workers, f"P-huge-{run}".encode())[0]
+    assert int(huge.headers["value_bytes"]) == len(cases["huge"][1])
+    assert len(huge.value) == KEPT_VALUE_BYTES  # the head; the whole stays on its topic
+
+    # The agents go on: a good reading after the poison is stored.
+    good = json.dumps(
+        {"id": sensor, "type": "FloodMonitoring", "dateObserved": now, "currentLevel": 0.5}
+    ).encode()
+    path = tmp_path / "good"
+    path.write_bytes(good)
+    kcat(workers, topics.SENSOR_EVENTS, sensor, path)
+
+    def stored() -> bool:
+        with psycopg.connect(workers.database.dsn) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM sensor_readings WHERE sensor_id = %s AND observed_at = %s",
+                (sensor, datetime.fromisoformat(now)),
+            ).fetchone()
+        return bool(row and row[0])
+
+    wait_for(stored, 60, "the good reading after the poison")
