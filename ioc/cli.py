@@ -58,9 +58,24 @@ app.add_typer(cameras_app, name="cameras")
 app.add_typer(incidents_app, name="incidents")
 
 
+class _OriginOnly(logging.Filter):
+    """httpx logs each request's full URL at INFO; a webhook's path or query and a URL's
+    password are credentials, so only scheme, host and port reach the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 2:
+            url = urlsplit(str(args[1]))
+            if url.scheme and url.hostname:
+                port = f":{url.port}" if url.port else ""
+                record.args = (args[0], f"{url.scheme}://{url.hostname}{port}", *args[2:])
+        return True
+
+
 def _setup_logging() -> None:
     level = get_settings().log_level.upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").addFilter(_OriginOnly())
 
 
 def _clean_up_on_sigterm() -> None:

@@ -102,7 +102,10 @@ async def post_json(client: httpx.AsyncClient, url: str, payload: dict, retries:
         try:
             response = await client.post(url, json=payload)
             if response.status_code < 500:
-                response.raise_for_status()
+                if not response.is_success:  # not raise_for_status: its message quotes the URL
+                    raise httpx.HTTPStatusError(
+                        f"HTTP {response.status_code}", request=response.request, response=response
+                    )
                 return
             error: Exception = httpx.HTTPStatusError(
                 f"HTTP {response.status_code}", request=response.request, response=response

@@ -311,15 +311,15 @@ WHERE $__timeFilter(requested_at) AND sla_due IS NOT NULL""",
         bars(
             "Phản ánh theo địa bàn",
             """
-SELECT coalesce(nullif(trim(split_part(address, ',', 1)), ''), 'không rõ') AS area,
-       count(*) AS tickets
-FROM tickets
+SELECT area, count(*) AS tickets
+FROM ticket_areas
 WHERE $__timeFilter(requested_at)
 GROUP BY 1
 ORDER BY 2 DESC
 LIMIT 20""",
-            "Tickets by area in the time range. Tickets have no district column: the area is "
-            "the first part of the reported address (the ward or commune, e.g. 'Xã Sơn Cẩm').",
+            "Tickets by area in the time range: the ward, commune or district named in the "
+            "reported address (e.g. 'Xã Sơn Cẩm'; view ticket_areas: the walls may not read "
+            "the address itself).",
             ("area", "tickets"),
         ),
         series(

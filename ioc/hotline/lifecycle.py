@@ -297,7 +297,9 @@ async def set_status(
     conn: AsyncConnection, ticket_id: str, status: str, note: str | None
 ) -> Incident | None:
     """Move a ticket; resolving (or reopening) the ticket that opened an incident does the same
-    to the incident, which is returned so the caller publishes its new state."""
+    to the incident, which is returned so the caller publishes its new state. The note is
+    public (Open311 shows it): a phone number or e-mail typed into it is masked."""
+    note = redact_text(note) if note is not None else None
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT status, incident_id FROM tickets WHERE service_request_id = %s FOR UPDATE",

@@ -77,11 +77,12 @@ def redact_ticket_bytes(value: bytes | None) -> bytes | None:
     if not isinstance(data, dict):
         return redact_text(json.dumps(data, ensure_ascii=False)).encode()
     for field in PERSONAL_FIELDS:
-        if isinstance(data.get(field), str):
+        if data.get(field) is not None:  # a phone sent as a JSON number is a phone all the same
+            given = str(data[field])
             data[field] = (
-                mask_email(data[field])
+                mask_email(given)
                 if field == "email"
-                else (mask_phone(data[field]) if field == "phone" else "***")
+                else (mask_phone(given) if field == "phone" else "***")
             )
     if isinstance(data.get("description"), str):
         data["description"] = redact_text(data["description"])

@@ -1,11 +1,13 @@
 """Every panel's SQL, macros expanded as Grafana would, run against the real database after the
 demo scenario has flowed through the real pipeline (Kafka, streams, vision and alert workers);
-each returns rows of the shape its panel draws."""
+each returns rows of the shape its panel draws. Panels run as Grafana's database user would: a
+login that is only a member of ioc_grafana (read-only, no personal data)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -23,6 +25,7 @@ from ioc.scenario.plan import Scheduled, build_plan
 from ioc.scenario.publisher import publish
 from ioc.sensors import fiware
 from tests.conftest import TEST_REGISTRY, wait_for
+from tests.store.roles import login
 
 pytestmark = pytest.mark.integration
 
@@ -126,6 +129,18 @@ def timescaledb(live_stack: Settings) -> bool:
         )
 
 
+@pytest.fixture(scope="module")
+def grafana_db(live_stack: Settings) -> Iterator[psycopg.Connection]:
+    """A connection as a login that is only a member of ioc_grafana."""
+    with login(live_stack.database.dsn, "ioc_grafana") as conn:
+        yield conn
+
+
+def test_grafana_login_reads_no_personal_data(grafana_db: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        grafana_db.execute("SELECT address FROM tickets")
+
+
 def run_panel(
     db: psycopg.Connection, panel: Panel, start: datetime, timescaledb: bool
 ) -> tuple[list[str], list[tuple]]:
@@ -146,10 +161,10 @@ def test_panel_sql_returns_the_shape_its_panel_draws(
     uid: str,
     panel: Panel,
     scenario: datetime,
-    db: psycopg.Connection,
+    grafana_db: psycopg.Connection,
     timescaledb: bool,
 ) -> None:
-    columns, rows = run_panel(db, panel, scenario, timescaledb)
+    columns, rows = run_panel(grafana_db, panel, scenario, timescaledb)
     if panel.title not in MAY_BE_EMPTY:
         assert rows, f"{uid}: {panel.title} returned no rows"
     if panel.shape == "stat":
@@ -176,13 +191,13 @@ def test_panel_sql_returns_the_shape_its_panel_draws(
 
 
 def test_panels_show_the_scenario(
-    scenario: datetime, db: psycopg.Connection, timescaledb: bool
+    scenario: datetime, grafana_db: psycopg.Connection, timescaledb: bool
 ) -> None:
     """A few values, not only shapes: what an operator would see after the scenario."""
     by_title = {panel.title: panel for _, panel in PANELS}
 
     def rows(title: str) -> list[tuple]:
-        return run_panel(db, by_title[title], scenario, timescaledb)[1]
+        return run_panel(grafana_db, by_title[title], scenario, timescaledb)[1]
 
     vietnam = ZoneInfo(TIMEZONE)
     if scenario.astimezone(vietnam).date() == datetime.now(vietnam).date():

@@ -467,3 +467,27 @@ def test_every_wall_panel_runs_on_timescaledb_with_time_bucket(migrated: str) ->
                 raise AssertionError(f"{uid}: {panel.title}: {error}") from None
             assert cursor.description, f"{uid}: {panel.title} returns no columns"
     assert len(panels) > 30
+
+
+def test_grafana_role_reads_every_panel_but_no_personal_data(migrated: str) -> None:
+    """The continuous aggregates, created after migration 0008, are readable by ioc_grafana
+    (default privileges); every panel runs as that role; the reporter's address is not."""
+    now = datetime.now(UTC)
+    panels = [(wall.uid, panel) for wall in walls() for panel in wall.panels]
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        conn.execute("SET ROLE ioc_grafana")
+        for uid, panel in panels:
+            sql = expand(
+                panel.sql, time_from=now - timedelta(hours=6), time_to=now, timescaledb=True
+            )
+            try:
+                conn.execute(sql)
+            except psycopg.Error as error:
+                raise AssertionError(f"{uid}: {panel.title}: {error}") from None
+        for view in WALL_VIEWS:
+            conn.execute(f"SELECT * FROM {view.name} LIMIT 1")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT address FROM tickets")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM sensor_readings")
+        conn.execute("RESET ROLE")
