@@ -91,20 +91,51 @@ def test_poison_from_kcat_is_dead_lettered_with_reasons_and_the_agents_go_on(
     assert int(huge.headers["value_bytes"]) == len(cases["huge"][1])
     assert len(huge.value) == KEPT_VALUE_BYTES  # the head; the whole stays on its topic
 
-    # The agents go on: a good reading after the poison is stored.
-    good = json.dumps(
-        {"id": sensor, "type": "FloodMonitoring", "dateObserved": now, "currentLevel": 0.5}
-    ).encode()
-    path = tmp_path / "good"
-    path.write_bytes(good)
-    kcat(workers, topics.SENSOR_EVENTS, sensor, path)
+    # The agents go on: after the poison, the hotline agent stores a good ticket, and the sensor
+    # and camera agents still judge what comes (an unknown sensor and camera: dead-lettered).
+    good_ticket = f"P-good-{run}"
+    after: dict[str, tuple[str, bytes]] = {
+        good_ticket: (
+            topics.HOTLINE_TICKETS,
+            json.dumps(
+                {
+                    "service_request_id": good_ticket,
+                    "requested_datetime": now,
+                    "channel": "phone",
+                    "description": "Cây đổ chắn ngang đường tổ 3",
+                    "lat": 21.59,
+                    "long": 105.84,
+                }
+            ).encode(),
+        ),
+        f"P-sensor-after-{run}": (
+            topics.SENSOR_EVENTS,
+            json.dumps(
+                {
+                    "id": f"P-sensor-after-{run}",
+                    "type": "FloodMonitoring",
+                    "dateObserved": now,
+                    "currentLevel": 0.5,
+                }
+            ).encode(),
+        ),
+        f"P-camera-after-{run}": (
+            topics.VISION_DETECTIONS,
+            json.dumps({"camera_id": f"P-camera-after-{run}"}).encode(),
+        ),
+    }
+    for key, (topic, value) in after.items():
+        path = tmp_path / key
+        path.write_bytes(value)
+        kcat(workers, topic, key, path)
 
     def stored() -> bool:
         with psycopg.connect(workers.database.dsn) as conn:
             row = conn.execute(
-                "SELECT count(*) FROM sensor_readings WHERE sensor_id = %s AND observed_at = %s",
-                (sensor, datetime.fromisoformat(now)),
+                "SELECT count(*) FROM tickets WHERE service_request_id = %s", (good_ticket,)
             ).fetchone()
         return bool(row and row[0])
 
-    wait_for(stored, 60, "the good reading after the poison")
+    wait_for(stored, 60, "the good ticket after the poison")
+    for key in list(after)[1:]:
+        wait_for(lambda k=key: dead_letters(workers, k.encode()), 60, f"{key} judged")
