@@ -546,7 +546,7 @@ def replay_command(
         if from_kafka:
             assert from_ is not None and to is not None
             source = kafka_recording(
-                settings, parse_time(from_), parse_time(to, now_ok=True), None, console
+                settings, parse_time(from_), parse_time(to, now_ok=True), console
             )
         else:
             assert recording is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -45,14 +45,13 @@ def from_kafka(
     settings: Settings,
     start: datetime,
     end: datetime,
-    names: Sequence[str] | None,
     console: Console,
 ) -> Iterator[Recording]:
     """`--kafka`: the live topics' range recorded to a temporary folder, replayed, removed."""
     out = settings.stack.dir / "recordings" / f"kafka-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         with console.status("recording the range from Kafka…"):
-            names = list(names or [settings.kafka.topic(name) for name in INPUT_TOPICS])
+            names = [settings.kafka.topic(name) for name in INPUT_TOPICS]
             asyncio.run(record(settings.kafka, names, start, end, out))
         yield open_recording(out)
     finally:

@@ -160,9 +160,6 @@ class Pace:
 
     speed: float | None
 
-    def __str__(self) -> str:
-        return "max" if self.speed is None else f"{self.speed:g}×"
-
 
 Progress = Callable[[int, int], None]  # (published, processed)
 
@@ -181,7 +178,6 @@ async def _republish(
     sandbox: Settings,
     pace: Pace,
     published: Counter[str],
-    on_sent: Callable[[], None],
 ) -> None:
     client = producer(sandbox.kafka, "ioc-replay")
     await client.start()
@@ -210,7 +206,6 @@ async def _republish(
                 )
             )
             published[name] += 1
-            on_sent()
             if len(pending) >= SEND_WINDOW:
                 await asyncio.gather(*pending)
                 pending.clear()
@@ -280,11 +275,6 @@ class Replayer:
         # What the sandbox's streams app reads of the inputs (frames only wait there, to look at).
         inputs = [settings.kafka.topic(name) for name in INPUT_TOPICS]
         inputs = [name for name in inputs if name in spec.topics]
-        sent = 0
-
-        def count_sent() -> None:
-            nonlocal sent
-            sent += 1
 
         async def lags() -> tuple[int, int]:
             found = await asyncio.to_thread(
@@ -294,7 +284,7 @@ class Replayer:
             return waiting_inputs, sum(found.values())
 
         publishing = asyncio.create_task(
-            _republish(recording, names, settings, self.pace, result.published, count_sent)
+            _republish(recording, names, settings, self.pace, result.published)
         )
         quiet, processed, last_change = 0, -1, time.monotonic()
         while True:
@@ -303,6 +293,7 @@ class Replayer:
             if publishing.done():
                 publishing.result()  # a failed publish fails the replay
             waiting_inputs, waiting = await lags()
+            sent = result.messages
             done = max(0, sent - waiting_inputs)
             self.on_progress(sent, done)
             if done != processed:

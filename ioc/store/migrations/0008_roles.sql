@@ -31,20 +31,18 @@
 -- marks it as an ioc replay sandbox); grant it by hand if engineers want a wall on one.
 
 DO $$
+DECLARE
+    role_name text;
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ioc_writer') THEN
-        CREATE ROLE ioc_writer NOLOGIN;  -- needs CREATEROLE: else create it beforehand
-    END IF;
-EXCEPTION WHEN duplicate_object THEN NULL;  -- a concurrent migration made it
-END;
-$$;
-
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ioc_grafana') THEN
-        CREATE ROLE ioc_grafana NOLOGIN;  -- needs CREATEROLE: else create it beforehand
-    END IF;
-EXCEPTION WHEN duplicate_object THEN NULL;  -- a concurrent migration made it
+    FOREACH role_name IN ARRAY ARRAY['ioc_writer', 'ioc_grafana'] LOOP
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = role_name) THEN
+            BEGIN
+                -- needs CREATEROLE: else create the role beforehand
+                EXECUTE format('CREATE ROLE %I NOLOGIN', role_name);
+            EXCEPTION WHEN duplicate_object THEN NULL;  -- a concurrent migration made it
+            END;
+        END IF;
+    END LOOP;
 END;
 $$;
 
