@@ -692,6 +692,23 @@ def triage_command(
         triage_file(handle, sys.stdout, triage)
 
 
+@bench_app.command("stream")
+def bench_stream_command(
+    count: Annotated[int, typer.Option(min=1, help="Tickets per round and side.")] = 20_000,
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds per side (median).")] = 3,
+) -> None:
+    """Messages/s through a Faust agent doing the hotline intake's validate → forward or
+    dead-letter step vs a plain aiokafka loop doing the same, same run, Kafka only."""
+    from ioc.bench.stream import run_bench
+
+    _clean_up_on_sigterm()
+
+    try:
+        run_bench(count, rounds, console)
+    except StackError as error:
+        _fail(error)
+
+
 @bench_app.command("tickets")
 def bench_tickets_command(
     count: Annotated[int, typer.Option(help="Tickets per throughput round.")] = 2000,
@@ -824,6 +841,27 @@ def bench_replay_command(
         run_bench(minutes, rounds, console, as_json)
     except StackError as error:
         _fail(error)
+
+
+@bench_app.command("all")
+def bench_all_command(
+    quick: Annotated[
+        bool, typer.Option(help="Small sizes, one round: a smoke run of a few minutes.")
+    ] = False,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the figures and machine as JSON.")
+    ] = None,
+) -> None:
+    """Every bench (stream, tickets, sensors, vision, store, e2e, replay) in turn, each against
+    its baseline in the same run, then one table with ratios and the machine (~10–15 min on 2
+    cores). Exits 1 if any bench failed; the others still run."""
+    from ioc.bench.all import DEFAULT, QUICK, run_all
+
+    _clean_up_on_sigterm()
+
+    result = run_all(QUICK if quick else DEFAULT, console, json_path)
+    if result.failed:
+        raise typer.Exit(1)
 
 
 @grafana_app.command("generate")

@@ -1,19 +1,30 @@
 """One settings model for every `ioc` process.
 
 Values come from (highest first) keyword arguments, `IOC_*` environment variables (nested with
-`__`, e.g. `IOC_KAFKA__BOOTSTRAP_SERVERS`), then the TOML file named by `IOC_SETTINGS_FILE`.
+`__`, e.g. `IOC_KAFKA__BOOTSTRAP_SERVERS`), files named by `IOC_*_FILE` variables (a secret's
+value is the file's content: `IOC_DATABASE__DSN_FILE=/run/secrets/dsn`), then the TOML file named
+by `IOC_SETTINGS_FILE`.
 Unknown keys are an error everywhere: a typo in a setting must never be silently ignored.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,20 +36,28 @@ from ioc.assets import DEFAULT_MODEL_PATH, DEMO_SENSOR_RULES_PATH
 
 ENV_PREFIX = "IOC_"
 SETTINGS_FILE_ENV = "IOC_SETTINGS_FILE"
+FILE_SUFFIX = "_FILE"
 
 
 class Section(BaseModel):
-    """Base for one feature's settings: unknown keys rejected, values validated on assignment."""
+    """Base for one feature's settings: unknown keys rejected, values validated on assignment,
+    and an error never echoes the input (a DSN, key or password may be in it)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
 
 
 class KafkaSettings(Section):
-    """Where the broker is and how topics are laid out."""
+    """Where the broker is, how to authenticate to it, and how topics are laid out."""
 
     bootstrap_servers: str = "127.0.0.1:19092"
     partitions: int = Field(3, ge=1, description="Partitions for every ioc topic.")
     replication_factor: int = Field(1, ge=1)
+    min_insync_replicas: int | None = Field(
+        None,
+        ge=1,
+        description="Replicas that must have a write before it is acknowledged (producers use "
+        "acks=all); unset: replication_factor - 1, at least 1 (2 on a 3-broker cluster).",
+    )
     retention_hours: int = Field(
         72, ge=1, description="Retention of data topics (DLQ keeps 30 days)."
     )
@@ -49,6 +68,56 @@ class KafkaSettings(Section):
         description="Put before every ioc topic name: a replay sandbox's topics never touch the "
         "live ones (`sandbox.<name>.ioc.sensor.events`).",
     )
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism for the SASL_* protocols."
+    )
+    sasl_username: str | None = Field(None, description="SASL user (SASL_* protocols).")
+    sasl_password: SecretStr | None = Field(
+        None, description="SASL password; never printed (IOC_KAFKA__SASL_PASSWORD_FILE)."
+    )
+    ssl_cafile: Path | None = Field(
+        None, description="PEM CA bundle that signed the broker certificates; else system CAs."
+    )
+    ssl_certfile: Path | None = Field(None, description="PEM client certificate (mutual TLS).")
+    ssl_keyfile: Path | None = Field(None, description="PEM key of ssl_certfile (mutual TLS).")
+    ssl_check_hostname: bool = Field(
+        True, description="Verify that the broker certificate names the host connected to."
+    )
+    # After the credentials, so its field validator sees them: a model validator's error would
+    # echo the whole section, password included, in a `Settings` validation error.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How every ioc client (and the local broker) talks to Kafka."
+    )
+
+    @field_validator("security_protocol")
+    @classmethod
+    def _sasl_needs_credentials(cls, protocol: str, info: ValidationInfo) -> str:
+        password = info.data.get("sasl_password")
+        if protocol.startswith("SASL_") and not (
+            info.data.get("sasl_username") and password and password.get_secret_value()
+        ):
+            raise ValueError(
+                f"{protocol} needs IOC_KAFKA__SASL_USERNAME and IOC_KAFKA__SASL_PASSWORD "
+                "(or IOC_KAFKA__SASL_PASSWORD_FILE)"
+            )
+        return protocol
+
+    @field_validator("ssl_keyfile")
+    @classmethod
+    def _key_needs_certificate(cls, keyfile: Path | None, info: ValidationInfo) -> Path | None:
+        if keyfile and not info.data.get("ssl_certfile"):
+            raise ValueError("ssl_keyfile needs ssl_certfile (the client certificate)")
+        return keyfile
+
+    @model_validator(mode="after")
+    def _isr_within_replicas(self) -> KafkaSettings:
+        if self.min_insync_replicas and self.min_insync_replicas > self.replication_factor:
+            raise ValueError("min_insync_replicas cannot exceed replication_factor")
+        return self
+
+    @property
+    def effective_min_insync_replicas(self) -> int:
+        return self.min_insync_replicas or max(1, self.replication_factor - 1)
 
     def topic(self, name: str) -> str:
         """The name of one of the `ioc.topics` under this prefix."""
@@ -387,6 +456,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         validate_default=True,
+        hide_input_in_errors=True,
     )
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -413,7 +483,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            _SecretFilesSource(settings_cls, env_settings),
+        ]
         settings_file = os.environ.get(SETTINGS_FILE_ENV)
         if settings_file:
             path = Path(settings_file)
@@ -426,24 +499,73 @@ class Settings(BaseSettings):
     @classmethod
     def _reject_unknown_environment(cls, data: Any) -> Any:
         """pydantic-settings ignores unknown IOC_* variables; a typo there must fail loudly."""
-        known_top = {name.upper() for name in cls.model_fields}
-        sections = {
-            name.upper(): field.annotation
-            for name, field in cls.model_fields.items()
-            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
-        }
-        unknown = []
-        for key in os.environ:
-            if not key.startswith(ENV_PREFIX) or key == SETTINGS_FILE_ENV:
-                continue
-            top, _, sub = key[len(ENV_PREFIX) :].partition("__")
-            if top not in known_top or (
-                sub and (top not in sections or sub.lower() not in sections[top].model_fields)
-            ):
-                unknown.append(key)
+        unknown = [
+            key
+            for key in os.environ
+            if key.startswith(ENV_PREFIX)
+            and key != SETTINGS_FILE_ENV
+            and _field_of(key) is None
+            and not (key.endswith(FILE_SUFFIX) and _field_of(key[: -len(FILE_SUFFIX)]))
+        ]
         if unknown:
             raise ValueError(f"unknown settings in the environment: {', '.join(sorted(unknown))}")
         return data
+
+
+def _field_of(key: str) -> tuple[str, str | None, Any] | None:
+    """(section, field, annotation) that an `IOC_*` variable sets, or None for an unknown one."""
+    top, _, sub = key[len(ENV_PREFIX) :].lower().partition("__")
+    field = Settings.model_fields.get(top)
+    if field is None:
+        return None
+    if not sub:
+        return top, None, field.annotation
+    section = field.annotation
+    if not (isinstance(section, type) and issubclass(section, BaseModel)):
+        return None
+    inner = section.model_fields.get(sub)
+    return (top, sub, inner.annotation) if inner else None
+
+
+class _SecretFilesSource(PydanticBaseSettingsSource):
+    """The environment, where `IOC_<NAME>_FILE=path` sets `IOC_<NAME>` to the file's content
+    (Docker and Kubernetes secrets), so a password never has to sit in the environment, a settings
+    file or a process listing. Setting both is an error: which one wins would be a guess."""
+
+    def __init__(
+        self, settings_cls: type[BaseSettings], environment: PydanticBaseSettingsSource
+    ) -> None:
+        super().__init__(settings_cls)
+        self.environment = environment
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # values are gathered whole in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        values = self.environment()
+        for key, path in sorted(os.environ.items()):
+            if not key.startswith(ENV_PREFIX) or not key.endswith(FILE_SUFFIX):
+                continue
+            target = key[: -len(FILE_SUFFIX)]
+            found = _field_of(target) if key != SETTINGS_FILE_ENV else None
+            if found is None:
+                continue
+            if target in os.environ:
+                raise ValueError(f"set {target} or {key}, not both")
+            try:
+                text = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as error:
+                raise ValueError(f"{key}: cannot read {path}: {error.strerror}") from None
+            top, sub, annotation = found
+            value: Any = json.loads(text) if get_origin(annotation) in (dict, list) else text
+            if sub is None:
+                values.pop(f"{top}_file", None)
+                values[top] = value
+            else:
+                section = values.setdefault(top, {})
+                section.pop(f"{sub}_file", None)
+                section[sub] = value
+        return values
 
 
 @lru_cache(maxsize=1)

@@ -9,17 +9,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
+from ioc import kafka_clients
+from ioc.config import KafkaSettings
+
 
 def consumer_lag(
-    bootstrap_servers: str, groups: Mapping[str, Sequence[str]]
+    kafka: KafkaSettings, groups: Mapping[str, Sequence[str]]
 ) -> dict[tuple[str, str], int]:
     """Per (group, topic), messages not yet committed over all partitions (blocking I/O)."""
-    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
     # kafka-python cannot decode Faust's member metadata and warns on every call; harmless.
     logging.getLogger("kafka.admin._groups").setLevel(logging.ERROR)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="ioc-lag")
-    reader = KafkaConsumer(bootstrap_servers=bootstrap_servers, client_id="ioc-lag")
+    admin = kafka_clients.admin(kafka, "ioc-lag")
+    reader = kafka_clients.reader(kafka, client_id="ioc-lag")
     try:
         committed_by_group = admin.list_group_offsets(list(groups))
         lags: dict[tuple[str, str], int] = {}

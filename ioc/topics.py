@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ioc.config import KafkaSettings
 
 HOUR_MS = 3_600_000
 
@@ -55,6 +59,10 @@ TOPICS: tuple[TopicSpec, ...] = (
 )
 
 
-def topic_configs(spec: TopicSpec, retention_hours: int) -> dict[str, str]:
-    """The spec's own configs over the default retention."""
-    return {"retention.ms": str(retention_hours * HOUR_MS)} | spec.config
+def topic_configs(spec: TopicSpec, kafka: KafkaSettings) -> dict[str, str]:
+    """The spec's own configs over the default retention and the cluster's min ISR (a write
+    acknowledged with acks=all is on that many replicas)."""
+    return {
+        "retention.ms": str(kafka.retention_hours * HOUR_MS),
+        "min.insync.replicas": str(kafka.effective_min_insync_replicas),
+    } | spec.config

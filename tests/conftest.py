@@ -3,22 +3,28 @@ once per session on free loopback ports in a temporary folder, and the real `ioc
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
+import paho.mqtt.publish as mqtt_publish
 import psycopg
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 
 from ioc import topics
 from ioc.assets import SAMPLES_DIR
-from ioc.config import Settings
+from ioc.config import MqttSettings, Settings, StackSettings
 from ioc.scenario.workers import Workers
+from ioc.sensors.bridge import MqttBridge
+from ioc.stack.mosquitto import MosquittoService
 from ioc.stack.process import free_port, log_tail
 
 REPO = Path(__file__).resolve().parents[1]
@@ -170,15 +176,11 @@ def webhook() -> Iterator[WebhookReceiver]:
     receiver.close()
 
 
-@pytest.fixture(scope="session")
-def stack_env(
-    tmp_path_factory: pytest.TempPathFactory, webhook: WebhookReceiver
-) -> Iterator[dict[str, str]]:
-    """IOC_* variables for an isolated stack; exported so worker subprocesses read the same."""
-    stack_dir = tmp_path_factory.mktemp("stack")
+def isolated_stack_env(stack_dir: Path, webhook_url: str) -> dict[str, str]:
+    """IOC_* variables for a stack of its own in `stack_dir`, on free loopback ports."""
     kafka_port = free_port(consecutive=2)
     pg_port = free_port()
-    env = {
+    return {
         "IOC_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
         "IOC_DATABASE__DSN": f"postgresql://ioc:ioc-test@127.0.0.1:{pg_port}/ioc",
         "IOC_STACK__DIR": str(stack_dir),
@@ -186,13 +188,21 @@ def stack_env(
         "IOC_STREAMS__SENSOR_RULES": str(TEST_RULES),
         "IOC_CAMERAS__REGISTRY": str(TEST_CAMERAS),
         "IOC_CAMERAS__RULES": str(TEST_CAMERA_RULES),
-        "IOC_ALERTS__WEBHOOK_URL": webhook.url,
+        "IOC_ALERTS__WEBHOOK_URL": webhook_url,
         "IOC_VISION__BATCH_WAIT_MS": "20",
         "IOC_VISION__EVIDENCE_DIR": str(stack_dir / "evidence"),
         "IOC_HOTLINE__SLA_CHECK_INTERVAL_S": "1",
         "IOC_STREAMS__SENSOR_TICK_S": "2",
         "IOC_STREAMS__LAG_SAMPLE_S": "2",
     }
+
+
+@pytest.fixture(scope="session")
+def stack_env(
+    tmp_path_factory: pytest.TempPathFactory, webhook: WebhookReceiver
+) -> Iterator[dict[str, str]]:
+    """IOC_* variables for an isolated stack; exported so worker subprocesses read the same."""
+    env = isolated_stack_env(tmp_path_factory.mktemp("stack"), webhook.url)
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     yield env
@@ -222,8 +232,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """A failed test that ran the workers shows their log tails (CI keeps nothing else)."""
     outcome = yield
     report = outcome.get_result()
-    running = getattr(item, "funcargs", {}).get("worker_processes")
-    if report.failed and isinstance(running, Workers):
+    if not report.failed:
+        return
+    for running in getattr(item, "funcargs", {}).values():
+        if not isinstance(running, Workers):
+            continue
         for spec in running.specs:
             report.sections.append(
                 (f"{spec.name} worker log tail", log_tail(running.log_file(spec.name), 60))
@@ -261,3 +274,96 @@ def producer(workers: Settings) -> Iterator[Any]:
 def db(live_stack: Settings) -> Iterator[psycopg.Connection]:
     with psycopg.connect(live_stack.database.dsn, autocommit=True) as conn:
         yield conn
+
+
+# --- MQTT: a real Mosquitto and the bridge into Kafka, for the tests of that edge ---
+
+
+def mosquitto_service(tmp: Path, port: int) -> MosquittoService:
+    return MosquittoService(StackSettings(dir=tmp, start_timeout_s=20), MqttSettings(port=port))
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoService]:
+    service = mosquitto_service(tmp_path_factory.mktemp("mqtt-stack"), free_port())
+    assert service.up() == "started"
+    yield service
+    service.down()
+
+
+class SensorTopic:
+    """Everything produced to `ioc.sensor.events` after it was opened, read as it arrives."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.reader = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
+        parts = [
+            TopicPartition(topics.SENSOR_EVENTS, p)
+            for p in self.reader.partitions_for_topic(topics.SENSOR_EVENTS) or ()
+        ]
+        assert parts, "the session stack has no sensor topic"
+        self.reader.assign(parts)
+        self.reader.seek_to_end(*parts)
+        for part in parts:
+            self.reader.position(part)  # resolve the end offsets now, before anything is sent
+        self.records: list[Any] = []
+
+    def with_key(self, key: str) -> list[Any]:
+        for batch in self.reader.poll(timeout_ms=300).values():
+            self.records.extend(batch)
+        return [record for record in self.records if record.key == key.encode()]
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+@pytest.fixture(scope="module")
+def sensor_topic(live_stack: Settings) -> Iterator[SensorTopic]:
+    reader = SensorTopic(live_stack)
+    yield reader
+    reader.close()
+
+
+class BridgeThread:
+    """The bridge in its own event loop, as `ioc sensors bridge` runs it (signals aside)."""
+
+    def __init__(self, bridge: MqttBridge) -> None:
+        self.bridge = bridge
+        self.loop = asyncio.new_event_loop()
+        self.stop_event = asyncio.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._main, name="mqtt-bridge", daemon=True)
+
+    def _main(self) -> None:
+        try:
+            self.loop.run_until_complete(self.bridge.run(self.stop_event))
+        except BaseException as error:
+            self.error = error
+        finally:
+            self.loop.close()
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def bridge(
+    broker: MosquittoService, live_stack: Settings, sensor_topic: SensorTopic
+) -> Iterator[BridgeThread]:
+    mqtt = MqttSettings(port=broker.port, client_id=f"ioc-test-bridge-{uuid.uuid4().hex[:8]}")
+    running = BridgeThread(MqttBridge(live_stack.model_copy(update={"mqtt": mqtt})))
+    running.start()
+    wait_for(running.bridge.ready.is_set, timeout=30, what="the bridge to subscribe")
+    yield running
+    running.stop()
+    assert not running.thread.is_alive(), "the bridge did not stop"
+    assert running.error is None, f"the bridge failed: {running.error!r}"
+
+
+def publish(broker: MosquittoService, topic: str, payload: bytes) -> None:
+    """A device: one QoS 1 message, returns once the broker acknowledged it."""
+    mqtt_publish.single(topic, payload, qos=1, hostname=broker.host, port=broker.port)

@@ -6,9 +6,12 @@ No Docker and no network: the files are parsed and compared with `ioc.config` an
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,6 +42,11 @@ REQUIRED_VARIABLES = {
     "IOC_STREAMS__PII_KEY": "test-pii-key",
     "IOC_HOTLINE__API_KEYS": '{"test-system": "k"}',
 }
+# Workers that run as several replicas, each taking a share of their topics' partitions.
+SCALED_SERVICES = {"ioc-streams", "ioc-vision"}
+# One instance only: every camera reader would read every camera; a second bridge with the same
+# MQTT client id would take the persistent session over; migrations run once.
+SINGLETONS = {"ioc-cameras", "ioc-sensors-bridge", "ioc-migrate"}
 
 _VARIABLE = re.compile(
     r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
@@ -105,6 +113,24 @@ def ioc_env(service: dict[str, Any]) -> dict[str, str]:
     return {k: v for k, v in environment(service).items() if k.startswith(ENV_PREFIX)}
 
 
+def brokers(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """The Kafka nodes: name -> environment."""
+    return {
+        name: environment(service)
+        for name, service in services.items()
+        if "KAFKA_NODE_ID" in environment(service)
+    }
+
+
+def compose_kafka(services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """`KafkaSettings` as the ioc containers get them (the same in each, see below)."""
+    return settings_from(monkeypatch, ioc_env(services["ioc-streams"])).kafka
+
+
+def replicas(service: dict[str, Any]) -> int:
+    return int((service.get("deploy") or {}).get("replicas", 1))
+
+
 # --- the ioc services and the settings model ---
 
 
@@ -135,9 +161,16 @@ def test_ioc_env_is_accepted_by_settings(
     env = ioc_env(services[name])
     settings = settings_from(clean_env, env)
 
-    assert settings.kafka.bootstrap_servers == "kafka:9092"
-    host, port = settings.kafka.first_host_port
-    assert host in services and port == 9092
+    # Every broker, on the listener it advertises to containers: any one may be down at start.
+    bootstrap = [server.strip() for server in settings.kafka.bootstrap_servers.split(",")]
+    nodes = brokers(services)
+    assert len(nodes) >= 3
+    assert sorted(bootstrap) == sorted(f"{node}:9092" for node in nodes)
+    for server in bootstrap:
+        node = server.rpartition(":")[0]
+        assert f"PLAINTEXT://{server}" in nodes[node]["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    # Topics, Faust's changelogs and its tables agree on partitions in every process.
+    assert settings.kafka == compose_kafka(services, clean_env)
     assert settings.stack.kafka is False
     assert settings.stack.postgres is False
 
@@ -208,30 +241,123 @@ def created_topics(kafka_init: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_kafka_init_creates_exactly_the_ioc_topics(
     services: dict[str, dict[str, Any]], clean_env: pytest.MonkeyPatch
 ) -> None:
-    kafka = Settings().kafka
+    kafka = compose_kafka(services, clean_env)
+    assert kafka.replication_factor == len(brokers(services)) == 3
+    assert kafka.effective_min_insync_replicas == 2  # one broker down: writes go on, none lost
+    assert kafka.topic_prefix == ""
     topics = created_topics(services["kafka-init"])
     assert set(topics) == {spec.name for spec in TOPICS}
     for spec in TOPICS:
         created = topics[spec.name]
         assert int(created["partitions"]) == kafka.partitions, spec.name
         assert int(created["replication-factor"]) == kafka.replication_factor, spec.name
-        assert created["config"] == topic_configs(spec, kafka.retention_hours), spec.name
+        assert created["config"] == topic_configs(spec, kafka), spec.name
 
 
-def test_kafka_matches_the_native_broker(
+def test_kafka_brokers_match_the_native_broker(
     services: dict[str, dict[str, Any]], clean_env: pytest.MonkeyPatch
 ) -> None:
     settings = Settings()
-    broker, init = services["kafka"], services["kafka-init"]
-    assert broker["image"] == init["image"] == f"apache/kafka:{settings.stack.kafka_version}"
-    assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
-    env = environment(broker)
-    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
-    assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    kafka = compose_kafka(services, clean_env)
+    nodes = brokers(services)
+    init = services["kafka-init"]
+    image = f"apache/kafka:{settings.stack.kafka_version}"
+    assert init["image"] == image
     largest = max(int(spec.config.get("max.message.bytes", 0)) for spec in TOPICS)
-    assert int(env["KAFKA_MESSAGE_MAX_BYTES"]) >= largest
-    assert any(volume.endswith(":" + env["KAFKA_LOG_DIRS"]) for volume in broker["volumes"])
+    voters = {f"{env['KAFKA_NODE_ID']}@{name}:9093" for name, env in nodes.items()}
+    assert len({env["KAFKA_NODE_ID"] for env in nodes.values()}) == len(nodes), "node ids"
+    assert len({env["CLUSTER_ID"] for env in nodes.values()}) == 1, "one cluster"
+    data_volumes = []
+    for name, env in nodes.items():
+        broker = services[name]
+        assert broker["image"] == image, name
+        assert broker["hostname"] == name
+        assert init["depends_on"][name]["condition"] == "service_healthy"
+        # KRaft: every node a broker and a voter of the one controller quorum.
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller", name
+        assert set(env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")) == voters, name
+        assert "CONTROLLER://:9093" in env["KAFKA_LISTENERS"].split(",")
+        assert f"PLAINTEXT://{name}:9092" in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+        assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+        # What kafka-init and Faust do not set themselves (Faust's changelogs, the offsets).
+        assert int(env["KAFKA_NUM_PARTITIONS"]) == kafka.partitions, name
+        assert int(env["KAFKA_DEFAULT_REPLICATION_FACTOR"]) == kafka.replication_factor, name
+        assert int(env["KAFKA_MIN_INSYNC_REPLICAS"]) == kafka.effective_min_insync_replicas
+        assert env["KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"] == "false", name
+        for internal in ("OFFSETS_TOPIC", "TRANSACTION_STATE_LOG", "SHARE_COORDINATOR_STATE_TOPIC"):
+            assert int(env[f"KAFKA_{internal}_REPLICATION_FACTOR"]) == kafka.replication_factor
+        for internal in ("TRANSACTION_STATE_LOG", "SHARE_COORDINATOR_STATE_TOPIC"):
+            assert int(env[f"KAFKA_{internal}_MIN_ISR"]) == kafka.effective_min_insync_replicas
+        assert int(env["KAFKA_MESSAGE_MAX_BYTES"]) >= largest
+        (volume,) = [v for v in broker["volumes"] if v.endswith(":" + env["KAFKA_LOG_DIRS"])]
+        data_volumes.append(volume.split(":")[0])
+    assert len(set(data_volumes)) == len(nodes), "each broker its own log volume"
+    # The host listeners: the first broker on the native stack's port, none shared.
+    host_ports = [port for name in nodes for port in services[name]["ports"]]
+    assert len(set(host_ports)) == len(host_ports)
+    assert "127.0.0.1:19092:19092" in services["kafka-1"]["ports"]
+    assert "--bootstrap-server kafka-1:9092,kafka-2:9092,kafka-3:9092" in "\n".join(init["command"])
+
+
+# --- scaling out ---
+
+
+def test_scaled_workers_can_run_as_replicas(
+    services: dict[str, dict[str, Any]], clean_env: pytest.MonkeyPatch
+) -> None:
+    partitions = compose_kafka(services, clean_env).partitions
+    for name in SCALED_SERVICES:
+        service = services[name]
+        # Beyond the partition count, a replica of a consumer group would idle.
+        assert 2 <= replicas(service) <= partitions, name
+        # Two containers cannot share a name or a host port.
+        assert "container_name" not in service, name
+        assert not service.get("ports"), name
+    # The only volume of a scaled worker is the evidence store, shared by design (the file
+    # names come from the incident and frame, one snapshot writer owns the candidates).
+    assert not services["ioc-streams"].get("volumes")
+    evidence_dir = environment(services["ioc-vision"])["IOC_VISION__EVIDENCE_DIR"]
+    assert [v.split(":")[1] for v in services["ioc-vision"]["volumes"]] == [evidence_dir]
+    for name, service in services.items():
+        if replicas(service) > 1:
+            assert "container_name" not in service and not service.get("ports"), name
+    for name in SINGLETONS:
+        assert replicas(services[name]) == 1, name
+
+
+def test_streams_replicas_keep_their_tables_off_shared_disk(
+    services: dict[str, dict[str, Any]], clean_env: pytest.MonkeyPatch
+) -> None:
+    """Faust's tables live in memory and are rebuilt from their changelogs (topics partitioned
+    and replicated like the inputs), its data dir in each container's own working directory:
+    nothing a second replica writes to."""
+    env = ioc_env(services["ioc-streams"])
+    probe = (
+        "import json; from ioc.config import Settings; from ioc.streams.app import create_app; "
+        "c = create_app(Settings()).conf; print(json.dumps({'store': str(c.store), "
+        "'datadir': str(c.datadir), 'partitions': c.topic_partitions, "
+        "'replication': c.topic_replication_factor}))"
+    )
+    base = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    result = subprocess.run(  # Faust in its own interpreter: nothing of it leaks into the tests
+        [sys.executable, "-c", probe],
+        env=base | env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    conf = json.loads(result.stdout.strip().splitlines()[-1])
+    kafka = compose_kafka(services, clean_env)
+    assert conf["store"] == "memory:"
+    assert conf["partitions"] == kafka.partitions
+    assert conf["replication"] == kafka.replication_factor
+    assert not Path(conf["datadir"]).is_absolute()
+    workdirs = re.findall(r"^WORKDIR (\S+)$", (ROOT / "Dockerfile").read_text(), re.M)
+    datadir = Path(workdirs[-1]) / conf["datadir"]
+    for volume in services["ioc-streams"].get("volumes", []):
+        target = Path(volume.split(":")[1])
+        assert not datadir.is_relative_to(target), volume
 
 
 # --- Grafana, Alertmanager ---

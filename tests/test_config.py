@@ -68,3 +68,38 @@ def test_invalid_values_are_rejected() -> None:
         Settings(database={"dsn": "mysql://x"})
     with pytest.raises(ValidationError):
         Settings(vision={"min_score": 1.5})
+
+
+def test_sasl_needs_username_and_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IOC_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("IOC_KAFKA__SASL_USERNAME", "ioc")
+    with pytest.raises(ValidationError, match="IOC_KAFKA__SASL_PASSWORD"):
+        Settings()
+    monkeypatch.setenv("IOC_KAFKA__SASL_PASSWORD", "hunter2")
+    settings = Settings()
+    assert settings.kafka.sasl_password is not None
+    assert settings.kafka.sasl_password.get_secret_value() == "hunter2"
+    monkeypatch.delenv("IOC_KAFKA__SASL_USERNAME")
+    with pytest.raises(ValidationError, match="IOC_KAFKA__SASL_USERNAME"):
+        Settings()
+    with pytest.raises(ValidationError, match="ssl_certfile"):
+        Settings(kafka={"ssl_keyfile": "client.key"})
+
+
+def test_kafka_password_is_never_printed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IOC_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("IOC_KAFKA__SASL_USERNAME", "ioc")
+    monkeypatch.setenv("IOC_KAFKA__SASL_PASSWORD", "hunter2")
+    settings = Settings()
+    for shown in (repr(settings), str(settings), repr(settings.kafka), settings.model_dump_json()):
+        assert "hunter2" not in shown
+    # Nor in a validation error of the same section (pydantic echoes the input it rejects).
+    monkeypatch.delenv("IOC_KAFKA__SASL_USERNAME")
+    with pytest.raises(ValidationError) as error:
+        Settings()
+    assert "hunter2" not in str(error.value)
+    monkeypatch.setenv("IOC_KAFKA__SASL_USERNAME", "ioc")
+    monkeypatch.setenv("IOC_KAFKA__SSL_KEYFILE", "client.key")
+    with pytest.raises(ValidationError) as error:
+        Settings()
+    assert "hunter2" not in str(error.value)

@@ -1,5 +1,7 @@
-"""Poison messages from an outside client (kcat, Debian's Kafka command-line producer) into the
-live topics: every one ends in the dead-letter topic with its reason, and the agents go on."""
+"""Poison (invalid JSON, wrong schema, invalid UTF-8, NaN, a huge payload) from an outside client
+(kcat, Debian's Kafka command-line producer) and through the MQTT edge ends in the dead-letter
+topic with its reason while the agents go on; at the HTTP edges it gets a 4xx with the reason and
+nothing is published."""
 
 from __future__ import annotations
 
@@ -7,17 +9,30 @@ import json
 import shutil
 import subprocess
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 
 from ioc import topics
+from ioc.api import create_app
 from ioc.config import Settings
 from ioc.dlq import KEPT_VALUE_BYTES
+from ioc.kafka_clients import MAX_MESSAGE_BYTES
+from ioc.stack.mosquitto import MosquittoService
 
-from .conftest import TEST_REGISTRY, dead_letters, wait_for
+from .conftest import (
+    TEST_REGISTRY,
+    BridgeThread,
+    dead_letters,
+    end_offsets,
+    publish,
+    published_since,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 KCAT = shutil.which("kcat")
@@ -139,3 +154,78 @@ def test_poison_from_kcat_is_dead_lettered_with_reasons_and_the_agents_go_on(
     wait_for(stored, 60, "the good ticket after the poison")
     for key in list(after)[1:]:
         wait_for(lambda k=key: dead_letters(workers, k.encode()), 60, f"{key} judged")
+
+
+def poison_bodies(sensor: str, now: str) -> dict[str, tuple[bytes, str]]:
+    """The same kinds of poison for the HTTP edges: name: (body, field the reason names)."""
+    return {
+        "json": (b'{"id": "%s", "currentLevel": ' % sensor.encode(), "JSON"),
+        "schema": (json.dumps({"sensor": sensor, "level": 1.0}).encode(), ""),
+        "utf8": (b'{"id": "\xff\xfe\xfa", "type": "FloodMonitoring"}', ""),
+        "nan": (
+            b'{"id": "%s", "type": "FloodMonitoring", "dateObserved": "%s", "currentLevel": NaN}'
+            % (sensor.encode(), now.encode()),
+            "",
+        ),
+        "huge": (b'{"pad": "%s"}' % (b"x" * (1024 * 1024)), ""),
+    }
+
+
+@pytest.fixture(scope="module")
+def api(workers: Settings) -> Iterator[TestClient]:
+    keys = {"hotline": {"api_keys": {"poison-test": "k-poison"}}}
+    with TestClient(create_app(Settings(**keys))) as client:
+        yield client
+
+
+@pytest.mark.parametrize("case", ["json", "schema", "utf8", "nan", "huge"])
+@pytest.mark.parametrize(
+    ("url", "topic"),
+    [
+        ("/open311/v2/requests.json", topics.HOTLINE_TICKETS),
+        ("/sensors/v1/observations", topics.SENSOR_EVENTS),
+    ],
+    ids=["open311", "sensors"],
+)
+def test_poison_at_the_http_edge_is_refused_with_a_reason_and_nothing_is_published(
+    api: TestClient, workers: Settings, url: str, topic: str, case: str
+) -> None:
+    sensor = TEST_REGISTRY.read_text().split('id = "', 1)[1].split('"', 1)[0]
+    body, words = poison_bodies(sensor, datetime.now(UTC).isoformat())[case]
+    before = end_offsets(workers, topic)
+    response = api.post(
+        url, content=body, headers={"X-API-Key": "k-poison", "Content-Type": "application/json"}
+    )
+    assert 400 <= response.status_code < 500, (case, response.status_code, response.text)
+    assert response.text.strip() and words in response.text, response.text
+    assert published_since(workers, topic, before) == [], "a refused body publishes nothing"
+
+
+@pytest.mark.skipif(
+    shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists(),
+    reason="mosquitto not installed (make install does it as root)",
+)
+def test_poison_through_the_mqtt_edge_is_dead_lettered_with_reasons(
+    workers: Settings, broker: MosquittoService, bridge: BridgeThread
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    now = datetime.now(UTC).isoformat()
+    sensor = TEST_REGISTRY.read_text().split('id = "', 1)[1].split('"', 1)[0]
+    payloads = {
+        "json": b'{"id": "%s", "note": "M-json-%s", ' % (sensor.encode(), run.encode()),
+        "schema": json.dumps(
+            {"id": sensor, "type": "FloodMonitoring", "note": f"M-schema-{run}"}
+        ).encode(),
+        "utf8": b"\xff\xfe M-utf8-%s \xc3\x28" % run.encode(),
+        "nan": b'{"id": "%s", "type": "FloodMonitoring", "dateObserved": "%s",'
+        b' "currentLevel": NaN, "note": "M-nan-%s"}'
+        % (sensor.encode(), now.encode(), run.encode()),
+        "huge": b"M-huge-%s " % run.encode() + b"x" * (MAX_MESSAGE_BYTES + 1),
+    }
+    for payload in payloads.values():
+        publish(broker, f"ioc/sensors/{sensor}", payload)
+    for name in payloads:
+        marker = f"M-{name}-{run}".encode()
+        letters = wait_for(lambda m=marker: dead_letters(workers, m), 60, f"{name} dead letter")
+        assert len(letters) == 1, name
+        assert letters[0].headers["reason"], name

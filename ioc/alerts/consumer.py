@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from functools import partial
 
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
@@ -26,11 +27,10 @@ from ioc.dlq import describe_validation_error, send_dead_letter
 from ioc.kafka_clients import consumer, producer
 from ioc.models import Alert, FusedIncident, FusedStatus, Notification, Severity
 from ioc.models.base import deterministic_id, epoch_ms, utc_now
+from ioc.retry import ATTEMPTS, retried
 from ioc.store.writer import Store
 
 log = logging.getLogger(__name__)
-
-ATTEMPTS = 5
 
 
 def due(
@@ -73,17 +73,12 @@ class AlertConsumer:
         )
 
     async def handle_safely(self, record: ConsumerRecord) -> None:
-        """Retry transient failures (database, broker); then the record becomes a dead letter."""
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                await self.handle(record)
-                return
-            except Exception as error:
-                if attempt == ATTEMPTS:
-                    log.exception("giving up on %s@%s", record.topic, record.offset)
-                    await self._reject(record, f"alerting failed {attempt}x: {error!r}")
-                    return
-                await asyncio.sleep(0.2 * 2**attempt)
+        """Wait out an outage (database, broker); other failures, retried, become a dead
+        letter."""
+        failure = await retried(partial(self.handle, record), "alerts")
+        if failure is not None:
+            log.error("giving up on %s@%s", record.topic, record.offset, exc_info=failure)
+            await self._reject(record, f"alerting failed {ATTEMPTS}x: {failure!r}")
 
     async def handle(self, record: ConsumerRecord) -> None:
         try:

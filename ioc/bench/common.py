@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 from rich.console import Console
 
+from ioc import kafka_clients
 from ioc.config import Settings
 from ioc.kafka_clients import producer
 from ioc.scenario.workers import Workers, worker_specs
@@ -63,11 +64,10 @@ def bench_stack(
 
 
 def _create_baseline(settings: Settings, topic: str, ddl: str) -> None:
-    from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
 
     ensure_topics(settings.kafka)
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    admin = kafka_clients.admin(settings.kafka, "ioc-bench")
     try:
         admin.create_topics([NewTopic(topic, settings.kafka.partitions, 1)])
     finally:

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 from rich.table import Table
 
@@ -43,7 +42,7 @@ from ioc.assets import SAMPLE_TICKETS_PATH, SAMPLES_DIR
 from ioc.bench.common import _create_baseline, ephemeral_settings, percentile
 from ioc.bench.sensors import KINDS, registry_toml, sensor_specs
 from ioc.config import Settings
-from ioc.kafka_clients import producer
+from ioc.kafka_clients import aio_consumer, producer
 from ioc.models import FrameHeaders, SensorSpec
 from ioc.models.base import utc_now
 from ioc.scenario.workers import Workers, worker_specs
@@ -382,9 +381,9 @@ class Bench:
 
     async def baseline(self, count: int, rate: float) -> list[float]:
         """Send one message, wait for the plain consumer to get it, next; ms each."""
-        consumer = AIOKafkaConsumer(
+        consumer = aio_consumer(
+            self.settings.kafka,
             BASELINE_TOPIC,
-            bootstrap_servers=self.settings.kafka.bootstrap_servers,
             group_id=f"bench-e2e-baseline-{self.run}",
             auto_offset_reset="latest",
         )

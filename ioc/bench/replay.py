@@ -24,6 +24,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from ioc import kafka_clients
 from ioc.assets import SAMPLES_DIR
 from ioc.bench.common import ephemeral_settings
 from ioc.config import Settings
@@ -67,11 +68,10 @@ class ReplayBench:
 
 async def raw_copy(settings: Settings, sources: list[str]) -> tuple[int, float]:
     """Every message of `sources` into `bench-copy.<source>`: (messages, seconds)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from kafka import KafkaAdminClient
+    from aiokafka import TopicPartition
     from kafka.admin import NewTopic
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    admin = kafka_clients.admin(settings.kafka, "ioc-bench-copy")
     try:
         existing = set(admin.list_topics())
         admin.delete_topics([COPY_PREFIX + s for s in sources if COPY_PREFIX + s in existing])
@@ -82,8 +82,8 @@ async def raw_copy(settings: Settings, sources: list[str]) -> tuple[int, float]:
         )
     finally:
         admin.close()
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
+    consumer = kafka_clients.aio_consumer(
+        settings.kafka,
         enable_auto_commit=False,
         max_partition_fetch_bytes=MAX_MESSAGE_BYTES + 64 * 1024,
     )

@@ -34,16 +34,15 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from ioc import topics
+from ioc import kafka_clients, topics
 from ioc.bench.common import bench_stack, ephemeral_settings, percentile, publish
-from ioc.config import Settings
+from ioc.config import KafkaSettings, Settings
 from ioc.kafka_clients import producer
 from ioc.models import IncidentKind, SensorSpec
 from ioc.models.base import from_epoch_ms, utc_now
@@ -225,11 +224,11 @@ def baseline_rows(value: bytes, timestamp_ms: int) -> list[tuple[Any, ...]]:
     ]
 
 
-async def baseline_loop(bootstrap: str, dsn: str, ready: EventType, stop: EventType) -> None:
+async def baseline_loop(kafka: KafkaSettings, dsn: str, ready: EventType, stop: EventType) -> None:
     """The plain consumer: parse each message, COPY what one fetch returned, commit."""
-    consumer = AIOKafkaConsumer(
+    consumer = kafka_clients.aio_consumer(
+        kafka,
         BASELINE_TOPIC,
-        bootstrap_servers=bootstrap,
         group_id="bench-baseline",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -259,8 +258,8 @@ async def baseline_loop(bootstrap: str, dsn: str, ready: EventType, stop: EventT
         await conn.close()
 
 
-def _baseline_main(bootstrap: str, dsn: str, ready: EventType, stop: EventType) -> None:
-    asyncio.run(baseline_loop(bootstrap, dsn, ready, stop))
+def _baseline_main(kafka: KafkaSettings, dsn: str, ready: EventType, stop: EventType) -> None:
+    asyncio.run(baseline_loop(kafka, dsn, ready, stop))
 
 
 @contextmanager
@@ -270,7 +269,7 @@ def baseline_process(settings: Settings) -> Iterator[BaseProcess]:
     ready, stop = context.Event(), context.Event()
     process = context.Process(
         target=_baseline_main,
-        args=(settings.kafka.bootstrap_servers, settings.database.dsn, ready, stop),
+        args=(settings.kafka, settings.database.dsn, ready, stop),
         name="ioc-bench-baseline",
         daemon=True,
     )
@@ -323,9 +322,9 @@ def wait_rows(
 
 def incident_offsets(settings: Settings) -> dict[Any, int]:
     """Where the next incident message will land, per partition."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    reader = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    reader = kafka_clients.reader(settings.kafka)
     try:
         topic = topics.INCIDENT_CANDIDATES
         partitions = reader.partitions_for_topic(topic) or set()
@@ -340,9 +339,7 @@ def incident_latencies(
     """Per water-level incident of `sensors` published from `offsets` on: the Kafka timestamp
     of its first message minus that of the reading that triggered it, in ms. Reads until every
     sensor has one and the topic is caught up, or `wait_s`."""
-    from kafka import KafkaConsumer
-
-    reader = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    reader = kafka_clients.reader(settings.kafka)
     latency: dict[str, float] = {}
     seen: set[str] = set()
     try:

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -32,6 +31,7 @@ from ioc import topics
 from ioc.assets import SAMPLE_TICKETS_PATH
 from ioc.bench.common import bench_stack, ephemeral_settings, percentile, publish
 from ioc.config import Settings
+from ioc.kafka_clients import aio_consumer
 from ioc.models.base import utc_now
 from ioc.stack.process import StackError
 
@@ -74,9 +74,9 @@ def messages(tickets: list[dict]) -> Iterator[tuple[bytes, bytes]]:
 
 async def baseline_loop(settings: Settings, stop: asyncio.Event, ready: asyncio.Event) -> None:
     """The naive consumer: one JSON parse and one INSERT per message, commit per batch."""
-    consumer = AIOKafkaConsumer(
+    consumer = aio_consumer(
+        settings.kafka,
         BASELINE_TOPIC,
-        bootstrap_servers=settings.kafka.bootstrap_servers,
         group_id="bench-baseline",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -142,6 +142,14 @@ class Target:
     latency_ms: list[float] = field(default_factory=list)  # per ticket, steady phase
 
 
+@dataclass(frozen=True)
+class TicketBenchResult:
+    """What one run measured, for `ioc bench all` and tests."""
+
+    pipeline: Target
+    baseline: Target
+
+
 @dataclass
 class BenchRun:
     settings: Settings
@@ -164,7 +172,9 @@ class BenchRun:
         target.latency_ms = latencies(self.conn, target.table, ids)
 
 
-def run_bench(count: int, rounds: int, rate: float, seconds: float, console: Console) -> None:
+def run_bench(
+    count: int, rounds: int, rate: float, seconds: float, console: Console
+) -> TicketBenchResult:
     pipeline = Target(topics.HOTLINE_TICKETS, "tickets")
     baseline = Target(BASELINE_TOPIC, "bench_baseline")
     with (
@@ -185,6 +195,7 @@ def run_bench(count: int, rounds: int, rate: float, seconds: float, console: Con
             bench.steady_latencies(target, rate, seconds)
             bar.advance(task)
     render(pipeline, baseline, count, rounds, rate, console)
+    return TicketBenchResult(pipeline, baseline)
 
 
 @contextmanager

@@ -6,11 +6,10 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 
 from ioc.config import KafkaSettings
-from ioc.kafka_clients import MAX_MESSAGE_BYTES
+from ioc.kafka_clients import MAX_MESSAGE_BYTES, aio_admin, aio_consumer
 from ioc.models.base import VIETNAM_TIME
 from ioc.replay.recording import Manifest, RecordedMessage, RecordingError, RecordingWriter
 
@@ -44,7 +43,7 @@ def _ms(moment: datetime) -> int:
 async def _partitions(kafka: KafkaSettings, names: Sequence[str]) -> dict[str, list[int]]:
     """Each (existing) topic's partitions, from the broker (the consumer's metadata only knows
     topics it has been asked about)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, client_id="ioc-record")
+    admin = aio_admin(kafka, "ioc-record")
     await admin.start()
     try:
         described = await admin.describe_topics(list(names))
@@ -84,8 +83,8 @@ async def record(
         raise RecordingError("no topics to record")
     start_ms, end_ms = _ms(start), _ms(end)
     writer = RecordingWriter(out, start, end)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers,
+    consumer = aio_consumer(
+        kafka,
         group_id=None,
         client_id="ioc-record",
         enable_auto_commit=False,

@@ -277,9 +277,7 @@ class Replayer:
         inputs = [name for name in inputs if name in spec.topics]
 
         async def lags() -> tuple[int, int]:
-            found = await asyncio.to_thread(
-                consumer_lag, settings.kafka.bootstrap_servers, spec.groups()
-            )
+            found = await asyncio.to_thread(consumer_lag, settings.kafka, spec.groups())
             waiting_inputs = sum(found[(spec.group_id, t)] for t in inputs)
             return waiting_inputs, sum(found.values())
 

@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import psycopg
 from pydantic import ValidationError
 
+from ioc import kafka_clients
 from ioc.config import ENV_PREFIX, Settings
 from ioc.rulefiles import deep_merge
 from ioc.stack.kafka import ensure_topics
@@ -198,11 +199,7 @@ class Sandbox:
             raise SandboxError(f"sandbox {self.name!r} is in use by another replay")
 
     def _admin(self, live: Settings) -> Any:
-        from kafka import KafkaAdminClient
-
-        return KafkaAdminClient(
-            bootstrap_servers=live.kafka.bootstrap_servers, client_id="ioc-replay"
-        )
+        return kafka_clients.admin(live.kafka, "ioc-replay")
 
     def _in_use(self, live: Settings) -> bool:
         logging.getLogger("kafka.admin._groups").setLevel(logging.ERROR)

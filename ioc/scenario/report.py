@@ -11,7 +11,7 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
-from ioc import topics
+from ioc import kafka_clients, topics
 from ioc.config import Settings
 from ioc.models import Severity
 from ioc.models.base import utc_now
@@ -53,9 +53,9 @@ class Summary:
 
 
 def snapshot(settings: Settings) -> Snapshot:
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    reader = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    reader = kafka_clients.reader(settings.kafka)
     try:
         partitions = [
             TopicPartition(spec.name, p)
@@ -78,11 +78,9 @@ def snapshot(settings: Settings) -> Snapshot:
 def read_dead_letters(
     settings: Settings, before: Snapshot, after: Snapshot
 ) -> list[tuple[str, str]]:
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    reader = KafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False
-    )
+    reader = kafka_clients.reader(settings.kafka, enable_auto_commit=False)
     letters = []
     try:
         ranges = {

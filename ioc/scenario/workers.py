@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ioc import topics
+from ioc import kafka_clients, topics
 from ioc.config import Settings
 from ioc.lag import consumer_lag
 from ioc.stack.process import StackError, log_tail
@@ -114,13 +114,6 @@ class Workers:
                     f"{log_tail(self.log_file(name))}"
                 )
 
-    def _admin(self):  # type: ignore[no-untyped-def]
-        from kafka import KafkaAdminClient
-
-        return KafkaAdminClient(
-            bootstrap_servers=self.settings.kafka.bootstrap_servers, client_id="ioc-supervisor"
-        )
-
     def wait_ready(self, timeout_s: float) -> None:
         """Every group is Stable with a member: the worker has loaded and owns its partitions."""
         from kafka.errors import KafkaError
@@ -129,7 +122,7 @@ class Workers:
         logging.getLogger("kafka.admin._groups").setLevel(logging.ERROR)
 
         deadline = time.monotonic() + timeout_s
-        admin = self._admin()
+        admin = kafka_clients.admin(self.settings.kafka, "ioc-supervisor")
         try:
             while time.monotonic() < deadline:
                 self.check_alive()
@@ -151,7 +144,7 @@ class Workers:
     def lag(self) -> dict[str, int]:
         """Messages not yet committed by each group, over all its topics' partitions."""
         lags = consumer_lag(
-            self.settings.kafka.bootstrap_servers,
+            self.settings.kafka,
             {group: names for spec in self.specs for group, names in spec.groups().items()},
         )
         return {

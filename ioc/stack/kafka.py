@@ -3,6 +3,15 @@
 The jars are resolved from a Maven repository against a checksummed lock file
 (`kafka-<version>.artifacts`, one `group:artifact:version sha256` per line) and cached outside
 the repository, so every clone on a machine shares one download.
+
+With `kafka.security_protocol` other than PLAINTEXT the broker serves what the clients will use
+in production: its client listener (`kafka.bootstrap_servers`) takes that protocol, SCRAM users
+are SASL-authenticated (the one user of the settings, created when the storage is formatted),
+and TLS uses a CA and server certificate generated with `openssl` into `<stack dir>/kafka/tls`
+(clients trust `ca.pem` through `IOC_KAFKA__SSL_CAFILE`). Inter-broker traffic then goes over a
+loopback PLAINTEXT listener on the port after the controller's (client port + 2), so the broker
+needs no credentials of its own. No authorizer is configured: any authenticated user may do
+anything, so no ACLs are needed (and there is no `super.users`).
 """
 
 from __future__ import annotations
@@ -10,6 +19,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import ipaddress
+import secrets
+import shutil
 import subprocess
 import urllib.request
 import uuid
@@ -18,7 +30,9 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from ioc import kafka_clients
 from ioc.config import KafkaSettings, StackSettings
+from ioc.kafka_clients import SASL_PROTOCOLS, SSL_PROTOCOLS, KafkaRefused
 from ioc.stack.java import find_java
 from ioc.stack.process import Health, ManagedProcess, StackError, port_open
 from ioc.topics import TOPICS, topic_configs
@@ -126,7 +140,10 @@ class KafkaService:
         self.kafka = kafka
         self.host, self.port = kafka.first_host_port
         self.controller_port = self.port + 1
+        self.internal_port = self.port + 2  # inter-broker, only when the client port is secured
         self.home = stack.dir / "kafka"
+        self.tls_dir = self.home / "tls"
+        self.scram_marker = self.home / "scram-user"  # who the storage was formatted with
         self.properties = self.home / "server.properties"
         self.process = ManagedProcess(
             "kafka", self.home / "kafka.pid", self.home / "kafka.log", marker=str(self.properties)
@@ -136,6 +153,112 @@ class KafkaService:
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def secured(self) -> bool:
+        return self.kafka.security_protocol != "PLAINTEXT"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA that signed the broker's certificate: what `kafka.ssl_cafile` must name."""
+        return self.tls_dir / "ca.pem"
+
+    def _check_security(self) -> None:
+        """Refuse what the local broker cannot serve, before anything is written."""
+        protocol = self.kafka.security_protocol
+        if protocol in SASL_PROTOCOLS and not self.kafka.sasl_mechanism.startswith("SCRAM-"):
+            raise StackError("the local broker serves SCRAM-SHA-256/512 only, not PLAIN")
+        if protocol in SSL_PROTOCOLS and self.kafka.ssl_cafile is None:
+            raise StackError(
+                f"{protocol} needs the local broker's CA: set "
+                f"IOC_KAFKA__SSL_CAFILE={self.ca_file.resolve()} (created by this `stack up`)"
+            )
+        password = self.kafka.sasl_password
+        if protocol in SASL_PROTOCOLS and password and set(password.get_secret_value()) & set(',"'):
+            # StorageTool's --add-scram splits on commas, quotes delimit the value.
+            raise StackError('the local broker cannot create a SCRAM password with , or "')
+
+    def _listeners(self) -> dict[str, str]:
+        host, protocol = self.host, self.kafka.security_protocol
+        controller = f"CONTROLLER://{host}:{self.controller_port}"
+        if not self.secured:
+            return {
+                "listeners": f"PLAINTEXT://{host}:{self.port},{controller}",
+                "advertised.listeners": f"PLAINTEXT://{host}:{self.port}",
+                "inter.broker.listener.name": "PLAINTEXT",
+                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            }
+        internal = f"INTERNAL://{host}:{self.internal_port}"
+        listeners = {
+            "listeners": f"CLIENT://{host}:{self.port},{internal},{controller}",
+            "advertised.listeners": f"CLIENT://{host}:{self.port},{internal}",
+            "inter.broker.listener.name": "INTERNAL",
+            "listener.security.protocol.map": (
+                f"CONTROLLER:PLAINTEXT,INTERNAL:PLAINTEXT,CLIENT:{protocol}"
+            ),
+        }
+        if protocol in SASL_PROTOCOLS:
+            mechanism = self.kafka.sasl_mechanism
+            listeners |= {
+                "listener.name.client.sasl.enabled.mechanisms": mechanism,
+                f"listener.name.client.{mechanism.lower()}.sasl.jaas.config": (
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                ),
+            }
+        if protocol in SSL_PROTOCOLS:
+            listeners |= {
+                "listener.name.client.ssl.keystore.type": "PEM",
+                "listener.name.client.ssl.keystore.location": str(self._ensure_tls().resolve()),
+            }
+        return listeners
+
+    def _ensure_tls(self) -> Path:
+        """A CA and a server certificate for the broker's host, made once with `openssl` (kept,
+        so clients go on trusting `ca.pem`); returns the PEM keystore (key, then chain)."""
+        keystore = self.tls_dir / "server-keystore.pem"
+        if keystore.exists():
+            return keystore
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise StackError("a TLS listener on the local broker needs `openssl` on PATH")
+        self.tls_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            name = f"IP:{ipaddress.ip_address(self.host)}"
+        except ValueError:
+            name = f"DNS:{self.host}"
+        (self.tls_dir / "server.ext").write_text(
+            f"subjectAltName=IP:127.0.0.1,DNS:localhost,{name}\n"
+            "basicConstraints=CA:FALSE\n"
+            "keyUsage=critical,digitalSignature,keyEncipherment\n"
+            "extendedKeyUsage=serverAuth\n"
+        )
+        # Run in tls_dir: file names without spaces, so each command splits on whitespace.
+        commands = [
+            "req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=ioc-local-stack-CA "
+            "-keyout ca.key -out ca.pem -addext basicConstraints=critical,CA:TRUE "
+            "-addext keyUsage=critical,keyCertSign,cRLSign",
+            f"req -newkey rsa:2048 -nodes -subj /CN={self.host} -keyout server.key -out server.csr",
+            f"x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial "
+            f"0x{secrets.token_hex(16)} -days 825 -extfile server.ext -out server.pem",
+        ]
+        for command in commands:
+            result = subprocess.run(
+                [openssl, *command.split()],
+                cwd=self.tls_dir,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            if result.returncode != 0:
+                raise StackError(f"openssl {command}\nfailed: {result.stderr}")
+        server_key, ca_key = self.tls_dir / "server.key", self.tls_dir / "ca.key"
+        partial = keystore.with_suffix(".part")
+        chain = [server_key, self.tls_dir / "server.pem", self.ca_file]
+        partial.write_text("".join(path.read_text() for path in chain))
+        for secret in (ca_key, server_key, partial):
+            secret.chmod(0o600)
+        partial.rename(keystore)
+        return keystore
+
     def _write_config(self) -> None:
         data = self.home / "data"
         data.mkdir(parents=True, exist_ok=True)
@@ -143,11 +266,8 @@ class KafkaService:
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
-            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            **self._listeners(),
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             "log.dirs": str(data.resolve()),
             "num.partitions": str(self.kafka.partitions),
             "auto.create.topics.enable": "false",
@@ -178,9 +298,31 @@ class KafkaService:
         ]
 
     def _format_storage(self, java: Path, libs: Path) -> None:
+        """Format the KRaft storage once; a SCRAM user can only be added here (no admin user
+        exists yet to add it later), so a stack formatted for another user is refused."""
+        kafka = self.kafka
+        scram_user = (
+            f"{kafka.sasl_mechanism} {kafka.sasl_username}"
+            if kafka.security_protocol in SASL_PROTOCOLS
+            else ""
+        )
         if (self.home / "data" / "meta.properties").exists():
+            formatted = self.scram_marker.read_text() if self.scram_marker.exists() else ""
+            if formatted != scram_user:
+                raise StackError(
+                    f"{self.home} was formatted for SCRAM user {formatted or '(none)'!r}, not "
+                    f"{scram_user or '(none)'!r}: stop the stack and remove {self.home} (its "
+                    "topics are lost) or use another IOC_STACK__DIR"
+                )
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        scram: list[str] = []
+        if scram_user and kafka.sasl_password:
+            password = kafka.sasl_password.get_secret_value()
+            scram = [
+                "--add-scram",
+                f'{kafka.sasl_mechanism}=[name="{kafka.sasl_username}",password="{password}"]',
+            ]
         argv = self._java_argv(
             java,
             libs,
@@ -190,10 +332,12 @@ class KafkaService:
             "-c",
             str(self.properties.resolve()),
             "--ignore-formatted",
+            *scram,
         )
         result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
             raise StackError(f"kafka storage format failed:\n{result.stdout}\n{result.stderr}")
+        self.scram_marker.write_text(scram_user)
 
     def up(self) -> str:
         if self.process.running():
@@ -202,6 +346,12 @@ class KafkaService:
             raise StackError(
                 f"{self.address} is taken by another process; set IOC_KAFKA__BOOTSTRAP_SERVERS"
             )
+        if self.secured and port_open(self.host, self.internal_port):
+            raise StackError(
+                f"{self.host}:{self.internal_port} (the inter-broker listener, client port + 2) "
+                "is taken by another process; set IOC_KAFKA__BOOTSTRAP_SERVERS"
+            )
+        self._check_security()
         java = find_java(self.stack.java_home)
         libs = ensure_jars(self.stack)
         self.home.mkdir(parents=True, exist_ok=True)
@@ -215,20 +365,18 @@ class KafkaService:
         return "started"
 
     def _metadata_ok(self) -> bool:
+        """Metadata answered; a refused login or certificate fails at once (no use waiting)."""
         try:
             self.list_topics()
+        except KafkaRefused as error:
+            raise StackError(str(error)) from None
         except Exception:
             return False
         return True
 
     def list_topics(self) -> set[str]:
-        from kafka import KafkaAdminClient
-
-        admin = KafkaAdminClient(
-            bootstrap_servers=self.kafka.bootstrap_servers,
-            request_timeout_ms=5000,
-            client_id="ioc-stack",
-        )
+        """Over the client listener, with the clients' credentials (a probe of what they get)."""
+        admin = kafka_clients.admin(self.kafka, "ioc-stack", request_timeout_ms=5000)
         try:
             return set(admin.list_topics())
         finally:
@@ -239,7 +387,10 @@ class KafkaService:
 
     def health(self) -> Health:
         running = self.process.running()
-        healthy = self._metadata_ok() if port_open(self.host, self.port) else False
+        try:
+            healthy = self._metadata_ok() if port_open(self.host, self.port) else False
+        except StackError as error:
+            return Health(self.name, self.address, running, False, str(error))
         detail = "ok" if healthy else ("starting or unhealthy" if running else "stopped")
         return Health(self.name, self.address, running, healthy, detail)
 
@@ -247,11 +398,10 @@ class KafkaService:
 def ensure_topics(kafka: KafkaSettings) -> dict[str, str]:
     """Create the ioc topics (under `kafka.topic_prefix`) that are missing; return each topic's
     outcome."""
-    from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, client_id="ioc-topics")
+    admin = kafka_clients.admin(kafka, "ioc-topics")
     try:
         existing = set(admin.list_topics())
         names = {spec.name: kafka.topic(spec.name) for spec in TOPICS}
@@ -261,7 +411,7 @@ def ensure_topics(kafka: KafkaSettings) -> dict[str, str]:
                 name=names[spec.name],
                 num_partitions=kafka.partitions,
                 replication_factor=kafka.replication_factor,
-                topic_configs=topic_configs(spec, kafka.retention_hours),
+                topic_configs=topic_configs(spec, kafka),
             )
             for spec in TOPICS
             if names[spec.name] not in existing

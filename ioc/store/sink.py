@@ -38,17 +38,11 @@ import psycopg
 from psycopg import AsyncConnection, sql
 
 from ioc.config import StorageSettings
+from ioc.retry import RETRYABLE
 
 log = logging.getLogger(__name__)
 
 Row = Sequence[Any]
-# Connection loss, a server going down or starting up, deadlocks: worth another try.
-RETRYABLE = (
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-    psycopg.errors.TransactionRollback,
-    OSError,
-)
 
 
 class SinkError(RuntimeError):

@@ -28,11 +28,12 @@ from ioc.dlq import DeadLetter, RecordedDeadLetter, describe_validation_error
 from ioc.hotline import lifecycle
 from ioc.hotline.privacy import redact_ticket_bytes, reporter_of
 from ioc.hotline.triage import Triage
-from ioc.kafka_clients import MAX_MESSAGE_BYTES, hide_produced_payloads
+from ioc.kafka_clients import MAX_MESSAGE_BYTES, faust_credentials, hide_produced_payloads
 from ioc.lag import consumer_lag
 from ioc.models import FusedIncident, Incident, Ticket, load_sensor_registry
 from ioc.models.base import utc_now
 from ioc.models.registry import load_camera_registry
+from ioc.retry import ATTEMPTS, retried
 from ioc.scenario.workers import worker_specs
 from ioc.sensors.engine import RuleSet
 from ioc.store.sink import CopySink, SinkError, sink_from_settings
@@ -42,8 +43,6 @@ from ioc.streams.sensors import TICK_HEADER, Message, SensorFlow, is_tick
 from ioc.vision.rules import CameraRuleSet
 
 log = logging.getLogger(__name__)
-
-STORE_ATTEMPTS = 5
 
 
 class Rejected(Exception):
@@ -64,26 +63,8 @@ def _ingested_ms(event: faust.EventT) -> int:
     return int(event.message.timestamp * 1000)
 
 
-async def _retried(
-    work: Callable[[], Awaitable[None]], permanent: tuple[type[Exception], ...] = ()
-) -> Exception | None:
-    """Run `work`, retrying transient failures (database, network) with backoff; the last
-    error once the attempts are spent, None on success. `permanent` errors are raised at once."""
-    for attempt in range(1, STORE_ATTEMPTS + 1):
-        try:
-            await work()
-            return None
-        except permanent:
-            raise
-        except Exception as error:
-            if attempt == STORE_ATTEMPTS:
-                return error
-            await asyncio.sleep(0.2 * 2**attempt)
-    return None
-
-
 def _gave_up(error: Exception) -> str:
-    return f"processing failed {STORE_ATTEMPTS}x: {error!r}"
+    return f"processing failed {ATTEMPTS}x: {error!r}"
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -92,6 +73,7 @@ def create_app(settings: Settings) -> faust.App:
     app = faust.App(
         settings.streams.app_id,
         broker=_broker_url(settings.kafka.bootstrap_servers),
+        broker_credentials=faust_credentials(settings.kafka),
         store="memory://",
         autodiscover=False,
         topic_partitions=settings.kafka.partitions,
@@ -196,7 +178,9 @@ def create_app(settings: Settings) -> faust.App:
     ) -> None:
         """Process one event; bad input and exhausted retries become dead letters, never a crash."""
         try:
-            failure = await _retried(lambda: process(event), permanent=(Rejected, ValidationError))
+            failure = await retried(
+                lambda: process(event), consumer, permanent=(Rejected, ValidationError)
+            )
         except Rejected as error:
             await dead_letter(event, str(error), consumer)
             return
@@ -266,8 +250,8 @@ def create_app(settings: Settings) -> faust.App:
 
     async def process_camera_tick(event: faust.EventT) -> None:
         """A failed tick is logged, never dead-lettered: the next one judges again."""
-        failure = await _retried(
-            lambda: store_camera_output(camera_flow.process([message_of(event)]))
+        failure = await retried(
+            lambda: store_camera_output(camera_flow.process([message_of(event)])), "camera tick"
         )
         if failure is not None:
             log.error("giving up on a camera clock tick", exc_info=failure)
@@ -318,7 +302,7 @@ def create_app(settings: Settings) -> faust.App:
                 await raise_incident(incident)
 
         reasons = dict(output.rejected)
-        failure = await _retried(store_output)
+        failure = await retried(store_output, "sensors")
         if failure is not None:
             log.error("giving up on a batch of %d sensor messages", len(events), exc_info=failure)
             sensor_flow.forget(output.changed)  # the table keeps the state before it
@@ -370,7 +354,7 @@ def create_app(settings: Settings) -> faust.App:
         """Consumer lag of every `ioc` group into the database, for the pipeline-health wall."""
         groups = {g: t for spec in worker_specs(settings) for g, t in spec.groups().items()}
         try:
-            lags = await asyncio.to_thread(consumer_lag, settings.kafka.bootstrap_servers, groups)
+            lags = await asyncio.to_thread(consumer_lag, settings.kafka, groups)
             await store.record_lag(utc_now(), lags)
         except Exception:  # Kafka or the database may be restarting: the next sample tries
             log.exception("lag sample failed")

@@ -14,25 +14,26 @@ import asyncio
 import logging
 import os
 import unicodedata
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ioc import topics
 from ioc.config import Settings
 from ioc.dlq import describe_validation_error, send_dead_letter
-from ioc.kafka_clients import MAX_MESSAGE_BYTES, consumer, producer
+from ioc.kafka_clients import MAX_MESSAGE_BYTES, aio_consumer, consumer, producer
 from ioc.models import Incident, IncidentSource
 from ioc.models.incidents import IncidentStatus
+from ioc.retry import ATTEMPTS, retried
 from ioc.store.writer import Snapshot, Store
 from ioc.vision.rules import Box, FrameRef
 
 log = logging.getLogger(__name__)
 CONSUMER = "ioc.vision.evidence"
 FRAME_FETCH_TIMEOUT_MS = 5_000
-RETRIES = 5
 
 
 class CameraEvidence(BaseModel):
@@ -112,8 +113,8 @@ class EvidenceWriter:
         self.incidents = consumer(
             settings.kafka, group, settings.kafka.topic(topics.INCIDENT_CANDIDATES)
         )
-        self.frames = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka.bootstrap_servers,
+        self.frames = aio_consumer(
+            settings.kafka,
             client_id=group,
             enable_auto_commit=False,
             max_partition_fetch_bytes=MAX_MESSAGE_BYTES + 64 * 1024,
@@ -144,22 +145,14 @@ class EvidenceWriter:
                 await self.incidents.commit()
 
     async def handle_with_retries(self, record: Any) -> None:
-        """A snapshot that keeps failing (database or Kafka down past the retries) becomes a
-        dead letter with the reason, so the incident can be replayed and the writer goes on."""
-        delay = 0.5
-        for attempt in range(1, RETRIES + 1):
-            try:
-                await self.handle(record)
-                return
-            except Exception as error:  # the database or Kafka may be restarting
-                if attempt == RETRIES:
-                    reason = f"snapshot failed {RETRIES} times: {type(error).__name__}: {error}"
-                    log.exception("giving up on a snapshot")
-                    await send_dead_letter(self.producer, self.dlq_topic, record, reason, CONSUMER)
-                    return
-                log.warning("snapshot failed (%s); retrying in %.1f s", error, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 8.0)
+        """Waits out an outage (database, broker); a snapshot that fails for another reason
+        becomes a dead letter with the reason, so the incident can be replayed and the writer
+        goes on."""
+        failure = await retried(partial(self.handle, record), "evidence")
+        if failure is not None:
+            reason = f"snapshot failed {ATTEMPTS} times: {type(failure).__name__}: {failure}"
+            log.error("giving up on a snapshot", exc_info=failure)
+            await send_dead_letter(self.producer, self.dlq_topic, record, reason, CONSUMER)
 
     async def handle(self, record: Any) -> None:
         try:

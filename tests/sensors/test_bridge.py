@@ -8,115 +8,29 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.publish as mqtt_publish
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from ioc import topics
-from ioc.config import MqttSettings, Settings, StackSettings
+from ioc.config import MqttSettings, Settings
 from ioc.kafka_clients import MAX_MESSAGE_BYTES
 from ioc.sensors.bridge import MqttBridge, sensor_key
 from ioc.stack import StackError, stack_services, stack_status, stack_up
 from ioc.stack import mosquitto as mosquitto_module
 from ioc.stack.mosquitto import MosquittoService
 from ioc.stack.process import free_port, port_open
-from tests.conftest import dead_letters, wait_for
+from tests.conftest import (
+    BridgeThread,
+    SensorTopic,
+    dead_letters,
+    mosquitto_service,
+    publish,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def _service(tmp: Path, port: int) -> MosquittoService:
-    return MosquittoService(StackSettings(dir=tmp, start_timeout_s=20), MqttSettings(port=port))
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoService]:
-    service = _service(tmp_path_factory.mktemp("mqtt-stack"), free_port())
-    assert service.up() == "started"
-    yield service
-    service.down()
-
-
-class SensorTopic:
-    """Everything produced to `ioc.sensor.events` after it was opened, read as it arrives."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.reader = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
-        parts = [
-            TopicPartition(topics.SENSOR_EVENTS, p)
-            for p in self.reader.partitions_for_topic(topics.SENSOR_EVENTS) or ()
-        ]
-        assert parts, "the session stack has no sensor topic"
-        self.reader.assign(parts)
-        self.reader.seek_to_end(*parts)
-        for part in parts:
-            self.reader.position(part)  # resolve the end offsets now, before anything is sent
-        self.records: list[Any] = []
-
-    def with_key(self, key: str) -> list[Any]:
-        for batch in self.reader.poll(timeout_ms=300).values():
-            self.records.extend(batch)
-        return [record for record in self.records if record.key == key.encode()]
-
-    def close(self) -> None:
-        self.reader.close()
-
-
-@pytest.fixture(scope="module")
-def sensor_topic(live_stack: Settings) -> Iterator[SensorTopic]:
-    reader = SensorTopic(live_stack)
-    yield reader
-    reader.close()
-
-
-class BridgeThread:
-    """The bridge in its own event loop, as `ioc sensors bridge` runs it (signals aside)."""
-
-    def __init__(self, bridge: MqttBridge) -> None:
-        self.bridge = bridge
-        self.loop = asyncio.new_event_loop()
-        self.stop_event = asyncio.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._main, name="mqtt-bridge", daemon=True)
-
-    def _main(self) -> None:
-        try:
-            self.loop.run_until_complete(self.bridge.run(self.stop_event))
-        except BaseException as error:
-            self.error = error
-        finally:
-            self.loop.close()
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        if self.thread.is_alive():
-            self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(timeout=60)
-
-
-@pytest.fixture(scope="module")
-def bridge(
-    broker: MosquittoService, live_stack: Settings, sensor_topic: SensorTopic
-) -> Iterator[BridgeThread]:
-    mqtt = MqttSettings(port=broker.port, client_id=f"ioc-test-bridge-{uuid.uuid4().hex[:8]}")
-    running = BridgeThread(MqttBridge(live_stack.model_copy(update={"mqtt": mqtt})))
-    running.start()
-    wait_for(running.bridge.ready.is_set, timeout=30, what="the bridge to subscribe")
-    yield running
-    running.stop()
-    assert not running.thread.is_alive(), "the bridge did not stop"
-    assert running.error is None, f"the bridge failed: {running.error!r}"
-
-
-def publish(broker: MosquittoService, topic: str, payload: bytes) -> None:
-    """A device: one QoS 1 message, returns once the broker acknowledged it."""
-    mqtt_publish.single(topic, payload, qos=1, hostname=broker.host, port=broker.port)
 
 
 def arrived(sensor_topic: SensorTopic, key: str, timeout: float = 30) -> list[Any]:
@@ -266,7 +180,7 @@ def test_up_again_is_harmless(broker: MosquittoService) -> None:
 
 
 def test_down_stops_it(tmp_path: Path) -> None:
-    service = _service(tmp_path, free_port())
+    service = mosquitto_service(tmp_path, free_port())
     assert service.up() == "started"
     try:
         assert (tmp_path / "mosquitto" / "mosquitto.conf").is_file()
@@ -283,7 +197,7 @@ def test_taken_port_fails_fast_with_a_reason(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        service = _service(tmp_path, taken.getsockname()[1])
+        service = mosquitto_service(tmp_path, taken.getsockname()[1])
         started = time.monotonic()
         with pytest.raises(StackError, match="is taken by another process; set IOC_MQTT__PORT"):
             service.up()
@@ -297,7 +211,7 @@ def test_missing_binary_says_how_to_install(
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(mosquitto_module, "SEARCH_PATH", ())
     with pytest.raises(StackError, match="apt-get install mosquitto"):
-        _service(tmp_path, free_port()).up()
+        mosquitto_service(tmp_path, free_port()).up()
 
 
 def test_stack_up_starts_it_only_when_enabled(live_stack: Settings) -> None:
