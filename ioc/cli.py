@@ -19,7 +19,8 @@ from ioc.config import get_settings
 from ioc.models.registry import load_camera_registry
 from ioc.stack import StackError, stack_down, stack_status, stack_up
 
-console = Console()
+# Piped into a file or a CI log, rich would wrap every table at 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
 SamplesOption = Annotated[Path, typer.Option(help="Folder with frames/ and tickets_1022.jsonl.")]
 app = typer.Typer(
     help="ioc: an Intelligent Operations Centre stream processor.", no_args_is_help=True
