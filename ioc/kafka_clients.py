@@ -58,6 +58,17 @@ def _sasl_password(kafka: KafkaSettings) -> str | None:
     return kafka.sasl_password.get_secret_value() if kafka.sasl_password else None
 
 
+def _sasl_options(kafka: KafkaSettings) -> dict[str, Any]:
+    """SASL keyword arguments, named alike by aiokafka and kafka-python."""
+    if kafka.security_protocol not in SASL_PROTOCOLS:
+        return {}
+    return {
+        "sasl_mechanism": kafka.sasl_mechanism,
+        "sasl_plain_username": kafka.sasl_username,
+        "sasl_plain_password": _sasl_password(kafka),
+    }
+
+
 def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
     """The TLS context of the SSL protocols (CA, optional client certificate); None otherwise."""
     if kafka.security_protocol not in SSL_PROTOCOLS:
@@ -77,13 +88,7 @@ def aiokafka_security(kafka: KafkaSettings) -> dict[str, Any]:
     context = ssl_context(kafka)
     if context is not None:
         options["ssl_context"] = context
-    if kafka.security_protocol in SASL_PROTOCOLS:
-        options |= {
-            "sasl_mechanism": kafka.sasl_mechanism,
-            "sasl_plain_username": kafka.sasl_username,
-            "sasl_plain_password": _sasl_password(kafka),
-        }
-    return options
+    return options | _sasl_options(kafka)
 
 
 def kafka_python_security(kafka: KafkaSettings) -> dict[str, Any]:
@@ -96,13 +101,7 @@ def kafka_python_security(kafka: KafkaSettings) -> dict[str, Any]:
             "ssl_keyfile": _path(kafka.ssl_keyfile),
             "ssl_check_hostname": kafka.ssl_check_hostname,
         }
-    if kafka.security_protocol in SASL_PROTOCOLS:
-        options |= {
-            "sasl_mechanism": kafka.sasl_mechanism,
-            "sasl_plain_username": kafka.sasl_username,
-            "sasl_plain_password": _sasl_password(kafka),
-        }
-    return options
+    return options | _sasl_options(kafka)
 
 
 def faust_credentials(kafka: KafkaSettings) -> CredentialsT | None:
@@ -162,6 +161,25 @@ def aio_admin(kafka: KafkaSettings, client_id: str) -> AIOKafkaAdminClient:
     )
 
 
+# Logins a broker accepted in this process: checked once, not on every client (lag samples
+# build two every few seconds).
+_ACCEPTED: set[tuple[Any, ...]] = set()
+
+
+def _login(kafka: KafkaSettings) -> tuple[Any, ...]:
+    return (
+        kafka.bootstrap_servers,
+        kafka.security_protocol,
+        kafka.sasl_mechanism,
+        kafka.sasl_username,
+        _sasl_password(kafka),
+        _path(kafka.ssl_cafile),
+        _path(kafka.ssl_certfile),
+        _path(kafka.ssl_keyfile),
+        kafka.ssl_check_hostname,
+    )
+
+
 def check_refused(kafka: KafkaSettings, timeout_s: float = 10.0) -> None:
     """Raise `KafkaRefused` with the broker's reason when it refuses these credentials or TLS.
 
@@ -170,7 +188,7 @@ def check_refused(kafka: KafkaSettings, timeout_s: float = 10.0) -> None:
     Anything else (a broker still starting, unreachable) is left to the client's own retries.
     PLAINTEXT has nothing to refuse and is not checked.
     """
-    if kafka.security_protocol == "PLAINTEXT":
+    if kafka.security_protocol == "PLAINTEXT" or _login(kafka) in _ACCEPTED:
         return
     host, port = kafka.first_host_port
 
@@ -190,6 +208,7 @@ def check_refused(kafka: KafkaSettings, timeout_s: float = 10.0) -> None:
     with ThreadPoolExecutor(1) as thread:  # its own event loop, whatever the caller runs in
         try:
             thread.submit(asyncio.run, connect()).result()
+            _ACCEPTED.add(_login(kafka))
         except REFUSALS as error:
             who = f" as {kafka.sasl_username}" if kafka.security_protocol in SASL_PROTOCOLS else ""
             raise KafkaRefused(

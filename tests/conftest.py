@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -243,16 +244,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             )
 
 
-@pytest.fixture(scope="session")
-def worker_processes(live_stack: Settings) -> Iterator[Workers]:
+@contextmanager
+def started_workers(settings: Settings) -> Iterator[Workers]:
     """The real streams, vision and alert workers, ready (their groups own the partitions)."""
-    running = Workers(live_stack)
+    running = Workers(settings)
     running.start()
     try:
         running.wait_ready(timeout_s=240)
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def worker_processes(live_stack: Settings) -> Iterator[Workers]:
+    with started_workers(live_stack) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

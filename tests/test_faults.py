@@ -14,7 +14,6 @@ Nominal rates (a district-sized load on this test stack): 1 ticket/s, 8 sensors 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections import Counter
@@ -35,7 +34,13 @@ from ioc.sensors import fiware
 from ioc.stack import stack_down, stack_up
 from ioc.stack.kafka import KafkaService
 from ioc.stack.postgres import PostgresService
-from tests.conftest import WebhookReceiver, dead_letters, isolated_stack_env, wait_for
+from tests.conftest import (
+    WebhookReceiver,
+    dead_letters,
+    isolated_stack_env,
+    started_workers,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -264,15 +269,8 @@ def fault_settings(
 
 @pytest.fixture(scope="module")
 def fault_workers(fault_settings: Settings) -> Iterator[Workers]:
-    running = Workers(
-        fault_settings, env={key: os.environ[key] for key in os.environ if key.startswith("IOC_")}
-    )
-    running.start()
-    try:
-        running.wait_ready(timeout_s=240)
+    with started_workers(fault_settings) as running:  # the module's IOC_* are exported
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")

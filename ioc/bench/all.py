@@ -16,7 +16,6 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ioc.bench.common import percentile
+from ioc.bench.common import cpu_name, percentile
 from ioc.config import get_settings
 
 HIGHER, LOWER = "higher", "lower"
@@ -126,13 +125,9 @@ class Machine:
 
 def machine() -> Machine:
     """What the figures depend on, read from this machine."""
-    cpu = platform.processor() or platform.machine()
-    with suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as info:
-        names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
-        cpu = names[0] if names else cpu
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return Machine(
-        cpu=cpu,
+        cpu=cpu_name(),
         cores=os.cpu_count() or 1,
         ram_gib=ram,
         gpu=_gpu(),
@@ -143,8 +138,10 @@ def machine() -> Machine:
 
 
 def _gpu() -> str:
-    import torch
-
+    try:
+        import torch
+    except ImportError:  # an install without the vision extra
+        return "unknown (no torch)"
     if not torch.cuda.is_available():
         return "none"
     return ", ".join(torch.cuda.get_device_name(n) for n in range(torch.cuda.device_count()))

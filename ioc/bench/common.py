@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import platform
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import psycopg
@@ -20,6 +21,15 @@ from ioc.scenario.workers import Workers, worker_specs
 from ioc.stack import stack_down, stack_up
 from ioc.stack.kafka import ensure_topics
 from ioc.stack.process import free_port
+
+
+def cpu_name() -> str:
+    """The CPU's model name (what a figure depends on most), else its architecture."""
+    with suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as info:
+        for line in info:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 @contextmanager

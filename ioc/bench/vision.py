@@ -18,11 +18,9 @@ frame's latency is the time its detections are ready minus its arrival time.
 
 from __future__ import annotations
 
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +33,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from ioc.assets import SAMPLES_DIR
-from ioc.bench.common import percentile
+from ioc.bench.common import cpu_name, percentile
 from ioc.config import VisionSettings
 from ioc.vision.detector import Detector
 
@@ -140,12 +138,8 @@ def _sleep_until(moment: float) -> None:
 def machine_line(device: str, cores: int, naive_threads: int) -> str:
     """The CPU, the cores this process may use (the worker path's threads), the naive loop's
     threads, and the GPU if any."""
-    cpu = platform.processor() or platform.machine()
-    with suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as info:
-        names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
-        cpu = names[0] if names else cpu
     line = (
-        f"{cpu}, {cores} cores; torch {torch.__version__}, threads: worker path {cores},"
+        f"{cpu_name()}, {cores} cores; torch {torch.__version__}, threads: worker path {cores},"
         f" naive loop {naive_threads} (Ultralytics' default)"
     )
     if device.startswith("cuda"):
