@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml
 
 # Real programs from Debian packages, as PACKAGE:COMMAND: Mosquitto (the MQTT bridge's tests),
 # Alertmanager with amtool (the routing tree's tests, IOC_STACK__ALERTMANAGER), kcat (poison
-# messages from an outside client). Installed once, as root only; without them their tests skip.
-DEBIAN_TOOLS := mosquitto:mosquitto prometheus-alertmanager:prometheus-alertmanager kcat:kcat
+# messages from an outside client), openssl (the secured local broker's certificates). Installed
+# once, as root only; without them their tests skip.
+DEBIAN_TOOLS := mosquitto:mosquitto prometheus-alertmanager:prometheus-alertmanager kcat:kcat \
+                openssl:openssl
 
 debian-tools:
 	@missing=""; for tool in $(DEBIAN_TOOLS); do command=$${tool##*:}; \

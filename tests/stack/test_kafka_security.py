@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,7 +28,14 @@ from ioc.stack.kafka import ensure_topics
 from ioc.stack.process import free_port, log_tail
 from ioc.topics import TOPICS
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("openssl") is None,
+        reason="openssl not installed (make install does it as root); the TLS listener needs it",
+    ),
+]
 
 USER = "ioc-test"
 PASSWORD = "scram]pass[=word"  # brackets and "=" survive the storage tool's --add-scram
