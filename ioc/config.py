@@ -236,7 +236,19 @@ class StreamsSettings(Section):
     app_id: str = "ioc-streams"
     web_port: int | None = Field(None, description="Faust's web server port; off when unset.")
     hotline_concurrency: int = Field(
-        4, ge=1, description="Tickets processed at once per worker (database latency overlaps)."
+        4, ge=1, description="Tickets of a batch processed at once (database latency overlaps)."
+    )
+    event_batch_size: int = Field(
+        256,
+        ge=1,
+        description="Tickets, candidates and camera detections taken together at most: a batch "
+        "is acknowledged once all of it is done.",
+    )
+    event_batch_wait_s: float = Field(
+        0.05,
+        gt=0,
+        description="How long a partial batch of tickets, candidates or detections waits for "
+        "more: the most latency batching adds.",
     )
     sensor_registry: Path | None = Field(None, description="TOML sensor registry; default bundled.")
     sensor_rules: Path | None = Field(
@@ -403,6 +415,12 @@ class FusionSettings(Section):
     )
     check_interval_s: float = Field(
         10.0, gt=0, description="How often auto-resolve and escalation are checked."
+    )
+    republish_after_s: float = Field(
+        60.0,
+        gt=0,
+        description="A candidate stored this long ago and still not fused is published again: "
+        "its source crashed between storing and publishing it.",
     )
 
 

@@ -455,3 +455,25 @@ def test_undecodable_frame_goes_to_dlq_and_worker_continues(
         timeout=120,
         what="the good frame after the bad ones to be judged and stored",
     )
+
+
+def test_a_candidate_stored_but_never_published_is_fused_by_the_sweep(
+    workers: Settings, db: psycopg.Connection
+) -> None:
+    """A source that crashed between storing a candidate and publishing it: the leader's
+    incident check publishes it again once it is `fusion.republish_after_s` old."""
+    incident_id = f"inc-orphan-{uuid.uuid4().hex[:10]}"
+    db.execute(
+        "INSERT INTO incidents (id, kind, severity, source, source_key, title, status, lat, lon,"
+        " event_time, updated_at) VALUES (%s, 'flood', 'high', 'sensor', %s, 'Orphan', 'open',"
+        " 11.5, 101.5, now(), now() - %s * interval '1 second')",
+        (incident_id, incident_id, workers.fusion.republish_after_s + 1),
+    )
+    fused = wait_for(
+        lambda: row(
+            db, "SELECT fused_id FROM incidents WHERE id = %s AND fused_id IS NOT NULL", incident_id
+        ),
+        timeout=workers.fusion.check_interval_s * 6 + 30,
+        what="the orphan candidate fused",
+    )
+    assert row(db, "SELECT status FROM fused_incidents WHERE id = %s", fused[0]) == ("open",)

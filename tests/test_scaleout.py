@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -267,14 +266,22 @@ def run_pipeline(
         )
         lags = running.wait_drained(timeout_s=180)
         assert not any(lags.values()), f"not drained: {lags}"
-        time.sleep(2)  # outputs of the last commits (incident versions) reach the database
-        running.wait_drained(timeout_s=60)
+        # Outputs of the last commits (incident versions) may still be on their way: settled
+        # is drained with the same results twice in a row.
+        seen: list[Any] = []
+
+        def settled() -> Any:
+            running.wait_drained(timeout_s=60)
+            seen.append(snapshot(dsn))
+            return len(seen) > 1 and seen[-1] == seen[-2]
+
+        wait_for(settled, timeout=180, what="the stored results to settle")
         with_input = {
             (settings.kafka.topic(message.topic), partition)
             for message in tickets + sensor_readings + [m for r in frame_rounds for m in r]
             for partition in [partition_of(message.key, PARTITIONS)]
         }
-        return Run(snapshot(dsn), assignments, with_input)
+        return Run(seen[-1], assignments, with_input)
     finally:
         producer.close()
         running.stop()

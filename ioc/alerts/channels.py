@@ -19,7 +19,7 @@ from rich.console import Console
 from ioc.alerts.alertmanager import AlertmanagerClient, AmAlert
 from ioc.config import Settings
 from ioc.models import FusedIncident, FusedStatus, Notification
-from ioc.models.base import epoch_ms, utc_now
+from ioc.models.base import deterministic_id, epoch_ms, utc_now
 from ioc.store.writer import Store
 
 SEVERITY_VI = {"urgent": "KHẨN", "high": "CAO", "normal": "THƯỜNG"}
@@ -39,6 +39,13 @@ KIND_EN = {
     "camera_blackout": "Camera blacked out",
     "camera_tamper": "Camera moved or tampered with",
 }
+
+
+def alert_id(incident: FusedIncident, channel: str, notification: Notification) -> str:
+    """One page: an incident's notification on a channel, in one episode. Also the webhook's
+    idempotency key: a crash between a delivery and its record sends the page again, and the
+    receiver can tell it is the same one."""
+    return deterministic_id("alert", incident.id, channel, notification, incident.episode)
 
 
 class Channel(Protocol):
@@ -96,11 +103,17 @@ class ConsoleChannel:
         return None
 
 
-async def post_json(client: httpx.AsyncClient, url: str, payload: dict, retries: int) -> None:
+async def post_json(
+    client: httpx.AsyncClient,
+    url: str,
+    payload: dict,
+    retries: int,
+    headers: dict[str, str] | None = None,
+) -> None:
     """POST JSON; retry with backoff on network errors and 5xx, fail at once on 4xx."""
     for attempt in range(retries + 1):
         try:
-            response = await client.post(url, json=payload)
+            response = await client.post(url, json=payload, headers=headers)
             if response.status_code < 500:
                 if not response.is_success:  # not raise_for_status: its message quotes the URL
                     raise httpx.HTTPStatusError(
@@ -129,8 +142,12 @@ class WebhookChannel:
         self.client = httpx.AsyncClient(timeout=timeout_s)
 
     async def deliver(self, incident: FusedIncident, notification: Notification) -> None:
+        """Delivered at least once (a retry, a crash before the page is recorded): the page's id
+        rides as `Idempotency-Key` and `alert_id`, so a receiver drops a second copy."""
+        key = alert_id(incident, self.name, notification)
         payload = {
             "type": "ioc.incident",
+            "alert_id": key,
             "notification": notification,
             "summary_vi": summary_vi(incident),
             "summary_en": summary_en(incident),
@@ -138,7 +155,7 @@ class WebhookChannel:
             "wall": wall_link(self.wall_url, incident),
             "incident": incident.model_dump(mode="json"),
         }
-        await post_json(self.client, self.url, payload, self.retries)
+        await post_json(self.client, self.url, payload, self.retries, {"Idempotency-Key": key})
 
     async def update(self, incident: FusedIncident) -> None:
         return None

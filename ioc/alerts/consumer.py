@@ -21,12 +21,12 @@ from pydantic import ValidationError
 
 from ioc import topics
 from ioc.alerts import lifecycle
-from ioc.alerts.channels import Channel, channels_from_settings
+from ioc.alerts.channels import Channel, alert_id, channels_from_settings
 from ioc.config import Settings
 from ioc.dlq import describe_validation_error, send_dead_letter
 from ioc.kafka_clients import consumer, producer
 from ioc.models import Alert, FusedIncident, FusedStatus, Notification, Severity
-from ioc.models.base import deterministic_id, epoch_ms, utc_now
+from ioc.models.base import epoch_ms, utc_now
 from ioc.retry import ATTEMPTS, retried
 from ioc.store.writer import Store
 
@@ -47,10 +47,6 @@ def due(
     else:
         wanted = []
     return [notification for notification in wanted if notification not in sent]
-
-
-def alert_id(incident: FusedIncident, channel: str, notification: Notification) -> str:
-    return deterministic_id("alert", incident.id, channel, notification, incident.episode)
 
 
 class AlertConsumer:

@@ -24,11 +24,13 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ioc.hotline.lifecycle import DISTANCE_M
+from ioc.hotline.lifecycle import DISTANCE_M, incident_from_row
 from ioc.models import FusedIncident, Incident, IncidentKind, Member, Severity
-from ioc.models.base import utc_now
+from ioc.models.base import epoch_ms, utc_now
 from ioc.models.incidents import IncidentSource, IncidentStatus
 from ioc.rulefiles import read_layered
+
+REPUBLISH_LIMIT = 1000  # per sweep: a backlog drains over several sweeps
 
 RULES_PATH = Path(__file__).resolve().parent / "fusion_rules.toml"
 
@@ -279,3 +281,16 @@ async def fuse(
 
 
 __all__ = ["Composition", "FusionGroup", "FusionRules", "compose", "fuse"]
+
+
+async def unfused_candidates(conn: AsyncConnection, older_than: timedelta) -> list[Incident]:
+    """Candidates stored before `older_than` that fusion never saw. Sources store a candidate,
+    then publish it; a crash in between leaves it here, and publishing it again is harmless
+    (fusion folds a candidate's latest state)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT * FROM incidents WHERE fused_id IS NULL AND updated_at < now() - %s"
+            " ORDER BY updated_at LIMIT %s",
+            (older_than, REPUBLISH_LIMIT),
+        )
+        return [incident_from_row(row, epoch_ms(row["updated_at"])) for row in await cur.fetchall()]

@@ -113,6 +113,8 @@ def _faust_main(kafka: KafkaSettings, datadir: str) -> None:
     """The Faust side: one agent, the app configured as the streams worker's."""
     import faust
 
+    from ioc.config import StreamsSettings
+    from ioc.streams.acks import acknowledge_after, one_by_one
     from ioc.streams.app import _broker_url, _raw_topic
 
     logging.disable(logging.WARNING)  # a warning per dead letter, on both sides
@@ -135,13 +137,23 @@ def _faust_main(kafka: KafkaSettings, datadir: str) -> None:
     output = _raw_topic(app, FAUST_TOPICS.output)
     dlq = _raw_topic(app, FAUST_TOPICS.dlq)
 
+    async def route_one(event: faust.EventT) -> None:
+        valid, value, headers = route(event.message)
+        if valid:
+            await output.send(key=event.key, value=value)
+        else:
+            await dlq.send(key=FAUST_TOPICS.source.encode(), value=value, headers=headers)
+
     async def intake(stream: faust.StreamT[Any]) -> None:
-        async for event in stream.events():
-            valid, value, headers = route(event.message)
-            if valid:
-                await output.send(key=event.key, value=value)
-            else:
-                await dlq.send(key=FAUST_TOPICS.source.encode(), value=value, headers=headers)
+        """Acknowledged as the streams worker's agents are (`ioc.streams.acks`)."""
+        settings = StreamsSettings()
+        await acknowledge_after(
+            stream,
+            one_by_one(route_one),
+            "bench",
+            settings.event_batch_size,
+            settings.event_batch_wait_s,
+        )
 
     app.agent(source, name="ioc.bench.stream")(intake)
     faust.Worker(app, loglevel="error", quiet=True).execute_from_commandline()

@@ -21,6 +21,7 @@ from ioc.hotline.privacy import Reporter, redact_text
 from ioc.hotline.triage import TriageResult
 from ioc.models import Incident, IncidentKind, IncidentSource, Severity, Ticket
 from ioc.models.base import VIETNAM_TIME, deterministic_id, epoch_ms, from_epoch_ms, utc_now
+from ioc.store.writer import upsert_incident
 
 # Internal states; Open311 shows the first four as "open" and the last two as "closed".
 OPEN_STATES = ("new", "triaged", "assigned", "in_progress")
@@ -50,7 +51,6 @@ DISTANCE_M = (
 class Linked:
     incident: Incident
     created: bool  # the first report of this incident
-    replay: bool  # the ticket was already recorded: nothing changed
 
 
 def ticket_incident(ticket: Ticket, result: TriageResult, ingested_ms: int) -> Incident:
@@ -118,7 +118,7 @@ async def record_ticket(
             (ticket.service_request_id,),
         )
         if existing := await cur.fetchone():
-            return Linked(incident_from_row(existing, ingested_ms), created=False, replay=True)
+            return Linked(incident_from_row(existing, ingested_ms), created=False)
 
         fresh = ticket_incident(ticket, result, ingested_ms)
         match = await _nearby_open_incident(cur, ticket, result.category, radius_m, window)
@@ -190,7 +190,7 @@ async def record_ticket(
             "INSERT INTO ticket_events (service_request_id, status, note) VALUES (%s, %s, %s)",
             (ticket.service_request_id, status, note),
         )
-        return Linked(incident_from_row(row, ingested_ms), created=match is None, replay=False)
+        return Linked(incident_from_row(row, ingested_ms), created=match is None)
 
 
 async def _nearby_open_incident(
@@ -255,7 +255,9 @@ def breach_incident(row: dict[str, Any]) -> Incident:
 
 
 async def claim_sla_breaches(conn: AsyncConnection) -> list[Incident]:
-    """Mark open tickets past their deadline as breached (once, even with many workers)."""
+    """Mark open tickets past their deadline as breached (once, even with many workers), and
+    store their incidents in the same transaction: a crash before they are published leaves
+    them unfused, and the fusion sweep publishes them again (`unfused_candidates`)."""
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "UPDATE tickets SET sla_breached_at = now() WHERE status = ANY(%s)"
@@ -271,7 +273,10 @@ async def claim_sla_breaches(conn: AsyncConnection) -> list[Incident]:
                 " VALUES (%s, %s, 'SLA breached')",
                 (row["service_request_id"], row["status"]),
             )
-    return [breach_incident(row) for row in rows]
+        breaches = [breach_incident(row) for row in rows]
+        for incident in breaches:
+            await upsert_incident(conn, incident)
+    return breaches
 
 
 # Staff moves; "duplicate" is set only by linking. Reopening a resolved ticket is allowed.

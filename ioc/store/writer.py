@@ -69,6 +69,35 @@ class Snapshot:
     score: float
 
 
+async def upsert_incident(conn: AsyncConnection, incident: Incident) -> None:
+    """A candidate incident's latest state (on the caller's connection: it may be part of a
+    larger transaction)."""
+    await conn.execute(
+        "INSERT INTO incidents (id, kind, severity, source, source_key, title, status,"
+        " district, lat, lon, event_time, category, reports, evidence)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,"
+        " severity = EXCLUDED.severity, title = EXCLUDED.title, reports = EXCLUDED.reports,"
+        " evidence = EXCLUDED.evidence, updated_at = now()",
+        (
+            incident.id,
+            incident.kind,
+            incident.severity,
+            incident.source,
+            incident.source_key,
+            incident.title,
+            incident.status,
+            incident.district,
+            incident.lat,
+            incident.lon,
+            incident.event_time,
+            incident.category,
+            incident.reports,
+            Jsonb(json.loads(json.dumps(incident.evidence, default=str))),
+        ),
+    )
+
+
 class Store:
     """An async connection pool, opened on first use (agents start before they write)."""
 
@@ -199,30 +228,7 @@ class Store:
     async def upsert_incident(self, incident: Incident) -> None:
         pool = await self._ready()
         async with pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO incidents (id, kind, severity, source, source_key, title, status,"
-                " district, lat, lon, event_time, category, reports, evidence)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,"
-                " severity = EXCLUDED.severity, title = EXCLUDED.title, reports = EXCLUDED.reports,"
-                " evidence = EXCLUDED.evidence, updated_at = now()",
-                (
-                    incident.id,
-                    incident.kind,
-                    incident.severity,
-                    incident.source,
-                    incident.source_key,
-                    incident.title,
-                    incident.status,
-                    incident.district,
-                    incident.lat,
-                    incident.lon,
-                    incident.event_time,
-                    incident.category,
-                    incident.reports,
-                    Jsonb(json.loads(json.dumps(incident.evidence, default=str))),
-                ),
-            )
+            await upsert_incident(conn, incident)
 
     async def record_dead_letters(self, letters: Sequence[RecordedDeadLetter]) -> None:
         pool = await self._ready()

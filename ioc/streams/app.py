@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from ioc import topics
 from ioc.alerts import lifecycle as incident_lifecycle
-from ioc.alerts.fusion import FusionRules, fuse
+from ioc.alerts.fusion import FusionRules, fuse, unfused_candidates
 from ioc.config import Settings
 from ioc.dlq import DeadLetter, RecordedDeadLetter, describe_validation_error
 from ioc.hotline import lifecycle
@@ -38,6 +38,7 @@ from ioc.scenario.workers import worker_specs
 from ioc.sensors.engine import RuleSet
 from ioc.store.sink import CopySink, SinkError, sink_from_settings
 from ioc.store.writer import READING_COLUMNS, READING_KEY, ReadingRow, Store
+from ioc.streams.acks import BatchWork, EventWork, acknowledge_after, concurrently, one_by_one
 from ioc.streams.cameras import CameraFlow, CameraOutput
 from ioc.streams.sensors import TICK_HEADER, Message, SensorFlow, is_tick
 from ioc.vision.rules import CameraRuleSet
@@ -165,9 +166,14 @@ def create_app(settings: Settings) -> faust.App:
     region = settings.fusion.region.encode()
     fusion_rules = FusionRules.load(settings.fusion.rules)
 
+    async def announce(incident: Incident) -> None:
+        """To fusion, once stored. A crash before this leaves the candidate unfused, and the
+        sweep in `watch_incidents` publishes it again."""
+        await candidates_topic.send(key=region, value=incident.to_bytes())
+
     async def raise_incident(incident: Incident) -> None:
         await store.upsert_incident(incident)
-        await candidates_topic.send(key=region, value=incident.to_bytes())
+        await announce(incident)
 
     async def publish(versions: Sequence[FusedIncident]) -> None:
         for version in versions:
@@ -207,8 +213,9 @@ def create_app(settings: Settings) -> faust.App:
                 radius_m=hotline.duplicate_radius_m,
                 window=timedelta(minutes=hotline.duplicate_window_minutes),
             )
-        if not linked.replay:  # new incident, or one more citizen reporting it
-            await candidates_topic.send(key=region, value=linked.incident.to_bytes())
+        # Also on a replay: the first delivery may have crashed before it published. Fusion
+        # folds the incident's latest state, so a second message changes nothing.
+        await announce(linked.incident)
 
     def message_of(event: faust.EventT) -> Message:
         return Message(
@@ -256,17 +263,16 @@ def create_app(settings: Settings) -> faust.App:
         if failure is not None:
             log.error("giving up on a camera clock tick", exc_info=failure)
 
-    def agent(
-        topic: faust.TopicT,
-        name: str,
-        process: Callable[[faust.EventT], Awaitable[None]],
-        concurrency: int = 1,
-    ) -> None:
-        async def run(stream: faust.StreamT[Any]) -> None:
-            async for event in stream.events():
-                await handle(event, name, process)
+    def agent(topic: faust.TopicT, name: str, work: BatchWork, size: int, wait_s: float) -> None:
+        """An agent that acknowledges a batch only once all of it is done (see `acks`)."""
 
-        app.agent(topic, name=f"ioc.streams.{name}", concurrency=concurrency)(run)
+        async def run(stream: faust.StreamT[Any]) -> None:
+            await acknowledge_after(stream, work, name, size, wait_s)
+
+        app.agent(topic, name=f"ioc.streams.{name}")(run)
+
+    def each_event(name: str, process: Callable[[faust.EventT], Awaitable[None]]) -> EventWork:
+        return partial(handle, consumer=name, process=process)
 
     async def process_candidate(event: faust.EventT) -> None:
         candidate = Incident.model_validate_json(event.value or b"")
@@ -277,20 +283,24 @@ def create_app(settings: Settings) -> faust.App:
             raise Rejected(str(error)) from None
         await publish(versions)
 
-    # Tickets are independent of each other (linking is serialised in SQL), so several are
-    # processed at once to overlap database round trips; sensors and cameras keep their order.
-    agent(tickets_topic, "hotline", process_ticket, concurrency=streams.hotline_concurrency)
+    # Tickets are independent of each other (linking is serialised in SQL), so several of a batch
+    # are processed at once to overlap database round trips; the batch is acknowledged when its
+    # slowest ticket is stored. Everything else keeps its order.
+    agent(
+        tickets_topic,
+        "hotline",
+        concurrently(each_event("hotline", process_ticket), streams.hotline_concurrency),
+        streams.event_batch_size,
+        streams.event_batch_wait_s,
+    )
     # One region's candidates in order, one at a time: fusion sees each in turn.
-    agent(candidates_topic, "fusion", process_candidate)
-
-    @app.agent(sensors_topic, name="ioc.streams.sensors")
-    async def sensors(stream: faust.StreamT[Any]) -> None:
-        """Sensor messages in batches: one database round trip and one state write per sensor
-        per batch, instead of per reading."""
-        async for events in stream.take_events(
-            streams.sensor_batch_size, streams.sensor_batch_wait_s
-        ):
-            await process_sensor_batch(events)
+    agent(
+        candidates_topic,
+        "fusion",
+        one_by_one(each_event("fusion", process_candidate)),
+        streams.event_batch_size,
+        streams.event_batch_wait_s,
+    )
 
     async def process_sensor_batch(events: Sequence[faust.EventT]) -> None:
         output = sensor_flow.process(message_of(event) for event in events)
@@ -317,6 +327,16 @@ def create_app(settings: Settings) -> faust.App:
         for sensor_id, state in output.changed.items():
             sensor_states[sensor_id.encode()] = state.model_dump_json().encode()
 
+    # Sensor messages in batches: one database round trip and one state write per sensor per
+    # batch, instead of per reading.
+    agent(
+        sensors_topic,
+        "sensors",
+        process_sensor_batch,
+        streams.sensor_batch_size,
+        streams.sensor_batch_wait_s,
+    )
+
     def wall_clock_timer(interval: float, on_leader: bool = False) -> Callable[[Any], Any]:
         """Faust's timer; none in a replay sandbox, where the recording's own clock ticks and
         event times stand in for the wall clock (`streams.wall_clock_timers`)."""
@@ -332,22 +352,22 @@ def create_app(settings: Settings) -> faust.App:
             for partition in range(settings.kafka.partitions):
                 await topic.send(value=b"", partition=partition, headers={TICK_HEADER: b"1"})
 
-    @app.agent(dlq_topic, name="ioc.streams.dead-letters")
-    async def record_dead_letters(stream: faust.StreamT[Any]) -> None:
+    async def record_dead_letters(events: Sequence[faust.EventT]) -> None:
         """Each dead letter as a row for the walls (the bytes stay on the topic). A failure
         here is retried, never dead-lettered: that would feed the DLQ to itself."""
-        async for events in stream.take_events(1000, 1.0):
-            letters = [
-                RecordedDeadLetter.of(
-                    event.message.partition,
-                    event.message.offset,
-                    _ingested_ms(event),
-                    event.message.headers or (),
-                    event.value,
-                )
-                for event in events
-            ]
-            await until_stored(partial(store.record_dead_letters, letters), "dead letters")
+        letters = [
+            RecordedDeadLetter.of(
+                event.message.partition,
+                event.message.offset,
+                _ingested_ms(event),
+                event.message.headers or (),
+                event.value,
+            )
+            for event in events
+        ]
+        await until_stored(partial(store.record_dead_letters, letters), "dead letters")
+
+    agent(dlq_topic, "dead-letters", record_dead_letters, 1000, 1.0)
 
     @wall_clock_timer(interval=streams.lag_sample_s, on_leader=True)
     async def sample_lag() -> None:
@@ -375,14 +395,20 @@ def create_app(settings: Settings) -> faust.App:
         sensor_flow.forget()
         camera_flow.forget()
 
-    @app.agent(detections_topic, name="ioc.streams.camera")
-    async def cameras(stream: faust.StreamT[Any]) -> None:
+    async def process_camera_event(event: faust.EventT) -> None:
         """One frame at a time, in each camera's order; clock ticks for the offline check."""
-        async for event in stream.events():
-            if is_tick(event.message.headers):
-                await process_camera_tick(event)
-            else:
-                await handle(event, "camera", process_detections)
+        if is_tick(event.message.headers):
+            await process_camera_tick(event)
+        else:
+            await handle(event, "camera", process_detections)
+
+    agent(
+        detections_topic,
+        "camera",
+        one_by_one(process_camera_event),
+        streams.event_batch_size,
+        streams.event_batch_wait_s,
+    )
 
     @wall_clock_timer(interval=hotline.sla_check_interval_s)
     async def watch_sla() -> None:
@@ -390,21 +416,26 @@ def create_app(settings: Settings) -> faust.App:
         try:
             async with store.connection() as conn:
                 breaches = await lifecycle.claim_sla_breaches(conn)
-            for incident in breaches:
-                await raise_incident(incident)
+            for incident in breaches:  # stored with the claim
+                await announce(incident)
         except Exception:  # the database may be restarting: the next tick tries again
             log.exception("SLA check failed")
 
     @wall_clock_timer(interval=settings.fusion.check_interval_s, on_leader=True)
     async def watch_incidents() -> None:
-        """Incidents whose sources all cleared resolve; urgent ones nobody acknowledged escalate."""
+        """Incidents whose sources all cleared resolve; urgent ones nobody acknowledged escalate;
+        candidates a crash left unpublished go to fusion again."""
         hold = timedelta(seconds=settings.fusion.resolve_hold_s)
+        republish_after = timedelta(seconds=settings.fusion.republish_after_s)
         limits = settings.alerts.escalate_after_s
         try:
             async with store.connection() as conn:
                 versions = await incident_lifecycle.auto_resolve(conn, hold)
                 versions += await incident_lifecycle.escalate(conn, limits)
+                unfused = await unfused_candidates(conn, republish_after)
             await publish(versions)
+            for incident in unfused:
+                await announce(incident)
         except Exception:  # the database may be restarting: the next tick tries again
             log.exception("incident check failed")
 

@@ -40,12 +40,22 @@ REPORT_EVERY_S = 30.0
 
 @dataclass(frozen=True)
 class PendingFrame:
-    """A frame waiting for the model; `dropped` older frames of its camera were replaced by it."""
+    """A frame waiting for the model, and the offsets of the older frames of its camera that it
+    replaced: they count as done only once this one is, so a crash before then reads them again
+    instead of losing them uncounted."""
 
     partition: TopicPartition
     record: ConsumerRecord
     headers: FrameHeaders
-    dropped: int = 0
+    replaced: tuple[tuple[TopicPartition, int], ...] = ()
+
+    @property
+    def dropped(self) -> int:
+        return len(self.replaced)
+
+    def offsets(self) -> tuple[tuple[TopicPartition, int], ...]:
+        """This frame's offset and those of the frames it replaced."""
+        return ((self.partition, self.record.offset), *self.replaced)
 
 
 class LatestFrames:
@@ -59,8 +69,8 @@ class LatestFrames:
     def __len__(self) -> int:
         return len(self._waiting)
 
-    def put(self, frame: PendingFrame) -> PendingFrame | None:
-        """Queue `frame`; returns the older frame of the same camera that it replaced, if any.
+    def put(self, frame: PendingFrame) -> None:
+        """Queue `frame`, in place of the older frame of its camera still waiting, if any.
 
         A camera keeps its place in line when its frame is replaced, so a busy camera cannot
         starve a quiet one.
@@ -68,13 +78,11 @@ class LatestFrames:
         camera_id = frame.headers.camera_id
         older = self._waiting.get(camera_id)
         if older is not None:
-            frame = PendingFrame(
-                frame.partition, frame.record, frame.headers, older.dropped + frame.dropped + 1
-            )
+            replaced = (*older.replaced, (older.partition, older.record.offset), *frame.replaced)
+            frame = PendingFrame(frame.partition, frame.record, frame.headers, replaced)
             self.dropped += 1
         self._waiting[camera_id] = frame
         self._arrived.set()
-        return older
 
     async def batch(self, size: int, wait_s: float) -> list[PendingFrame]:
         """Up to `size` frames: as soon as `size` are waiting, else `wait_s` after the first."""
@@ -111,8 +119,9 @@ class Offsets:
         self._open[partition].add(offset)
         self._next[partition] = max(self._next.get(partition, 0), offset + 1)
 
-    def done(self, partition: TopicPartition, offset: int) -> None:
-        self._open[partition].discard(offset)
+    def done(self, *offsets: tuple[TopicPartition, int]) -> None:
+        for partition, offset in offsets:
+            self._open[partition].discard(offset)
 
     def to_commit(self, assigned: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         """Offsets that moved since the last commit, for partitions still assigned."""
@@ -182,11 +191,9 @@ class VisionWorker:
                             else "headers are not UTF-8"
                         )
                         await self._reject(record, "bad frame headers: " + reason)
-                        self.offsets.done(partition, record.offset)
+                        self.offsets.done((partition, record.offset))
                         continue
-                    older = self.waiting.put(PendingFrame(partition, record, headers))
-                    if older is not None:
-                        self.offsets.done(older.partition, older.record.offset)
+                    self.waiting.put(PendingFrame(partition, record, headers))
 
     async def infer(self, stop: asyncio.Event) -> None:
         vision = self.settings.vision
@@ -205,7 +212,7 @@ class VisionWorker:
             log.exception("inference failed on a batch of %d frames", len(frames))
             for frame in frames:
                 await self._reject(frame, f"inference failed: {type(error).__name__}: {error}")
-                self.offsets.done(frame.partition, frame.record.offset)
+                self.offsets.done(*frame.offsets())
             return
         per_frame_ms = (time.perf_counter() - started) * 1000 / len(frames)
         sends = []
@@ -223,7 +230,7 @@ class VisionWorker:
             )
         await asyncio.gather(*sends)
         for frame in frames:
-            self.offsets.done(frame.partition, frame.record.offset)
+            self.offsets.done(*frame.offsets())
         self.frames_done += len(sends)
 
     def _output(

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ioc.alerts.channels import GrafanaAnnotationChannel, channels_from_settings
+from ioc.alerts.channels import GrafanaAnnotationChannel, WebhookChannel, channels_from_settings
 from ioc.config import Settings
 from ioc.models import FusedIncident, Notification
 from ioc.store.writer import Store
@@ -126,3 +126,41 @@ def test_annotations_are_a_channel_only_when_asked_for(monkeypatch: pytest.Monke
     assert names(
         Settings(alerts={"alertmanager_url": "http://127.0.0.1:9093", "webhook_url": "http://x"})
     ) == {"alertmanager"}
+
+
+def test_a_webhook_page_sent_twice_carries_one_idempotency_key() -> None:
+    """A 503 makes the channel send again; a crash before the page is recorded does too. Both
+    copies carry the page's id, and the next notification has another."""
+    received: list[tuple[str, str]] = []
+    statuses = [503]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append((self.headers["Idempotency-Key"], body["alert_id"]))
+            self.send_response(statuses.pop(0) if statuses else 204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/pages"
+    channel = WebhookChannel(url, timeout_s=5, retries=2, wall_url="http://wall")
+
+    async def main() -> None:
+        try:
+            await channel.deliver(INCIDENT, Notification.FIRING)
+            await channel.deliver(INCIDENT, Notification.RESOLVED)
+        finally:
+            await channel.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.shutdown()
+    assert len(received) == 3
+    (first, retry, resolved) = received
+    assert first == retry and first[0] == first[1]
+    assert resolved[0] != first[0]

@@ -129,8 +129,7 @@ def test_flushes_by_time(pg_dsn: str, readings_table: str) -> None:
         await out.close()
         return waited
 
-    waited = asyncio.run(run())
-    assert 0.4 <= waited < 5
+    assert asyncio.run(run()) >= 0.4  # not before the interval (`eventually` bounds the rest)
 
 
 def test_put_waits_while_the_database_is_slow(pg_dsn: str, readings_table: str) -> None:
@@ -141,10 +140,8 @@ def test_put_waits_while_the_database_is_slow(pg_dsn: str, readings_table: str) 
         await blocker.execute(f"LOCK TABLE {readings_table} IN ACCESS EXCLUSIVE MODE")
         out = sink(pg_dsn, readings_table, batch_rows=50, max_rows=200, flush_interval_s=0.05)
         producer = asyncio.create_task(out.put_many(rows(1000)))
-        await asyncio.sleep(1.0)
+        await eventually(lambda: out.pending == 200 and out.stats.waits == 1)
         assert not producer.done()  # blocked, not buffering without bound
-        assert out.pending == 200
-        assert out.stats.waits == 1
         await blocker.rollback()  # the database is fast again
         await blocker.close()
         await asyncio.wait_for(producer, 30)
@@ -162,9 +159,8 @@ def test_put_waits_while_the_database_is_unreachable() -> None:
     async def run() -> None:
         out = sink(nowhere, "sensor_readings", batch_rows=5, max_rows=10, retry_initial_s=0.05)
         producer = asyncio.create_task(out.put_many(rows(11)))
-        await asyncio.sleep(0.8)
-        assert not producer.done() and out.pending == 10
-        assert out.stats.retries >= 2  # it keeps trying; nothing is dropped
+        await eventually(lambda: out.pending == 10 and out.stats.retries >= 2)
+        assert not producer.done()  # it keeps trying; nothing is dropped
         left = await out.abort()
         assert len(left) == 10 and left == rows(10)  # handed back in order
         with pytest.raises(SinkError, match="closed"):

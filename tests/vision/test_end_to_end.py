@@ -80,10 +80,15 @@ def test_a_filmed_fire_becomes_one_alerted_incident_with_a_snapshot(
         "the alert for the filmed fire",
     )
     with psycopg.connect(workers.database.dsn) as conn:
-        frames, opened = conn.execute(
-            "SELECT (SELECT count(*) FROM camera_frames WHERE camera_id = %s),"
-            " (SELECT count(*) FROM incidents WHERE source_key = %s AND kind = 'fire')",
+        frames, replaced, opened = conn.execute(
+            "SELECT count(*), coalesce(sum(dropped), 0),"
+            " (SELECT count(*) FROM incidents WHERE source_key = %s AND kind = 'fire')"
+            " FROM camera_frames WHERE camera_id = %s",
             (CAMERA, CAMERA),
         ).fetchone()
-    assert frames == 8, "every filmed frame was processed"
+    # Real time, by design: a frame still waiting when a newer one of its camera arrives is
+    # replaced, and counted on the frame that replaced it. None may go unaccounted for.
+    assert frames >= 1 and frames + replaced == 8, (
+        f"{frames} frames judged + {replaced} replaced by newer ones, of 8 filmed"
+    )
     assert opened == 1, "one fire, one incident"

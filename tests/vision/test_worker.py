@@ -43,16 +43,15 @@ def pending(camera_id: str, offset: int, partition: int = 0) -> PendingFrame:
 
 def test_a_newer_frame_replaces_the_waiting_one_and_keeps_its_place_in_line() -> None:
     waiting = LatestFrames()
-    assert waiting.put(pending("a", 0)) is None
-    assert waiting.put(pending("b", 1)) is None
-    replaced = waiting.put(pending("a", 2))
-    waiting.put(pending("a", 3))
-    assert replaced is not None and replaced.record.offset == 0
+    for camera_id, offset in (("a", 0), ("b", 1), ("a", 2), ("a", 3)):
+        waiting.put(pending(camera_id, offset))
     batch = asyncio.run(waiting.batch(size=8, wait_s=0))
     assert [(f.headers.camera_id, f.record.offset, f.dropped) for f in batch] == [
         ("a", 3, 2),
         ("b", 1, 0),
     ]
+    tp = TopicPartition(topics.CAMERA_FRAMES, 0)
+    assert batch[0].offsets() == ((tp, 3), (tp, 0), (tp, 2))
     assert waiting.dropped == 2 and len(waiting) == 0
 
 
@@ -60,15 +59,27 @@ def test_offsets_commit_only_below_the_oldest_frame_not_done() -> None:
     offsets, tp = Offsets(), TopicPartition(topics.CAMERA_FRAMES, 0)
     for offset in range(5):
         offsets.seen(tp, offset)
-    for offset in (0, 1, 3):
-        offsets.done(tp, offset)
+    offsets.done((tp, 0), (tp, 1), (tp, 3))
     assert offsets.to_commit([tp]) == {tp: 2}
     offsets.committed({tp: 2})
     assert offsets.to_commit([tp]) == {}
-    offsets.done(tp, 2)
-    offsets.done(tp, 4)
+    offsets.done((tp, 2), (tp, 4))
     assert offsets.to_commit([tp]) == {tp: 5}
     assert offsets.to_commit([TopicPartition(topics.CAMERA_FRAMES, 1)]) == {}
+
+
+def test_a_replaced_frame_is_not_committed_before_the_frame_that_replaced_it_is_done() -> None:
+    """A crash while the newer frame waits for the model must read the replaced one again, or
+    it would be neither judged nor counted as dropped."""
+    waiting, offsets = LatestFrames(), Offsets()
+    tp = TopicPartition(topics.CAMERA_FRAMES, 0)
+    for offset in range(3):
+        offsets.seen(tp, offset)
+        waiting.put(pending("a", offset))
+    assert offsets.to_commit([tp]) == {tp: 0}
+    (newest,) = asyncio.run(waiting.batch(size=8, wait_s=0))
+    offsets.done(*newest.offsets())
+    assert offsets.to_commit([tp]) == {tp: 3}
 
 
 @pytest.fixture(scope="module")
@@ -219,11 +230,13 @@ def test_a_vehicle_keeps_its_track_id_across_frames(
         worker = VisionWorker(settings, detector)
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
+        deadline = asyncio.get_running_loop().time() + 180
         try:
             for seq in range(frames_wanted):  # one at a time: none is dropped as stale
                 await asyncio.to_thread(send_frames, settings, [(camera, seq, jpeg)])
                 while len(await asyncio.to_thread(outputs_for, settings, since, {camera})) <= seq:
                     assert not task.done(), task
+                    assert asyncio.get_running_loop().time() < deadline, f"frame {seq} not judged"
                     await asyncio.sleep(0.3)
         finally:
             stop.set()
