@@ -236,19 +236,10 @@ class StreamsSettings(Section):
     app_id: str = "ioc-streams"
     web_port: int | None = Field(None, description="Faust's web server port; off when unset.")
     hotline_concurrency: int = Field(
-        4, ge=1, description="Tickets of a batch processed at once (database latency overlaps)."
-    )
-    event_batch_size: int = Field(
-        256,
+        4,
         ge=1,
-        description="Tickets, candidates and camera detections taken together at most: a batch "
-        "is acknowledged once all of it is done.",
-    )
-    event_batch_wait_s: float = Field(
-        0.05,
-        gt=0,
-        description="How long a partial batch of tickets, candidates or detections waits for "
-        "more: the most latency batching adds.",
+        description="Tickets in progress at once per worker (database latency overlaps); they "
+        "are acknowledged in offset order.",
     )
     sensor_registry: Path | None = Field(None, description="TOML sensor registry; default bundled.")
     sensor_rules: Path | None = Field(

@@ -38,7 +38,7 @@ from ioc.scenario.workers import worker_specs
 from ioc.sensors.engine import RuleSet
 from ioc.store.sink import CopySink, SinkError, sink_from_settings
 from ioc.store.writer import READING_COLUMNS, READING_KEY, ReadingRow, Store
-from ioc.streams.acks import BatchWork, EventWork, acknowledge_after, concurrently, one_by_one
+from ioc.streams.acks import BatchWork, EventWork, acknowledge_batches, acknowledge_in_order
 from ioc.streams.cameras import CameraFlow, CameraOutput
 from ioc.streams.sensors import TICK_HEADER, Message, SensorFlow, is_tick
 from ioc.vision.rules import CameraRuleSet
@@ -263,11 +263,21 @@ def create_app(settings: Settings) -> faust.App:
         if failure is not None:
             log.error("giving up on a camera clock tick", exc_info=failure)
 
-    def agent(topic: faust.TopicT, name: str, work: BatchWork, size: int, wait_s: float) -> None:
-        """An agent that acknowledges a batch only once all of it is done (see `acks`)."""
+    def agent(topic: faust.TopicT, name: str, work: EventWork, in_progress: int = 1) -> None:
+        """Events acknowledged in order, each once it is done (see `acks`)."""
 
         async def run(stream: faust.StreamT[Any]) -> None:
-            await acknowledge_after(stream, work, name, size, wait_s)
+            await acknowledge_in_order(stream, work, name, in_progress)
+
+        app.agent(topic, name=f"ioc.streams.{name}")(run)
+
+    def batch_agent(
+        topic: faust.TopicT, name: str, work: BatchWork, size: int, wait_s: float
+    ) -> None:
+        """Batches acknowledged once all of each is done (see `acks`)."""
+
+        async def run(stream: faust.StreamT[Any]) -> None:
+            await acknowledge_batches(stream, work, name, size, wait_s)
 
         app.agent(topic, name=f"ioc.streams.{name}")(run)
 
@@ -283,24 +293,16 @@ def create_app(settings: Settings) -> faust.App:
             raise Rejected(str(error)) from None
         await publish(versions)
 
-    # Tickets are independent of each other (linking is serialised in SQL), so several of a batch
-    # are processed at once to overlap database round trips; the batch is acknowledged when its
-    # slowest ticket is stored. Everything else keeps its order.
+    # Tickets are independent of each other (linking is serialised in SQL), so several are
+    # processed at once to overlap database round trips, and acknowledged in offset order.
     agent(
         tickets_topic,
         "hotline",
-        concurrently(each_event("hotline", process_ticket), streams.hotline_concurrency),
-        streams.event_batch_size,
-        streams.event_batch_wait_s,
+        each_event("hotline", process_ticket),
+        in_progress=streams.hotline_concurrency,
     )
     # One region's candidates in order, one at a time: fusion sees each in turn.
-    agent(
-        candidates_topic,
-        "fusion",
-        one_by_one(each_event("fusion", process_candidate)),
-        streams.event_batch_size,
-        streams.event_batch_wait_s,
-    )
+    agent(candidates_topic, "fusion", each_event("fusion", process_candidate))
 
     async def process_sensor_batch(events: Sequence[faust.EventT]) -> None:
         output = sensor_flow.process(message_of(event) for event in events)
@@ -329,7 +331,7 @@ def create_app(settings: Settings) -> faust.App:
 
     # Sensor messages in batches: one database round trip and one state write per sensor per
     # batch, instead of per reading.
-    agent(
+    batch_agent(
         sensors_topic,
         "sensors",
         process_sensor_batch,
@@ -367,7 +369,7 @@ def create_app(settings: Settings) -> faust.App:
         ]
         await until_stored(partial(store.record_dead_letters, letters), "dead letters")
 
-    agent(dlq_topic, "dead-letters", record_dead_letters, 1000, 1.0)
+    batch_agent(dlq_topic, "dead-letters", record_dead_letters, 1000, 1.0)
 
     @wall_clock_timer(interval=streams.lag_sample_s, on_leader=True)
     async def sample_lag() -> None:
@@ -402,13 +404,7 @@ def create_app(settings: Settings) -> faust.App:
         else:
             await handle(event, "camera", process_detections)
 
-    agent(
-        detections_topic,
-        "camera",
-        one_by_one(process_camera_event),
-        streams.event_batch_size,
-        streams.event_batch_wait_s,
-    )
+    agent(detections_topic, "camera", process_camera_event)
 
     @wall_clock_timer(interval=hotline.sla_check_interval_s)
     async def watch_sla() -> None:

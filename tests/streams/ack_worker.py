@@ -3,7 +3,8 @@
 Run as `python -m tests.streams.ack_worker MODE BOOTSTRAP GROUP TOPIC PROBE_TOPIC LOG RELEASE DATA`:
 - MODE `actors`: the path faust-streaming 0.15.3 gets wrong, several actors on one stream
   (`concurrency=4`), as the hotline agent ran before;
-- MODE `batches`: `ioc.streams.acks`, as every streams agent runs now.
+- MODE `ordered`: `ioc.streams.acks.acknowledge_in_order`, with as many events in progress, as
+  the hotline agent runs now.
 
 Each event's value is logged as `started <value>` and `done <value>`. The value `slow` waits until
 the file RELEASE exists. A second agent on PROBE_TOPIC only acknowledges its events, so that the
@@ -19,7 +20,7 @@ from typing import Any
 
 import faust
 
-from ioc.streams.acks import acknowledge_after, concurrently, one_by_one
+from ioc.streams.acks import acknowledge_in_order
 
 ACTORS = 4
 
@@ -69,17 +70,17 @@ def main(argv: list[str]) -> None:
                 await process(event)
 
         app.agent(raw(topic_name), name="regression.events", concurrency=ACTORS)(actor)
-    elif mode == "batches":
+    elif mode == "ordered":
 
-        async def batches(stream: faust.StreamT[Any]) -> None:
-            await acknowledge_after(stream, concurrently(process, ACTORS), "events", 100, 0.05)
+        async def ordered(stream: faust.StreamT[Any]) -> None:
+            await acknowledge_in_order(stream, process, "events", in_progress=ACTORS)
 
-        app.agent(raw(topic_name), name="regression.events")(batches)
+        app.agent(raw(topic_name), name="regression.events")(ordered)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 
     async def probe(stream: faust.StreamT[Any]) -> None:
-        await acknowledge_after(stream, one_by_one(ignore), "probe", 100, 0.05)
+        await acknowledge_in_order(stream, ignore, "probe")
 
     app.agent(raw(probe_name), name="regression.probe")(probe)
     faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()

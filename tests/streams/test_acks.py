@@ -4,7 +4,7 @@ fast later ones, a commit while the slow one is still in flight, then kill -9.
 The `actors` path (several actors on one stream, as the hotline agent ran before) commits past the
 slow event, so the restarted worker never sees it: that case is a strict xfail, which turns into
 a failure the day a faust-streaming release fixes #606 (then `ioc.streams.acks` can be revisited).
-The `batches` path, which every streams agent uses, must redeliver it.
+The `ordered` path (`ioc.streams.acks`), which the streams agents use, must redeliver it.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def harness(
                 reason="faust-streaming #606: commits past an event in flight",
             ),
         ),
-        "batches",
+        "ordered",
     ],
     indirect=True,
 )
