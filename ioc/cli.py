@@ -15,7 +15,7 @@ from rich.table import Table
 
 from ioc.alerts.commands import incidents_app
 from ioc.assets import SAMPLES_DIR
-from ioc.config import get_settings
+from ioc.config import Settings, get_settings
 from ioc.models.registry import load_camera_registry
 from ioc.stack import StackError, stack_down, stack_status, stack_up
 
@@ -95,17 +95,32 @@ def _fail(error: Exception) -> None:
 
 
 @stack_app.command("up")
-def stack_up_command() -> None:
+def stack_up_command(
+    brokers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Kafka nodes (default: stack.kafka_brokers, 1). 3 runs a KRaft cluster like "
+            "docker-compose.yml's (replication factor 3, min.insync.replicas 2, PLAINTEXT): "
+            "one broker can be lost without losing an acknowledged write.",
+        ),
+    ] = None,
+) -> None:
     """Start Kafka and PostgreSQL (and Mosquitto, Alertmanager when enabled) if not running,
     create topics, apply migrations."""
-    settings = get_settings()
+    settings = get_settings() if brokers is None else Settings(stack={"kafka_brokers": brokers})
     try:
-        with console.status("starting the local stack…"):
-            services, topics, report = stack_up(settings)
+        with console.status("starting the local stack…") as status:
+            services, topics, report = stack_up(settings, progress=status.update)
     except StackError as error:
         _fail(error)
     for name, outcome in services.items():
         console.print(f"[green]✓[/] {name}: {outcome}")
+    if settings.stack.kafka_brokers > 1:
+        console.print(
+            "  [dim]every ioc process sees the cluster with "
+            f"IOC_STACK__KAFKA_BROKERS={settings.stack.kafka_brokers}[/]"
+        )
     if "alertmanager" in services and not settings.alerts.alertmanager_url:
         console.print(
             "  [dim]alerts go to it with "

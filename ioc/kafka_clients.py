@@ -122,7 +122,8 @@ def faust_credentials(kafka: KafkaSettings) -> CredentialsT | None:
     return None
 
 
-def producer(kafka: KafkaSettings, client_id: str) -> AIOKafkaProducer:
+def producer(kafka: KafkaSettings, client_id: str, **options: Any) -> AIOKafkaProducer:
+    """acks=all; `options` are the caller's own (a request timeout)."""
     hide_produced_payloads()
     return AIOKafkaProducer(
         bootstrap_servers=kafka.bootstrap_servers,
@@ -130,6 +131,7 @@ def producer(kafka: KafkaSettings, client_id: str) -> AIOKafkaProducer:
         acks="all",
         linger_ms=5,
         max_request_size=MAX_MESSAGE_BYTES + 64 * 1024,
+        **options,
         **aiokafka_security(kafka),
     )
 

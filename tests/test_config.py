@@ -23,6 +23,21 @@ def test_nested_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.vision.batch_size == 16
 
 
+def test_a_local_cluster_is_seen_alike_from_its_node_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("IOC_STACK__KAFKA_BROKERS", "3")
+    kafka = Settings().kafka
+    assert kafka.bootstrap_servers == "127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096"
+    assert (kafka.replication_factor, kafka.effective_min_insync_replicas) == (3, 2)
+    listed = Settings(kafka={"bootstrap_servers": "h:1,h:5,h:9", "replication_factor": 2}).kafka
+    assert (listed.addresses, listed.replication_factor) == ([("h", 1), ("h", 5), ("h", 9)], 2)
+    with pytest.raises(ValidationError, match="lists 2 addresses"):
+        Settings(kafka={"bootstrap_servers": "h:1,h:5"})
+    monkeypatch.setenv("IOC_STACK__KAFKA", "false")  # an external cluster: taken as it is
+    assert Settings().kafka.bootstrap_servers == "127.0.0.1:19092"
+
+
 def test_unknown_environment_variable_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IOC_VISION__BATCH_SIZ", "16")
     with pytest.raises(ValidationError, match="IOC_VISION__BATCH_SIZ"):

@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/open311/v2"
 PUBLISH_TIMEOUT_S = 15.0
+PUBLISH_RETRY_AFTER_S = 10
 DB_TIMEOUT_S = 5.0
 MAX_IDS = 200
 LIST_PARAMETERS = frozenset(
@@ -80,10 +81,11 @@ NOTICE = "Đã tiếp nhận phản ánh. Tra cứu: GET {prefix}/requests/{id}.
 class ApiError(Exception):
     """Answered in Open311's error format."""
 
-    def __init__(self, status: int, *problems: str) -> None:
+    def __init__(self, status: int, *problems: str, headers: dict[str, str] | None = None) -> None:
         super().__init__("; ".join(problems))
         self.status = status
         self.problems = list(problems)
+        self.headers = headers
 
 
 @dataclass
@@ -100,7 +102,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        producer = kafka_producer(settings.kafka, "ioc-api")
+        # A write not acknowledged within two thirds of the bound fails with Kafka's own
+        # reason (NotEnoughReplicas) before the bound, and is not retried much past it.
+        producer = kafka_producer(
+            settings.kafka, "ioc-api", request_timeout_ms=int(PUBLISH_TIMEOUT_S * 1000 * 2 / 3)
+        )
         pool = AsyncConnectionPool(
             settings.database.dsn,
             connection_class=AsyncConnection[DictRow],
@@ -195,23 +201,41 @@ async def create_request(request: Request) -> JSONResponse:
         log.info("request from %s rejected: %s", system, error)  # names fields, not values
         raise ApiError(400, *error.problems) from None
 
-    try:
-        await asyncio.wait_for(
-            runtime.producer.send_and_wait(
-                runtime.settings.kafka.topic(HOTLINE_TICKETS),
-                key=request_id.encode(),
-                value=ticket.to_bytes(),
-            ),
-            PUBLISH_TIMEOUT_S,
-        )
-    except (KafkaError, TimeoutError) as error:
-        log.warning("ticket %s not published: %s", request_id, type(error).__name__)
-        raise ApiError(503, "intake temporarily unavailable, retry later") from None
+    await publish(runtime, HOTLINE_TICKETS, [(request_id.encode(), ticket.to_bytes())])
     log.info("ticket %s accepted from %s via %s", request_id, system, ticket.channel)
     notice = NOTICE.format(prefix=PREFIX, id=request_id)
     return JSONResponse(
         [{"service_request_id": request_id, "service_notice": notice}], status_code=201
     )
+
+
+async def publish(runtime: Runtime, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    """Send (key, value) `messages` to `topic` and wait until Kafka acknowledged each with
+    acks=all, i.e. on min.insync.replicas brokers; else 503 with the reason and Retry-After.
+
+    An intake answers 2xx only for durable writes, and within a bounded time: with too few
+    in-sync replicas the producer would retry until its own timeout while the client waits.
+    A message refused so may still reach the topic later (the producer goes on retrying it),
+    so a client's retry after a 503 is at-least-once, never a lost acknowledged write.
+    """
+    name = runtime.settings.kafka.topic(topic)
+
+    async def acknowledged() -> None:
+        sent = [await runtime.producer.send(name, key=key, value=value) for key, value in messages]
+        await asyncio.gather(*sent)
+
+    try:
+        await asyncio.wait_for(acknowledged(), PUBLISH_TIMEOUT_S)
+    except (KafkaError, TimeoutError) as error:
+        cause = "no answer in time" if isinstance(error, TimeoutError) else type(error).__name__
+        log.warning("%d message(s) to %s not acknowledged: %s", len(messages), name, cause)
+        replicas = runtime.settings.kafka.effective_min_insync_replicas
+        raise ApiError(
+            503,
+            f"intake temporarily unavailable: Kafka did not confirm the write on {replicas} "
+            f"replica(s) within {PUBLISH_TIMEOUT_S:.0f} s ({cause}); not accepted, retry later",
+            headers={"Retry-After": str(PUBLISH_RETRY_AFTER_S)},
+        ) from None
 
 
 @router.get("/requests/{service_request_id}.json", responses={404: {}, 503: {}})
@@ -445,7 +469,9 @@ def system_of(key: object, api_keys: Mapping[str, str]) -> str:
 
 async def _api_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ApiError)
-    return JSONResponse(error_body(error.status, error.problems), status_code=error.status)
+    return JSONResponse(
+        error_body(error.status, error.problems), status_code=error.status, headers=error.headers
+    )
 
 
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:

@@ -10,11 +10,10 @@ import json
 import logging
 from datetime import timedelta
 
-from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from ioc.api.app import ApiError, read_body, runtime_of, system_of
+from ioc.api.app import ApiError, publish, read_body, runtime_of, system_of
 from ioc.models.base import utc_now
 from ioc.sensors.fiware import ObservationError, clock_problem, parse_entity
 from ioc.topics import SENSOR_EVENTS
@@ -57,14 +56,6 @@ async def post_observations(request: Request) -> JSONResponse:
         accepted.append((event.id, json.dumps(entity, ensure_ascii=False).encode()))
     if problems:
         raise ApiError(400, *problems[:20])
-    try:
-        for key, value in accepted:
-            await runtime.producer.send(
-                runtime.settings.kafka.topic(SENSOR_EVENTS), key=key.encode(), value=value
-            )
-        await runtime.producer.flush()
-    except KafkaError as error:
-        log.warning("observations not published: %s", type(error).__name__)
-        raise ApiError(503, "intake temporarily unavailable, retry later") from None
+    await publish(runtime, SENSOR_EVENTS, [(key.encode(), value) for key, value in accepted])
     log.info("%d observation(s) accepted from %s", len(accepted), system)
     return JSONResponse({"accepted": len(accepted)}, status_code=202)

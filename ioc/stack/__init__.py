@@ -1,17 +1,23 @@
-"""The native local stack: Kafka (KRaft), PostgreSQL and optionally Mosquitto and Alertmanager,
-without Docker."""
+"""The native local stack: Kafka (KRaft: one node or a cluster), PostgreSQL and optionally
+Mosquitto and Alertmanager, without Docker."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ioc.config import Settings
 from ioc.stack.alertmanager import AlertmanagerService
-from ioc.stack.kafka import KafkaService, ensure_topics
+from ioc.stack.kafka import KafkaService, ensure_topics, kafka_nodes, stop_together
 from ioc.stack.mosquitto import MosquittoService
 from ioc.stack.postgres import PostgresService
 from ioc.stack.process import Health, StackError
 from ioc.store.migrate import MigrationReport, migrate
 
 Service = KafkaService | PostgresService | MosquittoService | AlertmanagerService
+
+# The Kafka node addresses `up` started, one a line: `down` and `status` act on that cluster
+# without being told --brokers again (a forgotten flag would leave two brokers running).
+KAFKA_NODES_FILE = "kafka-nodes"
 
 __all__ = [
     "Health",
@@ -28,7 +34,7 @@ def stack_services(settings: Settings) -> list[Service]:
     """The services to run here, per settings (an external DSN or broker is not started)."""
     services: list[Service] = []
     if settings.stack.kafka:
-        services.append(KafkaService(settings.stack, settings.kafka))
+        services.extend(kafka_nodes(settings.stack, settings.kafka))
     if settings.stack.postgres:
         services.append(PostgresService(settings.stack, settings.database))
     if settings.stack.mosquitto:
@@ -38,19 +44,53 @@ def stack_services(settings: Settings) -> list[Service]:
     return services
 
 
-def stack_up(settings: Settings) -> tuple[dict[str, str], dict[str, str], MigrationReport]:
-    """Start what is not running, then create topics and apply migrations (all idempotent)."""
+def _as_started(settings: Settings) -> Settings:
+    """`settings` with the Kafka nodes the last `up` in this stack dir started, if it did."""
+    record = settings.stack.dir / KAFKA_NODES_FILE
+    if not settings.stack.kafka or not record.exists():
+        return settings
+    addresses = record.read_text().split()
+    return settings.model_copy(
+        update={
+            "stack": settings.stack.model_copy(update={"kafka_brokers": len(addresses)}),
+            "kafka": settings.kafka.model_copy(update={"bootstrap_servers": ",".join(addresses)}),
+        }
+    )
+
+
+def stack_up(
+    settings: Settings, progress: Callable[[str], object] = lambda _: None
+) -> tuple[dict[str, str], dict[str, str], MigrationReport]:
+    """Start what is not running, then create topics and apply migrations (all idempotent);
+    `progress` is told each step."""
     settings.stack.dir.mkdir(parents=True, exist_ok=True)
-    outcome = {service.name: service.up() for service in stack_services(settings)}
+    outcome: dict[str, str] = {}
+    for service in stack_services(settings):
+        progress(f"starting {service.name}…")
+        outcome[service.name] = service.up()
+    if settings.stack.kafka:
+        nodes = kafka_nodes(settings.stack, settings.kafka)
+        (settings.stack.dir / KAFKA_NODES_FILE).write_text(
+            "".join(f"{node.address}\n" for node in nodes)
+        )
+    progress("creating topics…")
     topics = ensure_topics(settings.kafka)
+    progress("applying migrations…")
     report = migrate(settings.database.dsn, settings.storage)
     return outcome, topics, report
 
 
 def stack_down(settings: Settings) -> dict[str, bool]:
     """Stop what `up` started, Kafka first so no client writes into a stopping database."""
-    return {service.name: service.down() for service in stack_services(settings)}
+    settings = _as_started(settings)
+    services = stack_services(settings)
+    nodes = [service for service in services if isinstance(service, KafkaService)]
+    stopped = stop_together(nodes)
+    stopped |= {service.name: service.down() for service in services if service not in nodes}
+    (settings.stack.dir / KAFKA_NODES_FILE).unlink(missing_ok=True)
+    return stopped
 
 
 def stack_status(settings: Settings) -> list[Health]:
-    return [service.health() for service in stack_services(settings)]
+    """One row per service, one per Kafka node."""
+    return [service.health() for service in stack_services(_as_started(settings))]

@@ -1,4 +1,11 @@
-"""A single-node Apache Kafka (KRaft, combined broker+controller) from the broker's own jars.
+"""A local Apache Kafka (KRaft, each node a combined broker+controller) from the broker's own jars.
+
+One node by default; with `stack.kafka_brokers` = 3 a cluster like docker-compose.yml's: node n
+serves the n-th address of `kafka.bootstrap_servers` (its controller the port after), all nodes
+are voters of one controller quorum and share one cluster id, and the brokers default to
+replication factor 3, min.insync.replicas 2 and no unclean leader election. A cluster is
+PLAINTEXT only (SASL and TLS are served by the single node below): it exists to prove that one
+broker can be lost without losing an acknowledged write, which needs no credentials.
 
 The jars are resolved from a Maven repository against a checksummed lock file
 (`kafka-<version>.artifacts`, one `group:artifact:version sha256` per line) and cached outside
@@ -25,8 +32,11 @@ import shutil
 import subprocess
 import urllib.request
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -37,6 +47,10 @@ from ioc.stack.java import find_java
 from ioc.stack.process import Health, ManagedProcess, StackError, port_open
 from ioc.topics import TOPICS, topic_configs
 
+if TYPE_CHECKING:
+    from kafka import KafkaAdminClient
+
+T = TypeVar("T")
 LOCK_DIR = Path(__file__).resolve().parent
 
 LOG4J2_PROPERTIES = """\
@@ -130,18 +144,25 @@ def ensure_jars(stack: StackSettings) -> Path:
     return libs
 
 
+def node_name(node: int, nodes: int) -> str:
+    """`kafka` for the single node (its folder and health row), `kafka-<n>` in a cluster."""
+    return "kafka" if nodes == 1 else f"kafka-{node}"
+
+
 class KafkaService:
-    """The local broker, listening on `kafka.bootstrap_servers` (loopback)."""
+    """One local Kafka node (loopback): the single broker at the first address of
+    `kafka.bootstrap_servers`, or node `node` of a cluster of `stack.kafka_brokers`."""
 
-    name = "kafka"
-
-    def __init__(self, stack: StackSettings, kafka: KafkaSettings) -> None:
+    def __init__(self, stack: StackSettings, kafka: KafkaSettings, node: int = 1) -> None:
         self.stack = stack
         self.kafka = kafka
-        self.host, self.port = kafka.first_host_port
+        self.node = node
+        self.nodes = stack.kafka_brokers
+        self.name = node_name(node, self.nodes)
+        self.host, self.port = kafka.addresses[node - 1]
         self.controller_port = self.port + 1
         self.internal_port = self.port + 2  # inter-broker, only when the client port is secured
-        self.home = stack.dir / "kafka"
+        self.home = stack.dir / self.name
         self.tls_dir = self.home / "tls"
         self.scram_marker = self.home / "scram-user"  # who the storage was formatted with
         self.properties = self.home / "server.properties"
@@ -162,9 +183,29 @@ class KafkaService:
         """The CA that signed the broker's certificate: what `kafka.ssl_cafile` must name."""
         return self.tls_dir / "ca.pem"
 
+    @property
+    def voters(self) -> str:
+        """`controller.quorum.voters`: every node of the cluster, by id and controller port."""
+        addresses = self.kafka.addresses[: self.nodes]
+        return ",".join(f"{n}@{host}:{port + 1}" for n, (host, port) in enumerate(addresses, 1))
+
+    def sibling(self, node: int) -> KafkaService:
+        """Another node of this node's cluster."""
+        return KafkaService(self.stack, self.kafka, node)
+
     def _check_security(self) -> None:
         """Refuse what the local broker cannot serve, before anything is written."""
         protocol = self.kafka.security_protocol
+        if self.secured and self.nodes > 1:
+            raise StackError(
+                f"the local {self.nodes}-broker cluster is PLAINTEXT only; {protocol} is served "
+                "by the single local broker (IOC_STACK__KAFKA_BROKERS=1)"
+            )
+        if self.kafka.replication_factor > self.nodes:
+            raise StackError(
+                f"replication factor {self.kafka.replication_factor} needs as many local "
+                f"brokers: `ioc stack up --brokers {self.kafka.replication_factor}`"
+            )
         if protocol in SASL_PROTOCOLS and not self.kafka.sasl_mechanism.startswith("SCRAM-"):
             raise StackError("the local broker serves SCRAM-SHA-256/512 only, not PLAIN")
         if protocol in SSL_PROTOCOLS and self.kafka.ssl_cafile is None:
@@ -262,21 +303,28 @@ class KafkaService:
     def _write_config(self) -> None:
         data = self.home / "data"
         data.mkdir(parents=True, exist_ok=True)
+        # As docker-compose.yml's brokers: what Faust's changelogs and the internal topics get.
+        replicas = str(self.kafka.replication_factor)
+        min_isr = str(self.kafka.effective_min_insync_replicas)
         settings = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
+            "node.id": str(self.node),
+            "controller.quorum.voters": self.voters,
             **self._listeners(),
             "controller.listener.names": "CONTROLLER",
             "log.dirs": str(data.resolve()),
             "num.partitions": str(self.kafka.partitions),
+            "default.replication.factor": replicas,
+            "min.insync.replicas": min_isr,
+            # Never elect an out-of-sync replica: that would drop acknowledged writes silently.
+            "unclean.leader.election.enable": "false",
             "auto.create.topics.enable": "false",
-            "offsets.topic.replication.factor": "1",
+            "offsets.topic.replication.factor": replicas,
             "offsets.topic.num.partitions": "10",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": min_isr,
             "group.initial.rebalance.delay.ms": "0",
             "message.max.bytes": str(8 * 1024 * 1024),
         }
@@ -315,7 +363,7 @@ class KafkaService:
                     "topics are lost) or use another IOC_STACK__DIR"
                 )
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = self._cluster_id()
         scram: list[str] = []
         if scram_user and kafka.sasl_password:
             password = kafka.sasl_password.get_secret_value()
@@ -339,7 +387,22 @@ class KafkaService:
             raise StackError(f"kafka storage format failed:\n{result.stdout}\n{result.stderr}")
         self.scram_marker.write_text(scram_user)
 
+    def _cluster_id(self) -> str:
+        """The id the cluster's formatted nodes share (a node joins only its own cluster), or
+        a new one."""
+        for node in range(1, self.nodes + 1):
+            meta = self.sibling(node).home / "data" / "meta.properties"
+            if meta.exists():
+                for line in meta.read_text().splitlines():
+                    if line.startswith("cluster.id="):
+                        return line.partition("=")[2].strip()
+        return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
     def up(self) -> str:
+        """Start the node and wait until it serves metadata with every broker of the cluster
+        registered; a node whose peers are not running yet cannot (its quorum has no majority),
+        so it is only waited for until its controller listens: the last node started waits for
+        the whole cluster."""
         if self.process.running():
             return "already running"
         if port_open(self.host, self.port):
@@ -360,25 +423,35 @@ class KafkaService:
         self.process.start(
             self._java_argv(java, libs, "kafka.Kafka", str(self.properties.resolve()))
         )
-        self.process.wait_ready(lambda: port_open(self.host, self.port), self.stack.start_timeout_s)
-        self.process.wait_ready(self._metadata_ok, self.stack.start_timeout_s)
+        timeout = self.stack.start_timeout_s
+        peers = [self.sibling(node) for node in range(1, self.nodes + 1) if node != self.node]
+        if not all(peer.process.running() for peer in peers):
+            self.process.wait_ready(lambda: port_open(self.host, self.controller_port), timeout)
+            return "started"
+        self.process.wait_ready(lambda: port_open(self.host, self.port), timeout)
+        self.process.wait_ready(lambda: (self._brokers_seen() or 0) >= self.nodes, timeout)
         return "started"
 
-    def _metadata_ok(self) -> bool:
-        """Metadata answered; a refused login or certificate fails at once (no use waiting)."""
+    def _brokers_seen(self) -> int | None:
+        """Brokers registered in the metadata this node answers with (None: no answer); a
+        refused login or certificate fails at once (no use waiting)."""
         try:
-            self.list_topics()
+            return len(self._admin_call(lambda admin: admin.describe_cluster()["brokers"]))
         except KafkaRefused as error:
             raise StackError(str(error)) from None
         except Exception:
-            return False
-        return True
+            return None
 
     def list_topics(self) -> set[str]:
         """Over the client listener, with the clients' credentials (a probe of what they get)."""
-        admin = kafka_clients.admin(self.kafka, "ioc-stack", request_timeout_ms=5000)
+        return set(self._admin_call(lambda admin: admin.list_topics()))
+
+    def _admin_call(self, call: Callable[[KafkaAdminClient], T]) -> T:
+        """`call` on an admin client that bootstraps from this node only."""
+        own = self.kafka.model_copy(update={"bootstrap_servers": self.address})
+        admin = kafka_clients.admin(own, "ioc-stack", request_timeout_ms=5000)
         try:
-            return set(admin.list_topics())
+            return call(admin)
         finally:
             admin.close()
 
@@ -388,11 +461,29 @@ class KafkaService:
     def health(self) -> Health:
         running = self.process.running()
         try:
-            healthy = self._metadata_ok() if port_open(self.host, self.port) else False
+            seen = self._brokers_seen() if port_open(self.host, self.port) else None
         except StackError as error:
             return Health(self.name, self.address, running, False, str(error))
-        detail = "ok" if healthy else ("starting or unhealthy" if running else "stopped")
-        return Health(self.name, self.address, running, healthy, detail)
+        if seen is None:
+            detail = "starting or unhealthy" if running else "stopped"
+        elif seen < self.nodes:
+            detail = f"ok; {seen} of {self.nodes} brokers registered"
+        else:
+            detail = "ok"
+        return Health(self.name, self.address, running, seen is not None, detail)
+
+
+def kafka_nodes(stack: StackSettings, kafka: KafkaSettings) -> list[KafkaService]:
+    """The local Kafka's nodes per settings, in start order."""
+    return [KafkaService(stack, kafka, node) for node in range(1, stack.kafka_brokers + 1)]
+
+
+def stop_together(nodes: list[KafkaService]) -> dict[str, bool]:
+    """Stop the nodes at once, returning whether each was running: stopped one after another,
+    the last would have lost its controller quorum and hang in its shutdown until killed."""
+    with ThreadPoolExecutor(max(1, len(nodes))) as pool:
+        stopped = pool.map(KafkaService.down, nodes)
+        return dict(zip([node.name for node in nodes], stopped, strict=True))
 
 
 def ensure_topics(kafka: KafkaSettings) -> dict[str, str]:
