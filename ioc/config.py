@@ -250,8 +250,17 @@ class StreamsSettings(Section):
     hotline_concurrency: int = Field(
         4,
         ge=1,
-        description="Tickets in progress at once per worker (database latency overlaps); they "
-        "are acknowledged in offset order.",
+        description="Tickets of a batch in progress at once (database latency overlaps); the "
+        "batch is acknowledged once all of it is done.",
+    )
+    event_batch_size: int = Field(
+        256, ge=1, description="Tickets, candidates or detections taken as one batch at most."
+    )
+    event_batch_wait_s: float = Field(
+        0.02,
+        gt=0,
+        description="How long a partial batch of tickets, candidates or detections waits for "
+        "more: the most latency batching adds.",
     )
     sensor_registry: Path | None = Field(None, description="TOML sensor registry; default bundled.")
     sensor_rules: Path | None = Field(

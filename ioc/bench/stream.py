@@ -113,7 +113,8 @@ def _faust_main(kafka: KafkaSettings, datadir: str) -> None:
     """The Faust side: one agent, the app configured as the streams worker's."""
     import faust
 
-    from ioc.streams.acks import acknowledge_in_order
+    from ioc.config import StreamsSettings
+    from ioc.streams.acks import acknowledge_batches, one_by_one
     from ioc.streams.app import _broker_url, _raw_topic
 
     logging.disable(logging.WARNING)  # a warning per dead letter, on both sides
@@ -145,7 +146,14 @@ def _faust_main(kafka: KafkaSettings, datadir: str) -> None:
 
     async def intake(stream: faust.StreamT[Any]) -> None:
         """Acknowledged as the streams worker's agents are (`ioc.streams.acks`)."""
-        await acknowledge_in_order(stream, route_one, "bench")
+        settings = StreamsSettings()
+        await acknowledge_batches(
+            stream,
+            one_by_one(route_one),
+            "bench",
+            settings.event_batch_size,
+            settings.event_batch_wait_s,
+        )
 
     app.agent(source, name="ioc.bench.stream")(intake)
     faust.Worker(app, loglevel="error", quiet=True).execute_from_commandline()

@@ -10,12 +10,11 @@ Why not Faust's own `concurrency=N`, `events()` or `take_events`:
 - `events()` and `take_events` acknowledge in a `finally`, so an exception, or a cancellation at
   shutdown, acknowledges events that were never processed, and the consumer commits them on stop.
 
-So agents read without acknowledging (`noack`), and acknowledge themselves, in order, once the
-work is done. Overlap comes from several events in progress with their acknowledgements queued in
-offset order (`acknowledge_in_order`), or from a whole batch written at once
-(`acknowledge_batches`). Work is expected to dead-letter bad input itself; if it raises anyway (a
-bug, an outage it did not wait out) it is retried, loudly, and never acknowledged unfinished: the
-partition stops there instead of losing the event.
+So every agent takes a batch without acknowledging it (`noack_take`), does all of it
+(concurrently where the flow allows), and only then acknowledges every event of it, in offset
+order. Work is expected to dead-letter bad input itself; if it raises anyway
+(a bug, an outage it did not wait out) the batch is retried, loudly, and never acknowledged
+unfinished: the partition stops there instead of losing events.
 """
 
 from __future__ import annotations
@@ -37,41 +36,6 @@ RETRY_MAX_S = 30.0
 T = TypeVar("T")
 
 
-async def acknowledge_in_order(
-    stream: faust.StreamT[Any], work: EventWork, what: str, in_progress: int = 1
-) -> None:
-    """Each event as it comes, up to `in_progress` at once (1: strictly in order), each
-    acknowledged once it and every event before it are done."""
-    reader = stream.noack()
-    if in_progress == 1:  # no task per event: what the plain ordered path costs
-        async for event in reader.events():
-            await _until_done(work, event, what)
-            await reader.ack(event)
-        return
-    slots = asyncio.Semaphore(in_progress)
-    done_in_order: asyncio.Queue[tuple[faust.EventT, asyncio.Task[None]]] = asyncio.Queue()
-
-    async def run(event: faust.EventT) -> None:
-        try:
-            await _until_done(work, event, what)
-        finally:
-            slots.release()
-
-    async def acknowledge() -> None:
-        while True:
-            event, task = await done_in_order.get()
-            await task
-            await reader.ack(event)
-
-    acknowledger = asyncio.create_task(acknowledge())
-    try:
-        async for event in reader.events():
-            await slots.acquire()
-            done_in_order.put_nowait((event, asyncio.create_task(run(event))))
-    finally:
-        acknowledger.cancel()
-
-
 async def acknowledge_batches(
     stream: faust.StreamT[Any], work: BatchWork, what: str, size: int, wait_s: float
 ) -> None:
@@ -81,6 +45,35 @@ async def acknowledge_batches(
         await _until_done(work, events, what)
         for event in events:
             await stream.ack(event)
+
+
+def concurrently(work: EventWork, limit: int) -> BatchWork:
+    """A batch with up to `limit` events in progress at once (their database round trips
+    overlap); it ends when the slowest does, and a failure is raised only after every event of
+    the batch ran to its end, so a retry never overlaps a straggler."""
+    slots = asyncio.Semaphore(limit)
+
+    async def bounded(event: faust.EventT) -> None:
+        async with slots:
+            await work(event)
+
+    async def run(events: Sequence[faust.EventT]) -> None:
+        outcomes = await asyncio.gather(*map(bounded, events), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    return run
+
+
+def one_by_one(work: EventWork) -> BatchWork:
+    """A batch in offset order, one event at a time: flows whose state depends on the order."""
+
+    async def run(events: Sequence[faust.EventT]) -> None:
+        for event in events:
+            await work(event)
+
+    return run
 
 
 async def _until_done(work: Callable[[T], Awaitable[None]], item: T, what: str) -> None:
@@ -95,4 +88,4 @@ async def _until_done(work: Callable[[T], Awaitable[None]], item: T, what: str) 
             delay = min(delay * 2, RETRY_MAX_S)
 
 
-__all__ = ["acknowledge_batches", "acknowledge_in_order"]
+__all__ = ["acknowledge_batches", "concurrently", "one_by_one"]

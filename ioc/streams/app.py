@@ -38,7 +38,7 @@ from ioc.scenario.workers import worker_specs
 from ioc.sensors.engine import RuleSet
 from ioc.store.sink import CopySink, SinkError, sink_from_settings
 from ioc.store.writer import READING_COLUMNS, READING_KEY, ReadingRow, Store
-from ioc.streams.acks import BatchWork, EventWork, acknowledge_batches, acknowledge_in_order
+from ioc.streams.acks import BatchWork, EventWork, acknowledge_batches, concurrently, one_by_one
 from ioc.streams.cameras import CameraFlow, CameraOutput
 from ioc.streams.sensors import TICK_HEADER, Message, SensorFlow, is_tick
 from ioc.vision.rules import CameraRuleSet
@@ -263,16 +263,12 @@ def create_app(settings: Settings) -> faust.App:
         if failure is not None:
             log.error("giving up on a camera clock tick", exc_info=failure)
 
-    def agent(topic: faust.TopicT, name: str, work: EventWork, in_progress: int = 1) -> None:
-        """Events acknowledged in order, each once it is done (see `acks`)."""
-
-        async def run(stream: faust.StreamT[Any]) -> None:
-            await acknowledge_in_order(stream, work, name, in_progress)
-
-        app.agent(topic, name=f"ioc.streams.{name}")(run)
-
-    def batch_agent(
-        topic: faust.TopicT, name: str, work: BatchWork, size: int, wait_s: float
+    def agent(
+        topic: faust.TopicT,
+        name: str,
+        work: BatchWork,
+        size: int = streams.event_batch_size,
+        wait_s: float = streams.event_batch_wait_s,
     ) -> None:
         """Batches acknowledged once all of each is done (see `acks`)."""
 
@@ -298,11 +294,10 @@ def create_app(settings: Settings) -> faust.App:
     agent(
         tickets_topic,
         "hotline",
-        each_event("hotline", process_ticket),
-        in_progress=streams.hotline_concurrency,
+        concurrently(each_event("hotline", process_ticket), streams.hotline_concurrency),
     )
     # One region's candidates in order, one at a time: fusion sees each in turn.
-    agent(candidates_topic, "fusion", each_event("fusion", process_candidate))
+    agent(candidates_topic, "fusion", one_by_one(each_event("fusion", process_candidate)))
 
     async def process_sensor_batch(events: Sequence[faust.EventT]) -> None:
         output = sensor_flow.process(message_of(event) for event in events)
@@ -331,7 +326,7 @@ def create_app(settings: Settings) -> faust.App:
 
     # Sensor messages in batches: one database round trip and one state write per sensor per
     # batch, instead of per reading.
-    batch_agent(
+    agent(
         sensors_topic,
         "sensors",
         process_sensor_batch,
@@ -369,7 +364,7 @@ def create_app(settings: Settings) -> faust.App:
         ]
         await until_stored(partial(store.record_dead_letters, letters), "dead letters")
 
-    batch_agent(dlq_topic, "dead-letters", record_dead_letters, 1000, 1.0)
+    agent(dlq_topic, "dead-letters", record_dead_letters, 1000, 1.0)
 
     @wall_clock_timer(interval=streams.lag_sample_s, on_leader=True)
     async def sample_lag() -> None:
@@ -404,7 +399,7 @@ def create_app(settings: Settings) -> faust.App:
         else:
             await handle(event, "camera", process_detections)
 
-    agent(detections_topic, "camera", process_camera_event)
+    agent(detections_topic, "camera", one_by_one(process_camera_event))
 
     @wall_clock_timer(interval=hotline.sla_check_interval_s)
     async def watch_sla() -> None:

@@ -3,8 +3,8 @@
 Run as `python -m tests.streams.ack_worker MODE BOOTSTRAP GROUP TOPIC PROBE_TOPIC LOG RELEASE DATA`:
 - MODE `actors`: the path faust-streaming 0.15.3 gets wrong, several actors on one stream
   (`concurrency=4`), as the hotline agent ran before;
-- MODE `ordered`: `ioc.streams.acks.acknowledge_in_order`, with as many events in progress, as
-  the hotline agent runs now.
+- MODE `ordered`: `ioc.streams.acks`, batches acknowledged in offset order once done, with as
+  many events in progress, as the hotline agent runs now.
 
 Each event's value is logged as `started <value>` and `done <value>`. The value `slow` waits until
 the file RELEASE exists. A second agent on PROBE_TOPIC only acknowledges its events, so that the
@@ -20,7 +20,7 @@ from typing import Any
 
 import faust
 
-from ioc.streams.acks import acknowledge_in_order
+from ioc.streams.acks import acknowledge_batches, concurrently, one_by_one
 
 ACTORS = 4
 
@@ -73,14 +73,14 @@ def main(argv: list[str]) -> None:
     elif mode == "ordered":
 
         async def ordered(stream: faust.StreamT[Any]) -> None:
-            await acknowledge_in_order(stream, process, "events", in_progress=ACTORS)
+            await acknowledge_batches(stream, concurrently(process, ACTORS), "events", 100, 0.05)
 
         app.agent(raw(topic_name), name="regression.events")(ordered)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 
     async def probe(stream: faust.StreamT[Any]) -> None:
-        await acknowledge_in_order(stream, ignore, "probe")
+        await acknowledge_batches(stream, one_by_one(ignore), "probe", 100, 0.05)
 
     app.agent(raw(probe_name), name="regression.probe")(probe)
     faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
