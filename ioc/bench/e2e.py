@@ -126,10 +126,12 @@ class E2EResult:
 
 
 class Receiver:
-    """A local HTTP endpoint the alerts worker posts to; first `firing` time per source key."""
+    """A local HTTP endpoint the alerts worker posts to: every page with its idempotency key,
+    and the first `firing` time per source key."""
 
     def __init__(self) -> None:
         self.firing: dict[str, float] = {}
+        self.pages: list[tuple[str, dict[str, Any]]] = []
         self.lock = threading.Lock()
         self.posts = 0
         receiver = self
@@ -140,7 +142,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 self.send_response(200)
                 self.end_headers()
-                receiver.record(body, received)
+                receiver.record(body, received, self.headers.get("Idempotency-Key", ""))
 
             def log_message(self, format: str, *args: Any) -> None:
                 return None
@@ -153,11 +155,12 @@ class Receiver:
         host, port = self.server.server_address[:2]
         return f"http://{host!s}:{port}/hook"
 
-    def record(self, body: bytes, received: float) -> None:
+    def record(self, body: bytes, received: float, key: str = "") -> None:
         with suppress(ValueError, KeyError, TypeError):
             payload = json.loads(body)
             with self.lock:
                 self.posts += 1
+                self.pages.append((key, payload))
                 if payload.get("notification") != "firing":
                     return
                 for member in payload["incident"].get("members", []):
@@ -166,6 +169,10 @@ class Receiver:
     def got(self, key: str) -> float | None:
         with self.lock:
             return self.firing.get(key)
+
+    def received(self) -> list[tuple[str, dict[str, Any]]]:
+        with self.lock:
+            return list(self.pages)
 
     def __enter__(self) -> Receiver:
         self.thread.start()

@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ from rich.table import Table
 from ioc import topics
 from ioc.assets import SAMPLE_TICKETS_PATH, SAMPLES_DIR
 from ioc.bench.common import ephemeral_settings
+from ioc.bench.e2e import Receiver
 from ioc.config import Settings
 from ioc.models import FrameHeaders, Severity
 from ioc.scenario.workers import Workers
@@ -61,37 +61,6 @@ FIRE_CAMERA, QUIET_CAMERA = "chaos-cam-fire", "chaos-cam-quiet"
 READY_TIMEOUT_S = 300.0
 DRAIN_TIMEOUT_S = 600.0
 SETTLE_TIMEOUT_S = 240.0
-
-
-class PageReceiver:
-    """A real HTTP endpoint standing in for the duty phone bridge: every POST it got, by key."""
-
-    def __init__(self) -> None:
-        self.pages: list[tuple[str, dict[str, Any]]] = []
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                with receiver.lock:
-                    receiver.pages.append((self.headers.get("Idempotency-Key", ""), body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/pages"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def received(self) -> list[tuple[str, dict[str, Any]]]:
-        with self.lock:
-            return list(self.pages)
-
-    def close(self) -> None:
-        self.server.shutdown()
 
 
 @dataclass
@@ -230,7 +199,7 @@ def registries(folder: Path) -> dict[str, str]:
 
 
 @contextmanager
-def chaos_stack(root: Path, receiver: PageReceiver, console: Console) -> Iterator[Workers]:
+def chaos_stack(root: Path, receiver: Receiver, console: Console) -> Iterator[Workers]:
     """Kafka, PostgreSQL and the three workers, ready; everything stopped afterwards."""
     env = registries(root) | {
         "IOC_ALERTS__WEBHOOK_URL": receiver.url,
@@ -280,7 +249,7 @@ def dead_letters(settings: Settings) -> list[tuple[dict[str, str], bytes]]:
         reader.close()
 
 
-def check(settings: Settings, load: Load, receiver: PageReceiver) -> list[Check]:
+def check(settings: Settings, load: Load, receiver: Receiver) -> list[Check]:
     """What the database, the DLQ and the receiver hold against what the load sent."""
     with psycopg.connect(settings.database.dsn, autocommit=True) as db:
 
@@ -449,30 +418,26 @@ def run_chaos(
     plan = kill_plan(kills, seed)
     rng = random.Random(seed + 1)
     started = time.monotonic()
-    receiver = PageReceiver()
-    try:
-        folder = Path(tempfile.mkdtemp(prefix="ioc-chaos-"))
-        with chaos_stack(folder, receiver, console) as workers:
-            load = Load(workers.settings)
-            load.start()
-            done: Counter[str] = Counter()
-            with Progress(console=console, transient=True) as progress:
-                task = progress.add_task("kill -9 and restart", total=len(plan))
-                for name in plan:
-                    time.sleep(rng.uniform(min_gap_s, max_gap_s))  # a random moment
-                    workers.crash_and_restart(name)
-                    done[name] += 1
-                    progress.update(task, advance=1, description=f"killed {name}")
-                    workers.wait_ready(READY_TIMEOUT_S)
-            with console.status("stopping the load and draining the pipeline…"):
-                load.finish()
-                lags = workers.wait_drained(DRAIN_TIMEOUT_S)
-                if any(lags.values()):
-                    raise RuntimeError(f"the pipeline did not drain: {lags}")
-                checks = settled(lambda: check(workers.settings, load, receiver), SETTLE_TIMEOUT_S)
-                workers.check_alive()
-    finally:
-        receiver.close()
+    folder = Path(tempfile.mkdtemp(prefix="ioc-chaos-"))
+    with Receiver() as receiver, chaos_stack(folder, receiver, console) as workers:
+        load = Load(workers.settings)
+        load.start()
+        done: Counter[str] = Counter()
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("kill -9 and restart", total=len(plan))
+            for name in plan:
+                time.sleep(rng.uniform(min_gap_s, max_gap_s))  # a random moment
+                workers.crash_and_restart(name)
+                done[name] += 1
+                progress.update(task, advance=1, description=f"killed {name}")
+                workers.wait_ready(READY_TIMEOUT_S)
+        with console.status("stopping the load and draining the pipeline…"):
+            load.finish()
+            lags = workers.wait_drained(DRAIN_TIMEOUT_S)
+            if any(lags.values()):
+                raise RuntimeError(f"the pipeline did not drain: {lags}")
+            checks = settled(lambda: check(workers.settings, load, receiver), SETTLE_TIMEOUT_S)
+            workers.check_alive()
     result = ChaosResult(done, time.monotonic() - started, checks, folder / "stack" / "logs")
     if result.ok:  # a failed run keeps its worker logs and data for a look
         shutil.rmtree(folder, ignore_errors=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -110,15 +111,36 @@ class ManagedProcess:
         return True
 
 
+_LOWEST_LISTEN_PORT = 10000
+_handed_out: set[int] = set()
+
+
 def free_port(consecutive: int = 1) -> int:
-    """A free loopback port with `consecutive - 1` free ports after it (Kafka's controller)."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port + consecutive < 65535 and all(_is_free(port + n) for n in range(consecutive)):
+    """A free loopback port with `consecutive - 1` free ports after it (Kafka's controller).
+
+    Ports come from below the kernel's ephemeral range: a port picked there could be taken, before
+    our service binds it, by any outgoing connection (brokers of a starting cluster dial each
+    other). No port is handed out twice by one process.
+    """
+    ephemeral_low = _ephemeral_range_start()
+    for _ in range(2000):
+        port = random.randrange(_LOWEST_LISTEN_PORT, ephemeral_low - consecutive)
+        candidates = range(port, port + consecutive)
+        if _handed_out.isdisjoint(candidates) and all(_is_free(p) for p in candidates):
+            _handed_out.update(candidates)
             return port
-    raise StackError("no free loopback port range found")
+    raise StackError(
+        f"no {consecutive} free loopback port(s) found in {_LOWEST_LISTEN_PORT}-{ephemeral_low}"
+    )
+
+
+def _ephemeral_range_start() -> int:
+    """Where the kernel starts picking outgoing ports (Linux); 32768 elsewhere."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+    return max(low, _LOWEST_LISTEN_PORT + 1000)
 
 
 def _is_free(port: int) -> bool:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import faust
 
@@ -32,8 +32,6 @@ EventWork = Callable[[faust.EventT], Awaitable[None]]
 BatchWork = Callable[[Sequence[faust.EventT]], Awaitable[None]]
 
 RETRY_MAX_S = 30.0
-
-T = TypeVar("T")
 
 
 async def acknowledge_batches(
@@ -76,11 +74,11 @@ def one_by_one(work: EventWork) -> BatchWork:
     return run
 
 
-async def _until_done(work: Callable[[T], Awaitable[None]], item: T, what: str) -> None:
+async def _until_done(work: BatchWork, events: Sequence[faust.EventT], what: str) -> None:
     delay = 0.5
     while True:
         try:
-            await work(item)
+            await work(events)
             return
         except Exception:
             log.exception("%s failed; retrying in %.1f s, unacknowledged", what, delay)

@@ -78,6 +78,17 @@ def test_taken_port_fails_fast_with_reason(tmp_path: Path) -> None:
             KafkaService(settings.stack, settings.kafka).up()
 
 
+def test_free_ports_stay_out_of_the_range_outgoing_connections_use() -> None:
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    picked = [free_port(consecutive=2) for _ in range(50)]
+    assert all(port + 1 < low for port in picked), "an outgoing connection could take the port"
+    spans = [p + n for p in picked for n in (0, 1)]
+    assert len(spans) == len(set(spans)), "a port range was handed out twice"
+    for port in spans:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))
+
+
 def test_kafka_that_cannot_start_says_why(tmp_path: Path, live_stack: Settings) -> None:
     settings = isolated(tmp_path, kafka={"bootstrap_servers": f"127.0.0.1:{free_port(2)}"})
     settings.stack.cache_dir = live_stack.stack.cache_dir

@@ -16,7 +16,6 @@ import fcntl
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from ioc.config import StorageSettings
 from ioc.grafana.macros import expand
 from ioc.grafana.walls import walls
 from ioc.sensors.engine import WindowAggregate
+from ioc.stack.process import free_port
 from ioc.store.migrate import HYPERTABLES, MIGRATIONS_DIR, RAW_TABLES, WALL_VIEWS, migrate
 from ioc.store.sink import CopySink
 from ioc.store.writer import READING_COLUMNS, READING_KEY, ReadingRow, Store
@@ -87,12 +87,6 @@ def _install(npm: str, cache: Path) -> None:
         marker.write_text(wanted + "\n")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _tail(path: Path, limit: int = 4000) -> str:
     return path.read_text(errors="replace")[-limit:] if path.exists() else ""
 
@@ -108,7 +102,7 @@ def timescale_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # so the server script runs from the cache folder, beside its node_modules.
     shutil.copyfile(HERE / SERVER, cache / SERVER)
 
-    port = _free_port()
+    port = free_port()
     dsn = f"postgresql://postgres:postgres@127.0.0.1:{port}/postgres?sslmode=disable"
     logs = tmp_path_factory.mktemp("pglite")
     stdout, stderr = logs / "stdout.log", logs / "stderr.log"
