@@ -1,9 +1,6 @@
 """`ioc chaos` in small: six SIGKILLs (two of each worker) under steady mixed load, on a stack
-of its own; every check of the full command must pass.
-
-The soak is marked `chaos` and deselected by default: it still finds tickets and frames lost
-after restarts (README, Reliability), and a suite that fails on a known, open bug would block
-every submission. Run it with `pytest -m chaos tests/scenario/test_chaos.py`."""
+of its own; every check of the full command must pass. Slow, and in CI: before the consumer of
+`ioc.streams.consumer`, it lost the tickets and frames fetched around a restarted worker's seek."""
 
 from __future__ import annotations
 
@@ -30,7 +27,6 @@ def test_a_frame_neither_judged_nor_counted_as_replaced_is_unaccounted() -> None
 
 
 @pytest.mark.slow
-@pytest.mark.chaos
 def test_six_kills_lose_double_and_page_twice_nothing() -> None:
     console = Console(width=200)
     result = run_chaos(kills=6, seed=11, min_gap_s=3.0, max_gap_s=10.0, console=console)
