@@ -116,6 +116,7 @@ def _faust_main(kafka: KafkaSettings, datadir: str) -> None:
     from ioc.config import StreamsSettings
     from ioc.streams.acks import acknowledge_batches, one_by_one
     from ioc.streams.app import _broker_url, _raw_topic
+    from ioc.streams.consumer import consume_at_least_once
 
     logging.disable(logging.WARNING)  # a warning per dead letter, on both sides
     app = faust.App(
@@ -133,6 +134,7 @@ def _faust_main(kafka: KafkaSettings, datadir: str) -> None:
         producer_max_request_size=MAX_MESSAGE_BYTES + 64 * 1024,
         web_enabled=False,
     )
+    consume_at_least_once(app)
     source = _raw_topic(app, FAUST_TOPICS.source)
     output = _raw_topic(app, FAUST_TOPICS.output)
     dlq = _raw_topic(app, FAUST_TOPICS.dlq)

@@ -40,7 +40,7 @@ from ioc.store.sink import CopySink, SinkError, sink_from_settings
 from ioc.store.writer import READING_COLUMNS, READING_KEY, ReadingRow, Store
 from ioc.streams.acks import BatchWork, EventWork, acknowledge_batches, concurrently, one_by_one
 from ioc.streams.cameras import CameraFlow, CameraOutput
-from ioc.streams.consumer import AtLeastOnceTransport
+from ioc.streams.consumer import consume_at_least_once
 from ioc.streams.sensors import TICK_HEADER, Message, SensorFlow, is_tick
 from ioc.vision.rules import CameraRuleSet
 
@@ -89,7 +89,7 @@ def create_app(settings: Settings) -> faust.App:
         web_enabled=settings.streams.web_port is not None,
         web_port=settings.streams.web_port or 6066,
     )
-    app.transport = AtLeastOnceTransport(app.conf.broker_consumer, app)  # see `consumer`
+    consume_at_least_once(app)
     store = Store(settings.database.dsn, settings.database.pool_max_size)
 
     def readings_sink() -> CopySink:

@@ -33,6 +33,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
@@ -145,9 +146,14 @@ class AtLeastOnceConsumer(faust_aiokafka.Consumer):
 
 
 class AtLeastOnceTransport(faust_aiokafka.Transport):
-    """The aiokafka transport with `AtLeastOnceConsumer` (`app.transport = ...`)."""
+    """The aiokafka transport with `AtLeastOnceConsumer`."""
 
     Consumer = AtLeastOnceConsumer
 
 
-__all__ = ["AtLeastOnceConsumer", "AtLeastOnceTransport"]
+def consume_at_least_once(app: faust.App) -> None:
+    """Give a new app `AtLeastOnceConsumer`; before anything touches `app.transport`."""
+    app.transport = AtLeastOnceTransport(app.conf.broker_consumer, app)
+
+
+__all__ = ["AtLeastOnceConsumer", "AtLeastOnceTransport", "consume_at_least_once"]
