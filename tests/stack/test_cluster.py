@@ -383,6 +383,10 @@ def test_a_group_rebalances_with_a_broker_down(cluster: Settings) -> None:
             auto_offset_reset="earliest",
             enable_auto_commit=False,
             max_poll_records=50,
+            # A broker may learn of the new topic after the one that answered the first metadata
+            # request: the member then joins with no partitions and only looks again at the next
+            # metadata refresh (5 minutes by default).
+            metadata_max_age_ms=1000,
         )
         members.append(consumer)
         return consumer
