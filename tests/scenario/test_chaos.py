@@ -7,7 +7,20 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
-from ioc.scenario.chaos import WORKERS, kill_plan, render, run_chaos, unaccounted_frames
+from ioc.scenario.chaos import (
+    DRAIN_TIMEOUT_S,
+    READY_TIMEOUT_S,
+    SETTLE_TIMEOUT_S,
+    WORKERS,
+    kill_plan,
+    render,
+    run_chaos,
+    unaccounted_frames,
+)
+
+# The run's own stage bounds, plus the kills: pytest must not cut a run those bounds allow (CI
+# cut one at the suite's 300 s while it drained on a machine busy with other work).
+RUN_BOUND_S = READY_TIMEOUT_S + DRAIN_TIMEOUT_S + SETTLE_TIMEOUT_S + 120
 
 
 def test_the_kill_plan_shares_kills_evenly_and_depends_only_on_the_seed() -> None:
@@ -27,6 +40,7 @@ def test_a_frame_neither_judged_nor_counted_as_replaced_is_unaccounted() -> None
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(RUN_BOUND_S)
 def test_six_kills_lose_double_and_page_twice_nothing() -> None:
     console = Console(width=200)
     result = run_chaos(kills=6, seed=11, min_gap_s=3.0, max_gap_s=10.0, console=console)
