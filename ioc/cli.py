@@ -16,6 +16,7 @@ from rich.table import Table
 from ioc.alerts.commands import incidents_app
 from ioc.assets import SAMPLES_DIR
 from ioc.config import Settings, get_settings
+from ioc.hotline.commands import triage_app
 from ioc.models.registry import load_camera_registry
 from ioc.stack import StackError, stack_down, stack_status, stack_up
 
@@ -57,6 +58,7 @@ cameras_app = typer.Typer(
 )
 app.add_typer(cameras_app, name="cameras")
 app.add_typer(incidents_app, name="incidents")
+app.add_typer(triage_app, name="triage")
 
 
 class _OriginOnly(logging.Filter):
@@ -165,9 +167,13 @@ def stack_status_command() -> None:
 @streams_app.command("run")
 def streams_run_command() -> None:
     """Run the Faust agents (hotline, sensors, camera rules) until stopped."""
+    from ioc.hotline.model import TriageModelError
     from ioc.streams.app import run_worker
 
-    run_worker(get_settings())
+    try:
+        run_worker(get_settings())
+    except TriageModelError as error:
+        _fail(error)
 
 
 @vision_app.command("run")
@@ -715,25 +721,6 @@ def tickets_set_status_command(
     except TransitionError as error:
         _fail(error)
     console.print(f"{ticket_id}: {status}")
-
-
-@app.command("triage")
-def triage_command(
-    source: Annotated[str, typer.Argument(help="JSONL tickets file, or - for stdin.")] = "-",
-) -> None:
-    """Triage tickets offline: JSONL in, JSONL out (category, urgent, priority, sla_due)."""
-    from ioc.hotline.commands import triage_file
-    from ioc.hotline.triage import Triage
-
-    hotline = get_settings().hotline
-    triage = Triage.load(hotline.triage_rules, hotline.sla_table)
-    if source == "-":
-        triage_file(sys.stdin, sys.stdout, triage)
-        return
-    if not Path(source).is_file():
-        _fail(FileNotFoundError(f"no such file: {source}"))
-    with open(source, encoding="utf-8") as handle:
-        triage_file(handle, sys.stdout, triage)
 
 
 @bench_app.command("stream")

@@ -318,6 +318,9 @@ class HotlineSettings(Section):
         100, ge=1, description="Requests at once before the rate applies."
     )
     triage_rules: Path | None = Field(None, description="TOML triage rules; default bundled.")
+    triage_model: Path | None = Field(
+        None, description="Triage model (`ioc triage train` writes it); default bundled."
+    )
     sla_table: Path | None = Field(None, description="TOML SLA hours per category and priority.")
     duplicate_radius_m: float = Field(200.0, gt=0)
     duplicate_window_minutes: int = Field(120, ge=1)

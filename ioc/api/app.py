@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
+from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -51,6 +52,8 @@ from ioc.api.open311 import (
 from ioc.config import Settings
 from ioc.hotline import lifecycle
 from ioc.hotline.categories import Category
+from ioc.hotline.corrections import Correction, CorrectionError, correct_triage
+from ioc.hotline.triage import SLA_PATH, SlaTable, load_sla
 from ioc.kafka_clients import producer as kafka_producer
 from ioc.models import SensorRegistry, load_sensor_registry
 from ioc.models.base import utc_now
@@ -94,11 +97,13 @@ class Runtime:
     producer: AIOKafkaProducer
     pool: AsyncConnectionPool[AsyncConnection[DictRow]]
     sensors: SensorRegistry
+    sla: SlaTable
     producer_started: bool = False
 
 
 def create_app(settings: Settings) -> FastAPI:
     registry = load_sensor_registry(settings.streams.sensor_registry)  # a bad file fails start-up
+    sla = load_sla(settings.hotline.sla_table or SLA_PATH)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -115,7 +120,7 @@ def create_app(settings: Settings) -> FastAPI:
             max_size=settings.database.pool_max_size,
             open=False,
         )
-        runtime = Runtime(settings, producer, pool, registry)
+        runtime = Runtime(settings, producer, pool, registry, sla)
         await producer.start()
         runtime.producer_started = True
         await pool.open(wait=False)  # intake works while the database is away; GETs answer 503
@@ -283,6 +288,56 @@ async def change_status(service_request_id: str, request: Request) -> list[Servi
         )
     log.info("ticket %s moved to %s by %s", service_request_id, status, system)
     return await get_request(service_request_id, request)
+
+
+@router.post(
+    "/requests/{service_request_id}/triage.json", responses={400: {}, 401: {}, 404: {}, 503: {}}
+)
+async def correct_request_triage(service_request_id: str, request: Request) -> list[dict[str, Any]]:
+    """Staff correct a ticket's triage (an extension of Open311). Fields `service_code`,
+    `urgent` and/or `priority`, with `corrected_by` and `reason`; stored for audit and for
+    `ioc triage train`. Made urgent, the ticket's incident is raised and pages at once."""
+    runtime = runtime_of(request)
+    body = await read_body(request, runtime.settings.hotline.max_body_bytes)
+    fields = await _parse_fields(request, body)
+    body_key = fields.pop("api_key", None)
+    system = system_of(
+        request.headers.get("x-api-key") or body_key, runtime.settings.hotline.api_keys
+    )
+    try:
+        correction = Correction.model_validate(fields)
+    except ValidationError as error:
+        raise ApiError(400, *describe(error.errors())) from None
+    try:
+        async with database(runtime) as conn:
+            applied = await correct_triage(conn, service_request_id, correction, runtime.sla)
+    except lifecycle.UnknownTicket as error:
+        raise ApiError(404, f"service_request_id: {error}") from None
+    except CorrectionError as error:
+        raise ApiError(400, str(error)) from None
+    if applied.incident is not None:
+        await runtime.producer.send_and_wait(
+            runtime.settings.kafka.topic(INCIDENT_CANDIDATES),
+            key=runtime.settings.fusion.region.encode(),
+            value=applied.incident.to_bytes(),
+        )
+    log.info(
+        "ticket %s triage corrected to %s p%d via %s",
+        service_request_id,
+        applied.category,
+        applied.priority,
+        system,
+    )
+    return [
+        {
+            "service_request_id": service_request_id,
+            "service_code": applied.category.value,
+            "priority": applied.priority,
+            "urgent": applied.urgent,
+            "incident_id": applied.incident.id if applied.incident else None,
+            "paged": applied.raised and applied.incident is not None,
+        }
+    ]
 
 
 @router.get("/requests.json", responses={400: {}, 503: {}})

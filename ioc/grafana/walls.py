@@ -368,6 +368,31 @@ ORDER BY overdue DESC, tickets DESC""",
             "deadline now, and ever breached.",
             ("category", "tickets", "open", "overdue", "breached"),
         ),
+        table(
+            "Sửa phân loại theo lĩnh vực",
+            """
+WITH first_correction AS (
+    SELECT DISTINCT ON (service_request_id) service_request_id, from_category, from_urgent,
+           to_urgent
+    FROM triage_corrections
+    ORDER BY service_request_id, at, id
+)
+SELECT coalesce(c.from_category, t.category, 'chua_phan_loai') AS category,
+       count(*) AS tickets,
+       count(c.service_request_id) AS corrected,
+       round(100.0 * count(c.service_request_id) / count(*), 1) AS corrected_pct,
+       count(*) FILTER (WHERE c.to_urgent AND NOT c.from_urgent) AS made_urgent,
+       count(*) FILTER (WHERE c.from_urgent AND NOT c.to_urgent) AS made_calm
+FROM tickets AS t
+LEFT JOIN first_correction AS c USING (service_request_id)
+WHERE $__timeFilter(t.requested_at)
+GROUP BY 1
+ORDER BY corrected_pct DESC, tickets DESC""",
+            "Per category as triage first gave it, tickets received in the time range and the "
+            "share staff corrected (category or urgency); made_urgent counts the emergencies "
+            "triage missed. A rising share means the model needs `ioc triage train`.",
+            ("category", "tickets", "corrected", "corrected_pct", "made_urgent", "made_calm"),
+        ),
         series(
             "Vi phạm SLA",
             """

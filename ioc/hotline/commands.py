@@ -1,12 +1,24 @@
-"""Batch triage of a JSONL file of tickets (the `ioc triage` command)."""
+"""`ioc triage …`: triage a JSONL file, score triage on labelled files, train the model, and
+correct a ticket's triage as staff."""
 
 from __future__ import annotations
 
+import asyncio
+import getpass
 import json
 import sys
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TextIO
+from pathlib import Path
+from typing import Annotated, Any, TextIO
 
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer.core import TyperGroup
+
+from ioc.config import get_settings
 from ioc.hotline.categories import Category
 from ioc.hotline.triage import Triage
 from ioc.models.base import VIETNAM_TIME
@@ -58,6 +70,9 @@ def _triage_line(line: str, triage: Triage) -> dict[str, Any]:
         "urgent": result.urgent,
         "priority": result.priority,
         "sla_due": triage.sla_due(result, received).isoformat(),
+        "urgency_confidence": result.urgency_confidence,
+        "matched": list(result.matched),
+        "model": result.model,
     }
 
 
@@ -85,3 +100,254 @@ def triage_file(
         sink.write(json.dumps(out, ensure_ascii=False) + "\n")
         written += 1
     return written, rejected
+
+
+class _ClassifyByDefault(TyperGroup):
+    """`ioc triage FILE` and `ioc triage -` mean `ioc triage classify …`, as before there were
+    subcommands."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        first = args[0] if args else "-"
+        if first not in self.commands and (first == "-" or not first.startswith("-")):
+            args = ["classify", *args]
+        return super().parse_args(ctx, args)
+
+
+console = Console(width=None if sys.stdout.isatty() else 160)
+triage_app = typer.Typer(
+    cls=_ClassifyByDefault,
+    help="1022 triage: classify tickets, score and train the model, correct a ticket.",
+)
+
+
+def _fail(error: Exception | str) -> None:
+    console.print(f"[bold red]error:[/] {error}")
+    raise typer.Exit(1)
+
+
+def _triage(model: Path | None = None) -> Triage:
+    from ioc.hotline.model import TriageModelError
+
+    hotline = get_settings().hotline
+    try:
+        return Triage.load(hotline.triage_rules, hotline.sla_table, model or hotline.triage_model)
+    except TriageModelError as error:
+        _fail(error)
+        raise
+
+
+ModelOption = Annotated[
+    Path | None, typer.Option(help="A model file instead of the configured one.")
+]
+
+
+@triage_app.command("classify")
+def classify_command(
+    source: Annotated[str, typer.Argument(help="JSONL tickets file, or - for stdin.")] = "-",
+    model: ModelOption = None,
+) -> None:
+    """Triage tickets offline: JSONL in, JSONL out (category, urgent, priority, sla_due, …)."""
+    if source != "-" and not Path(source).is_file():
+        _fail(f"no such file: {source}")
+    triage = _triage(model)
+    if source == "-":
+        triage_file(sys.stdin, sys.stdout, triage)
+        return
+    with open(source, encoding="utf-8") as handle:
+        triage_file(handle, sys.stdout, triage)
+
+
+@triage_app.command("eval")
+def eval_command(
+    files: Annotated[list[Path], typer.Argument(help="Labelled JSONL files (see README).")],
+    strip_marks: Annotated[
+        bool, typer.Option(help="Also score each file with its diacritics removed.")
+    ] = True,
+    model: ModelOption = None,
+    show_missed: Annotated[
+        bool, typer.Option(help="List the urgent tickets not flagged urgent.")
+    ] = False,
+) -> None:
+    """Category accuracy, a confusion matrix, and urgent recall and precision."""
+    from ioc.hotline.training import CorpusError, evaluate, read_examples
+
+    triage = _triage(model)
+    assert triage.model is not None
+    card = triage.model.content.card
+    console.print(
+        f"model {triage.model.version} · trained {card.trained_at} on {card.examples} tickets"
+        f" and {card.corrections} corrections · urgent from p ≥ {triage.model.urgent_threshold:.3f}"
+    )
+    for path in files:
+        try:
+            examples = read_examples(path)
+        except (OSError, CorpusError) as error:
+            _fail(error)
+            raise
+        variants = [("as written", False)] + ([("marks removed", True)] if strip_marks else [])
+        for label, strip in variants:
+            scores = evaluate(triage, examples, strip_marks=strip)
+            _print_scores(f"{path.name} ({label})", scores, show_missed)
+
+
+def _print_scores(title: str, scores: Any, show_missed: bool) -> None:
+    console.print(
+        f"\n[bold]{title}[/]: {scores.total} tickets · category accuracy"
+        f" {scores.category_accuracy:.3f} · urgent recall {scores.urgent_recall:.3f}"
+        f" ({scores.urgent_found}/{scores.urgent}) · urgent precision"
+        f" {scores.urgent_precision:.3f} · false urgent {scores.false_urgent_rate:.3f}"
+        f" ({scores.false_urgent}/{scores.not_urgent}) · fires urgent"
+        f" {scores.fires_urgent}/{scores.fires}"
+    )
+    present = [c for c in Category if any(c in key for key in scores.confusion)]
+    table = Table(title="confusion (rows: labelled, columns: triaged)", title_justify="left")
+    table.add_column("")
+    for category in present:
+        table.add_column(category.value[:8], justify="right")
+    for truth in present:
+        cells = []
+        for guess in present:
+            count = scores.confusion.get((truth, guess), 0)
+            cells.append(f"[bold]{count}[/]" if truth == guess else str(count or "·"))
+        table.add_row(truth.value, *cells)
+    console.print(table)
+    if show_missed:
+        for text in scores.missed:
+            console.print(f"  missed urgent: {text}")
+
+
+@triage_app.command("train")
+def train_command(
+    corpus: Annotated[
+        Path | None, typer.Option(help="Folder of labelled *.jsonl; default the bundled corpus.")
+    ] = None,
+    corrections: Annotated[
+        bool, typer.Option(help="Fold in staff corrections from the database.")
+    ] = True,
+    output: Annotated[
+        Path | None, typer.Option(help="Where to write the model; default the configured one.")
+    ] = None,
+    target_recall: Annotated[
+        float, typer.Option(min=0.5, max=1.0, help="Urgent recall the threshold must reach.")
+    ] = 0.97,
+) -> None:
+    """Fit the triage model on the corpus and staff corrections (seconds on a CPU)."""
+    from ioc.hotline.model import MODEL_PATH
+    from ioc.hotline.training import CORPUS_DIR, CorpusError, read_corpus, train
+    from ioc.hotline.triage import RULES_PATH, SLA_PATH, load_rules, load_sla
+
+    settings = get_settings()
+    try:
+        examples = read_corpus(corpus or CORPUS_DIR)
+    except (OSError, CorpusError) as error:
+        _fail(error)
+        raise
+    fixes = _corrections(settings.database.dsn) if corrections else []
+    rules = Triage(
+        load_rules(settings.hotline.triage_rules or RULES_PATH),
+        load_sla(settings.hotline.sla_table or SLA_PATH),
+        None,
+    )
+    with console.status("training") as status:
+        model = train(
+            rules, examples, fixes, target_recall, progress=lambda step: status.update(step)
+        )
+    target = output or settings.hotline.triage_model or MODEL_PATH
+    model.save(target)
+    card = model.content.card
+    console.print(
+        f"model {model.version} → {target}\n{card.examples} tickets, {card.corrections}"
+        f" corrections · urgent from p ≥ {model.urgent_threshold:.3f} · cross-validated:"
+        f" urgent recall {card.urgent_recall_cv:.3f}, false urgent {card.false_urgent_cv:.3f},"
+        f" category accuracy {card.category_accuracy_cv:.3f}"
+    )
+
+
+def _corrections(dsn: str) -> Sequence[Any]:
+    import psycopg
+
+    from ioc.hotline.corrections import training_examples
+
+    async def read() -> Sequence[Any]:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            return await training_examples(conn)
+
+    try:
+        return asyncio.run(read())
+    except psycopg.OperationalError as error:
+        _fail(f"cannot read corrections from the database ({error}); or use --no-corrections")
+        raise
+
+
+@triage_app.command("correct")
+def correct_command(
+    ticket_id: Annotated[str, typer.Argument(help="service_request_id")],
+    reason: Annotated[str, typer.Option(help="Why; kept with the correction.")],
+    category: Annotated[Category | None, typer.Option(help="The right category.")] = None,
+    urgent: Annotated[
+        bool | None, typer.Option("--urgent/--not-urgent", help="The right urgency.")
+    ] = None,
+    priority: Annotated[int | None, typer.Option(min=1, max=4, help="1 most urgent.")] = None,
+    by: Annotated[
+        str | None, typer.Option("--by", help="Who corrects (default: your login name).")
+    ] = None,
+) -> None:
+    """Correct a ticket's category and urgency; made urgent, its incident pages at once."""
+    from pydantic import ValidationError
+
+    from ioc.hotline.corrections import Correction
+
+    try:
+        correction = Correction(
+            category=category,
+            urgent=urgent,
+            priority=priority,
+            corrected_by=by or getpass.getuser(),
+            reason=reason,
+        )
+    except ValidationError as error:
+        _fail("; ".join(item["msg"].removeprefix("Value error, ") for item in error.errors()))
+        raise
+    applied = _apply(ticket_id, correction)
+    console.print(
+        f"{ticket_id}: {applied.category.value}, priority {applied.priority}"
+        + (", urgent" if applied.urgent else "")
+        + (f" · incident {applied.incident.id} raised and paged" if applied.raised else "")
+    )
+
+
+def _apply(ticket_id: str, correction: Any) -> Any:
+    import psycopg
+
+    from ioc.hotline.corrections import CorrectionError, correct_triage
+    from ioc.hotline.lifecycle import UnknownTicket
+    from ioc.hotline.triage import SLA_PATH, load_sla
+    from ioc.kafka_clients import producer
+    from ioc.topics import INCIDENT_CANDIDATES
+
+    settings = get_settings()
+    sla = load_sla(settings.hotline.sla_table or SLA_PATH)
+
+    async def apply() -> Any:
+        async with await psycopg.AsyncConnection.connect(
+            settings.database.dsn, autocommit=True
+        ) as conn:
+            applied = await correct_triage(conn, ticket_id, correction, sla)
+        if applied.incident is not None:
+            client = producer(settings.kafka, "ioc-cli")
+            await client.start()
+            try:
+                await client.send_and_wait(
+                    settings.kafka.topic(INCIDENT_CANDIDATES),
+                    key=settings.fusion.region.encode(),
+                    value=applied.incident.to_bytes(),
+                )
+            finally:
+                await client.stop()
+        return applied
+
+    try:
+        return asyncio.run(apply())
+    except (UnknownTicket, CorrectionError) as error:
+        _fail(error)
+        raise

@@ -33,11 +33,11 @@ KIND_OF_CATEGORY = {
 }
 
 
-def severity_of(result: TriageResult) -> Severity:
+def severity_for(urgent: bool, priority: int) -> Severity:
     """Urgent reports page at once; priority 2 pages too; the rest wait for the queue."""
-    if result.urgent or result.priority == 1:
+    if urgent or priority == 1:
         return Severity.URGENT
-    return Severity.HIGH if result.priority == 2 else Severity.NORMAL
+    return Severity.HIGH if priority == 2 else Severity.NORMAL
 
 
 METRES_PER_DEGREE = 111_320  # of latitude; of longitude times cos(latitude)
@@ -59,7 +59,7 @@ def ticket_incident(ticket: Ticket, result: TriageResult, ingested_ms: int) -> I
     return Incident(
         id=deterministic_id("inc", IncidentSource.HOTLINE, ticket.service_request_id),
         kind=KIND_OF_CATEGORY.get(result.category, IncidentKind.CITIZEN_REPORT),
-        severity=severity_of(result),
+        severity=severity_for(result.urgent, result.priority),
         source=IncidentSource.HOTLINE,
         source_key=ticket.service_request_id,
         title=f"1022 · {name}: {redact_text(ticket.description)[:140]}",
@@ -73,6 +73,8 @@ def ticket_incident(ticket: Ticket, result: TriageResult, ingested_ms: int) -> I
             "priority": result.priority,
             "matched": list(result.matched),
             "confidence": round(result.confidence, 3),
+            "urgency_confidence": result.urgency_confidence,
+            "model": result.model,
             "channel": ticket.channel,
         },
     )
@@ -160,8 +162,8 @@ async def record_ticket(
             "INSERT INTO tickets (service_request_id, requested_at, channel, description, address,"
             " lat, lon, reporter_hash, reporter_masked, urgent, ingested_at, service_code,"
             " category, priority, triage_confidence, sla_due, status, status_notes, media_url,"
-            " incident_id)"
-            f" VALUES ({', '.join(['%s'] * 20)})"
+            " incident_id, triage_model, urgency_confidence)"
+            f" VALUES ({', '.join(['%s'] * 22)})"
             " ON CONFLICT (service_request_id) DO NOTHING",
             (
                 ticket.service_request_id,
@@ -184,6 +186,8 @@ async def record_ticket(
                 note,
                 ticket.media_url,
                 row["id"],
+                result.model,
+                result.urgency_confidence,
             ),
         )
         await cur.execute(

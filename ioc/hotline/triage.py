@@ -21,6 +21,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ioc.hotline.categories import Category
+from ioc.hotline.model import TriageModel, rule_features, text_features
 from ioc.hotline.text import Analysed, Normaliser, Syllable, syllable, words
 
 RULES_PATH = Path(__file__).resolve().with_name("triage_rules.toml")
@@ -184,6 +185,19 @@ class TriageResult:
     priority: int  # 1..4, 1 most urgent
     confidence: float  # 0..1, of the category
     matched: tuple[str, ...]  # category phrases, then urgency cues as "+cue" / "-cue"
+    urgency_confidence: float  # 0..1, that `urgent` is right: staff look at low ones first
+    model: str | None = None  # the model's version; None for the rules alone
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """The rules' result and the evidence the model takes from them."""
+
+    result: TriageResult
+    totals: dict[Category, float]  # phrase weight per category
+    urgency: float  # the harm score: phrase and cue urgency
+    relief: bool  # a sign that the danger is over or was never there ("đã dập tắt", "xin hỏi")
+    cues: tuple[tuple[str, float], ...]  # urgency cues found, with their weights
 
 
 Pattern = tuple[Syllable, ...]
@@ -347,12 +361,24 @@ class _Profile:
         return out
 
 
+def _features(analysed: Analysed, verdict: _Verdict) -> dict[str, float]:
+    return text_features(analysed.folded) | rule_features(
+        verdict.totals,
+        verdict.urgency,
+        verdict.result.urgent,
+        verdict.relief,
+        verdict.cues,
+        analysed.accented,
+    )
+
+
 class Triage:
     """Categorises and prioritises tickets with the rules, and dates them with the SLA table."""
 
-    def __init__(self, rules: TriageRules, sla: SlaTable) -> None:
+    def __init__(self, rules: TriageRules, sla: SlaTable, model: TriageModel | None) -> None:
         self.rules = rules
         self.sla = sla
+        self.model = model
         self._rules = [
             _Rule(
                 category=category,
@@ -397,9 +423,14 @@ class Triage:
         )
 
     @classmethod
-    def load(cls, rules: Path | None = None, sla: Path | None = None) -> Triage:
-        """The bundled `triage_rules.toml` and `sla.toml` unless other files are given."""
-        return cls(load_rules(rules or RULES_PATH), load_sla(sla or SLA_PATH))
+    def load(
+        cls, rules: Path | None = None, sla: Path | None = None, model: Path | None = None
+    ) -> Triage:
+        """The bundled rules, SLA table and model unless other files are given; a missing or
+        corrupt model raises `TriageModelError`."""
+        return cls(
+            load_rules(rules or RULES_PATH), load_sla(sla or SLA_PATH), TriageModel.load(model)
+        )
 
     def _matches(self, matcher: _Matcher) -> list[_Hit]:
         """The phrases found: the strongest rule per category and phrase text (each phrase counts
@@ -433,8 +464,50 @@ class Triage:
         return totals
 
     def classify(self, text: str, service_code: Category | None = None) -> TriageResult:
-        """Category (or `service_code` when given), urgency and priority from the text."""
+        """Category (or `service_code` when given), urgency and priority from the text.
+
+        The rules judge first; with a model, their evidence joins the text's n-grams and the
+        model decides (see `ioc.hotline.model`), leaning urgent below certainty: a ticket is
+        urgent from `urgent_threshold`, a probability well under one half, and a fire or
+        explosion is urgent unless the text says the danger is over.
+        """
         analysed = self.normaliser.analyse(text)
+        verdict = self._judge(analysed, service_code)
+        if self.model is None:
+            return verdict.result
+        prediction = self.model.predict(_features(analysed, verdict))
+        if service_code is None:
+            category = max(Category, key=lambda name: prediction.category[name])
+            confidence = prediction.category[category]
+        else:
+            category, confidence = Category(service_code), 1.0
+        chance = prediction.urgent_probability
+        urgent = chance >= self.model.urgent_threshold or (
+            category is Category.CHAY_NO and not verdict.relief
+        )
+        odds = prediction.priority
+        pair = (1, 2) if urgent else (3, 4)
+        priority = max(pair, key=lambda level: odds[level])
+        return TriageResult(
+            category=category,
+            urgent=urgent,
+            priority=priority,
+            confidence=round(confidence, 3),
+            matched=verdict.result.matched,
+            urgency_confidence=round(chance if urgent else 1.0 - chance, 3),
+            model=self.model.version,
+        )
+
+    def features(self, text: str) -> dict[str, float]:
+        """What the model reads of a text: its n-grams and the rules' evidence."""
+        analysed = self.normaliser.analyse(text)
+        return _features(analysed, self._judge(analysed, None))
+
+    def judge(self, text: str, service_code: Category | None = None) -> TriageResult:
+        """The rules' verdict alone, without the model: their category, urgency and priority."""
+        return self._judge(self.normaliser.analyse(text), service_code).result
+
+    def _judge(self, analysed: Analysed, service_code: Category | None) -> _Verdict:
         matcher = _Matcher(analysed, self._skippable)
         hits = self._matches(matcher)
         totals = dict.fromkeys(Category, 0.0)
@@ -480,7 +553,16 @@ class Triage:
             ("+" if weight > 0 else "-") + text
             for text, weight in sorted(cues, key=lambda cue: (-abs(cue[1]), cue[0]))
         ]
-        return TriageResult(category, urgent, priority, round(confidence, 3), tuple(explained))
+        result = TriageResult(
+            category,
+            urgent,
+            priority,
+            round(confidence, 3),
+            tuple(explained),
+            urgency_confidence=1.0,
+        )
+        relief = any(weight < 0 for _, weight in cues)
+        return _Verdict(result, totals, urgency, relief, tuple(cues))
 
     def _urgency(self, category: Category, hits: list[_Hit]) -> tuple[float, list[_Hit]]:
         """The category's base urgency plus the urgency of its phrases found."""

@@ -119,7 +119,7 @@ def create_app(settings: Settings) -> faust.App:
     registry = load_sensor_registry(settings.streams.sensor_registry)
     streams = settings.streams
     hotline = settings.hotline
-    triage = Triage.load(hotline.triage_rules, hotline.sla_table)
+    triage = Triage.load(hotline.triage_rules, hotline.sla_table, hotline.triage_model)
 
     topic = settings.kafka.topic
     tickets_topic = _raw_topic(app, topic(topics.HOTLINE_TICKETS))

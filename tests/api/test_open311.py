@@ -385,3 +385,46 @@ def test_staff_move_a_ticket_through_its_lifecycle(
         f"{V2}/requests/TN-0-none/status.json", data={"status": "assigned"}, headers=KEY
     )
     assert unknown.status_code == 404
+
+
+def test_staff_correct_triage_and_an_emergency_missed_pages_at_once(
+    client: TestClient, db: psycopg.Connection
+) -> None:
+    spot = {"lat": 21.3 + uuid.uuid4().int % 1000 / 5000, "long": 105.9}
+    sent = report(description="Đèn đường hỏng, tối om", service_code=None, **spot)
+    request_id = client.post(f"{V2}/requests.json", json=sent, headers=KEY).json()[0][
+        "service_request_id"
+    ]
+    ticket = stored(client, request_id)
+    url = f"{V2}/requests/{request_id}/triage.json"
+    fix = {"urgent": "true", "corrected_by": "Lê Thu", "reason": "dây điện đứt, đang chập"}
+
+    assert client.post(url, data=fix).status_code == 401
+    bad = client.post(url, data={**fix, "service_code": "fire", "colour": "x"}, headers=KEY)
+    assert bad.status_code == 400
+    assert "unknown service_code" in problems(bad) and "colour: unknown field" in problems(bad)
+    no_reason = client.post(url, data={"urgent": "true", "corrected_by": "Lê Thu"}, headers=KEY)
+    assert no_reason.status_code == 400 and "reason: required" in problems(no_reason)
+    unknown = client.post(f"{V2}/requests/TN-0-none/triage.json", data=fix, headers=KEY)
+    assert unknown.status_code == 404
+
+    done = client.post(url, data=fix, headers=KEY)
+    assert done.status_code == 200, done.text
+    assert done.json() == [
+        {
+            "service_request_id": request_id,
+            "service_code": "dien_nuoc_chieu_sang",
+            "priority": 2,
+            "urgent": True,
+            "incident_id": ticket["incident_id"],
+            "paged": True,
+        }
+    ]
+
+    def paged() -> set[str]:
+        query = "SELECT channel FROM alerts WHERE incident_id = %s AND ok"
+        return {r[0] for r in db.execute(query, (ticket["incident_id"],))}
+
+    assert wait_for(lambda: paged() >= {"webhook"} and paged(), what="a page") >= {"webhook"}
+    again = client.post(url, json={**fix, "urgent": True}, headers=KEY)
+    assert again.status_code == 400 and "nothing to correct" in problems(again)

@@ -1,0 +1,141 @@
+"""Training and scoring triage: the labelled formats, the urgent threshold, corrections that
+change what the model learns, and the figures `ioc triage eval` prints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ioc.hotline.categories import Category
+from ioc.hotline.training import (
+    CorpusError,
+    Example,
+    _threshold,
+    evaluate,
+    read_corpus,
+    read_examples,
+    score,
+    train,
+)
+from ioc.hotline.triage import Triage, load_rules, load_sla
+
+HOLDOUT = Path(__file__).resolve().parents[1] / "data" / "tickets_holdout.jsonl"
+
+
+@pytest.fixture(scope="module")
+def rules() -> Triage:
+    return Triage(load_rules(), load_sla(), None)
+
+
+def test_both_labelled_formats_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "set.jsonl"
+    path.write_text(
+        json.dumps({"description": "Cháy chợ", "category": "chay_no", "priority": 1})
+        + "\n\n"
+        + json.dumps(
+            {
+                "description": "Đèn hỏng",
+                "expected": {"category": "dien_nuoc_chieu_sang", "urgent": False},
+            }
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    first, second = read_examples(path)
+    assert (first.category, first.priority, first.urgent) == (Category.CHAY_NO, 1, True)
+    assert (second.category, second.priority, second.urgent) == (
+        Category.DIEN_NUOC_CHIEU_SANG,
+        3,
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("{not json", "Expecting"),
+        ('{"description": "x", "category": "fire", "priority": 1}', "'fire' is not a valid"),
+        ('{"description": "x", "category": "khac", "priority": 7}', "priority 7"),
+        ('{"description": " ", "category": "khac", "priority": 4}', "missing description"),
+        ('{"category": "khac", "priority": 4}', "description"),
+    ],
+)
+def test_a_bad_line_names_its_file_and_line(tmp_path: Path, line: str, reason: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"description": "ok", "category": "khac", "priority": 4}\n' + line + "\n")
+    with pytest.raises(CorpusError, match=rf"bad.jsonl:2: .*{reason}"):
+        read_examples(path)
+
+
+def test_an_empty_corpus_folder_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(CorpusError, match=r"no \*\.jsonl"):
+        read_corpus(tmp_path)
+
+
+def test_the_bundled_corpus_covers_every_category_and_both_urgencies() -> None:
+    examples = read_corpus()
+    assert {example.category for example in examples} == set(Category)
+    urgent = sum(example.urgent for example in examples)
+    assert 0.2 < urgent / len(examples) < 0.6
+
+
+def test_the_threshold_is_the_highest_reaching_the_target_recall() -> None:
+    rows = [Example(f"t{i}", Category.KHAC, 1 if i < 10 else 4) for i in range(20)]
+    chances = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05] + [0.01] * 10
+    out_of_fold = [(i, Category.KHAC, chance, False) for i, chance in enumerate(chances)]
+    assert _threshold(rows, out_of_fold, 0.9) == pytest.approx(0.1)  # 9 of 10 found
+    assert _threshold(rows, out_of_fold, 1.0) == pytest.approx(0.05)
+    assert _threshold(rows, out_of_fold, 0.3) == pytest.approx(0.5), "never above one half"
+
+
+def test_scores_count_recall_precision_and_the_confusion() -> None:
+    examples = [
+        Example("a", Category.CHAY_NO, 1),
+        Example("b", Category.CHAY_NO, 3),
+        Example("c", Category.GIAO_THONG, 2),
+        Example("d", Category.KHAC, 4),
+    ]
+    predicted = [
+        (Category.CHAY_NO, True),
+        (Category.CHAY_NO, True),
+        (Category.CHAY_NO, False),
+        (Category.KHAC, False),
+    ]
+    scores = score(examples, predicted)
+    assert scores.category_accuracy == 0.75
+    assert (scores.urgent_recall, scores.urgent_precision) == (0.5, 0.5)
+    assert scores.false_urgent_rate == 0.5
+    assert (scores.fires, scores.fires_urgent) == (1, 1)
+    assert scores.confusion[(Category.GIAO_THONG, Category.CHAY_NO)] == 1
+    assert scores.missed == ("c",)
+
+
+def test_training_reaches_the_target_recall_out_of_fold_and_learns_corrections(
+    rules: Triage,
+) -> None:
+    examples = read_examples(HOLDOUT)
+    unusual = "con trâu nhà ông Bảy lồng lên húc người ở đầu cầu"
+    before = train(rules, examples)
+    assert before.content.card.urgent_recall_cv >= 0.97
+    assert before.content.card.corrections == 0
+
+    correction = Example(unusual, Category.AN_NINH_TRAT_TU, 1)
+    after = train(rules, examples, [correction] * 2)
+    assert after.content.card.corrections == 2
+    assert after.version != before.version
+    triage = Triage(rules.rules, rules.sla, after)
+    result = triage.classify(unusual)
+    assert (result.category, result.urgent) == (Category.AN_NINH_TRAT_TU, True)
+    assert result.model == after.version
+
+
+def test_eval_scores_the_model_on_a_file_with_and_without_marks() -> None:
+    triage = Triage.load()
+    examples = read_examples(HOLDOUT)
+    written = evaluate(triage, examples)
+    stripped = evaluate(triage, examples, strip_marks=True)
+    assert written.total == stripped.total == len(examples)
+    assert written.urgent_recall >= 0.95 and stripped.urgent_recall >= 0.95
+    assert written.category_accuracy >= 0.85 and stripped.category_accuracy >= 0.85
