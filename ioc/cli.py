@@ -689,10 +689,9 @@ def tickets_set_status_command(
     """Move a ticket through its lifecycle (resolving the first report resolves its incident)."""
     import asyncio
 
+    from ioc.hotline.commands import send_candidate
     from ioc.hotline.lifecycle import TransitionError, set_status
-    from ioc.kafka_clients import producer
     from ioc.store.writer import Store
-    from ioc.topics import INCIDENT_CANDIDATES
 
     settings = get_settings()
 
@@ -704,16 +703,7 @@ def tickets_set_status_command(
         finally:
             await store.close()
         if incident is not None:
-            client = producer(settings.kafka, "ioc-cli")
-            await client.start()
-            try:
-                await client.send_and_wait(
-                    settings.kafka.topic(INCIDENT_CANDIDATES),
-                    key=settings.fusion.region.encode(),
-                    value=incident.to_bytes(),
-                )
-            finally:
-                await client.stop()
+            await send_candidate(settings, incident)
             console.print(f"incident {incident.id}: {incident.status}")
 
     try:

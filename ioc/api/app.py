@@ -55,7 +55,7 @@ from ioc.hotline.categories import Category
 from ioc.hotline.corrections import Correction, CorrectionError, correct_triage
 from ioc.hotline.triage import SLA_PATH, SlaTable, load_sla
 from ioc.kafka_clients import producer as kafka_producer
-from ioc.models import SensorRegistry, load_sensor_registry
+from ioc.models import Incident, SensorRegistry, load_sensor_registry
 from ioc.models.base import utc_now
 from ioc.topics import HOTLINE_TICKETS, INCIDENT_CANDIDATES
 
@@ -243,6 +243,28 @@ async def publish(runtime: Runtime, topic: str, messages: list[tuple[bytes, byte
         ) from None
 
 
+async def staff_write(request: Request) -> tuple[Runtime, dict[str, object], str]:
+    """The runtime, the body's fields and the integrating system, for a staff write: the body
+    within `hotline.max_body_bytes`, form or JSON, and a valid API key (header or field)."""
+    runtime = runtime_of(request)
+    body = await read_body(request, runtime.settings.hotline.max_body_bytes)
+    fields = await _parse_fields(request, body)
+    body_key = fields.pop("api_key", None)
+    system = system_of(
+        request.headers.get("x-api-key") or body_key, runtime.settings.hotline.api_keys
+    )
+    return runtime, fields, system
+
+
+async def publish_candidate(runtime: Runtime, incident: Incident) -> None:
+    """A staff change of an incident goes to fusion, which pages when it now calls for it."""
+    await runtime.producer.send_and_wait(
+        runtime.settings.kafka.topic(INCIDENT_CANDIDATES),
+        key=runtime.settings.fusion.region.encode(),
+        value=incident.to_bytes(),
+    )
+
+
 @router.get("/requests/{service_request_id}.json", responses={404: {}, 503: {}})
 async def get_request(service_request_id: str, request: Request) -> list[ServiceRequest]:
     rows = await _query(
@@ -261,13 +283,7 @@ async def get_request(service_request_id: str, request: Request) -> list[Service
 async def change_status(service_request_id: str, request: Request) -> list[ServiceRequest]:
     """Staff systems move a ticket (an extension: Open311 itself has no write for status).
     Fields `status` (assigned, in_progress, resolved, triaged) and optional `status_notes`."""
-    runtime = runtime_of(request)
-    body = await read_body(request, runtime.settings.hotline.max_body_bytes)
-    fields = await _parse_fields(request, body)
-    body_key = fields.pop("api_key", None)
-    system = system_of(
-        request.headers.get("x-api-key") or body_key, runtime.settings.hotline.api_keys
-    )
+    runtime, fields, system = await staff_write(request)
     status, note = fields.get("status"), fields.get("status_notes")
     if not isinstance(status, str) or status not in lifecycle.TRANSITIONS:
         raise ApiError(400, f"status: one of {', '.join(sorted(lifecycle.TRANSITIONS))}")
@@ -281,11 +297,7 @@ async def change_status(service_request_id: str, request: Request) -> list[Servi
     except lifecycle.TransitionError as error:
         raise ApiError(400, f"status: {error}") from None
     if incident is not None:
-        await runtime.producer.send_and_wait(
-            runtime.settings.kafka.topic(INCIDENT_CANDIDATES),
-            key=runtime.settings.fusion.region.encode(),
-            value=incident.to_bytes(),
-        )
+        await publish_candidate(runtime, incident)
     log.info("ticket %s moved to %s by %s", service_request_id, status, system)
     return await get_request(service_request_id, request)
 
@@ -297,13 +309,7 @@ async def correct_request_triage(service_request_id: str, request: Request) -> l
     """Staff correct a ticket's triage (an extension of Open311). Fields `service_code`,
     `urgent` and/or `priority`, with `corrected_by` and `reason`; stored for audit and for
     `ioc triage train`. Made urgent, the ticket's incident is raised and pages at once."""
-    runtime = runtime_of(request)
-    body = await read_body(request, runtime.settings.hotline.max_body_bytes)
-    fields = await _parse_fields(request, body)
-    body_key = fields.pop("api_key", None)
-    system = system_of(
-        request.headers.get("x-api-key") or body_key, runtime.settings.hotline.api_keys
-    )
+    runtime, fields, system = await staff_write(request)
     try:
         correction = Correction.model_validate(fields)
     except ValidationError as error:
@@ -316,11 +322,7 @@ async def correct_request_triage(service_request_id: str, request: Request) -> l
     except CorrectionError as error:
         raise ApiError(400, str(error)) from None
     if applied.incident is not None:
-        await runtime.producer.send_and_wait(
-            runtime.settings.kafka.topic(INCIDENT_CANDIDATES),
-            key=runtime.settings.fusion.region.encode(),
-            value=applied.incident.to_bytes(),
-        )
+        await publish_candidate(runtime, applied.incident)
     log.info(
         "ticket %s triage corrected to %s p%d via %s",
         service_request_id,

@@ -18,9 +18,10 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from ioc.config import get_settings
+from ioc.config import Settings, get_settings
 from ioc.hotline.categories import Category
 from ioc.hotline.triage import Triage
+from ioc.models import Incident
 from ioc.models.base import VIETNAM_TIME
 
 
@@ -121,7 +122,7 @@ triage_app = typer.Typer(
 
 
 def _fail(error: Exception | str) -> None:
-    console.print(f"[bold red]error:[/] {error}")
+    console.print(f"[bold red]error:[/] {error}", soft_wrap=True)  # one line, for scripts
     raise typer.Exit(1)
 
 
@@ -322,8 +323,6 @@ def _apply(ticket_id: str, correction: Any) -> Any:
     from ioc.hotline.corrections import CorrectionError, correct_triage
     from ioc.hotline.lifecycle import UnknownTicket
     from ioc.hotline.triage import SLA_PATH, load_sla
-    from ioc.kafka_clients import producer
-    from ioc.topics import INCIDENT_CANDIDATES
 
     settings = get_settings()
     sla = load_sla(settings.hotline.sla_table or SLA_PATH)
@@ -334,16 +333,7 @@ def _apply(ticket_id: str, correction: Any) -> Any:
         ) as conn:
             applied = await correct_triage(conn, ticket_id, correction, sla)
         if applied.incident is not None:
-            client = producer(settings.kafka, "ioc-cli")
-            await client.start()
-            try:
-                await client.send_and_wait(
-                    settings.kafka.topic(INCIDENT_CANDIDATES),
-                    key=settings.fusion.region.encode(),
-                    value=applied.incident.to_bytes(),
-                )
-            finally:
-                await client.stop()
+            await send_candidate(settings, applied.incident)
         return applied
 
     try:
@@ -351,3 +341,20 @@ def _apply(ticket_id: str, correction: Any) -> Any:
     except (UnknownTicket, CorrectionError) as error:
         _fail(error)
         raise
+
+
+async def send_candidate(settings: Settings, incident: Incident) -> None:
+    """A staff change of an incident, from a terminal, goes to fusion like any candidate."""
+    from ioc.kafka_clients import producer
+    from ioc.topics import INCIDENT_CANDIDATES
+
+    client = producer(settings.kafka, "ioc-cli")
+    await client.start()
+    try:
+        await client.send_and_wait(
+            settings.kafka.topic(INCIDENT_CANDIDATES),
+            key=settings.fusion.region.encode(),
+            value=incident.to_bytes(),
+        )
+    finally:
+        await client.stop()

@@ -197,6 +197,16 @@ async def record_ticket(
         return Linked(incident_from_row(row, ingested_ms), created=match is None)
 
 
+async def current_incident(
+    conn: AsyncConnection, incident_id: str, ingested_ms: int
+) -> Incident | None:
+    """The incident as stored now."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("SELECT * FROM incidents WHERE id = %s", (incident_id,))
+        row = await cur.fetchone()
+    return incident_from_row(row, ingested_ms) if row else None
+
+
 async def _nearby_open_incident(
     cur: Any, ticket: Ticket, category: Category, radius_m: float, window: timedelta
 ) -> dict[str, Any] | None:

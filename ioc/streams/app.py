@@ -201,6 +201,11 @@ def create_app(settings: Settings) -> faust.App:
             )
             await dead_letter(event, _gave_up(failure), consumer)
 
+    # Reports of one incident are linked in turn (in SQL) but announced from concurrent tasks,
+    # which could send the 10th report's state before the 9th's; fusion folds states in the
+    # order it receives them. So announcements go one at a time, each the row as it is then.
+    announcing = asyncio.Lock()
+
     async def process_ticket(event: faust.EventT) -> None:
         ticket = Ticket.model_validate_json(event.value or b"")
         result = triage.classify(ticket.description, ticket.service_code)
@@ -217,7 +222,12 @@ def create_app(settings: Settings) -> faust.App:
             )
         # Also on a replay: the first delivery may have crashed before it published. Fusion
         # folds the incident's latest state, so a second message changes nothing.
-        await announce(linked.incident)
+        async with announcing:
+            async with store.connection() as conn:
+                latest = await lifecycle.current_incident(
+                    conn, linked.incident.id, _ingested_ms(event)
+                )
+            await announce(latest or linked.incident)
 
     def message_of(event: faust.EventT) -> Message:
         return Message(

@@ -51,15 +51,20 @@ def corrections(db: psycopg.Connection, ticket_id: str) -> list[dict[str, Any]]:
     ).fetchall()
 
 
-def test_a_correction_is_applied_audited_and_re_dated(
-    producer: KafkaProducer,
-    db: psycopg.Connection,
-    settings: Settings,
-    place: tuple[float, float, datetime],
-) -> None:
+@pytest.fixture
+def street_light(
+    producer: KafkaProducer, db: psycopg.Connection, place: tuple[float, float, datetime]
+) -> dict[str, Any]:
+    """A calm report, stored: its row."""
     lat, lon, when = place
-    ticket_id = report(producer, STREET_LIGHT, lat, lon, when)
-    before = stored(db, ticket_id)
+    return stored(db, report(producer, STREET_LIGHT, lat, lon, when))
+
+
+def test_a_correction_is_applied_audited_and_re_dated(
+    db: psycopg.Connection, settings: Settings, street_light: dict[str, Any]
+) -> None:
+    before = street_light
+    ticket_id = before["service_request_id"]
     assert (before["category"], before["urgent"]) == ("dien_nuoc_chieu_sang", False)
     assert before["triage_model"] and before["triage_model"].startswith("m")
     assert 0 < before["urgency_confidence"] <= 1
@@ -103,14 +108,10 @@ def test_a_correction_is_applied_audited_and_re_dated(
 
 
 def test_corrections_that_change_nothing_or_name_no_ticket_are_refused(
-    producer: KafkaProducer,
-    db: psycopg.Connection,
-    settings: Settings,
-    place: tuple[float, float, datetime],
+    db: psycopg.Connection, settings: Settings, street_light: dict[str, Any]
 ) -> None:
-    lat, lon, when = place
-    ticket_id = report(producer, STREET_LIGHT, lat, lon, when)
-    row = stored(db, ticket_id)
+    row = street_light
+    ticket_id = row["service_request_id"]
     with pytest.raises(CorrectionError, match="nothing to correct"):
         apply(settings, ticket_id, category=Category(row["category"]), urgent=row["urgent"])
     with pytest.raises(UnknownTicket):
@@ -148,14 +149,9 @@ def test_a_further_report_made_urgent_raises_the_incident_it_joined_and_calm_nev
 
 
 def test_training_reads_the_latest_correction_of_each_ticket(
-    producer: KafkaProducer,
-    db: psycopg.Connection,
-    settings: Settings,
-    place: tuple[float, float, datetime],
+    settings: Settings, street_light: dict[str, Any]
 ) -> None:
-    lat, lon, when = place
-    ticket_id = report(producer, STREET_LIGHT, lat, lon, when)
-    stored(db, ticket_id)
+    ticket_id = street_light["service_request_id"]
     apply(settings, ticket_id, category=Category.GIAO_THONG)
     apply(settings, ticket_id, priority=4)
 
@@ -172,14 +168,10 @@ def test_training_reads_the_latest_correction_of_each_ticket(
 
 
 def test_staff_correct_from_the_cli_and_bad_corrections_exit_with_the_reason(
-    producer: KafkaProducer,
-    db: psycopg.Connection,
-    webhook: Any,
-    place: tuple[float, float, datetime],
+    db: psycopg.Connection, webhook: Any, street_light: dict[str, Any]
 ) -> None:
-    lat, lon, when = place
-    ticket_id = report(producer, STREET_LIGHT, lat, lon, when)
-    row = stored(db, ticket_id)
+    row = street_light
+    ticket_id = row["service_request_id"]
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
