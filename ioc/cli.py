@@ -92,7 +92,7 @@ def _clean_up_on_sigterm() -> None:
 
 
 def _fail(error: Exception) -> None:
-    console.print(f"[bold red]error:[/] {error}")
+    console.print(f"[bold red]error:[/] {error}", soft_wrap=True)  # one line, for scripts
     raise typer.Exit(1)
 
 

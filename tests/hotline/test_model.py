@@ -136,6 +136,7 @@ def test_the_worker_and_the_cli_refuse_to_start_without_a_usable_model(
         timeout=120,
         env=os.environ | {"IOC_HOTLINE__TRIAGE_MODEL": str(damaged)},
     )
+    said = " ".join(done.stdout.split())
     assert done.returncode == 1
-    assert f"triage model {damaged}: corrupt" in " ".join(done.stdout.split())
-    assert "ioc triage train" in done.stdout and "Traceback" not in done.stderr
+    assert f"triage model {damaged}: corrupt" in said
+    assert "ioc triage train" in said and "Traceback" not in done.stderr
