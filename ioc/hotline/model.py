@@ -94,6 +94,16 @@ def view(features: Mapping[str, float], prefixes: tuple[str, ...]) -> dict[str, 
     return {name: value for name, value in features.items() if name.startswith(prefixes)}
 
 
+def relieved(features: Mapping[str, float]) -> bool:
+    """Whether the rules saw a sign that the danger is over (see `rule_features`)."""
+    return any(name.startswith("r relief") for name in features)
+
+
+def decide_urgent(category: Category, chance: float, threshold: float, relief: bool) -> bool:
+    """Urgent from the threshold; a fire or explosion always, unless the danger is over."""
+    return chance >= threshold or (category is Category.CHAY_NO and not relief)
+
+
 class Linear(BaseModel):
     """A multinomial logistic regression: per feature, one weight per class."""
 

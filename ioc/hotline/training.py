@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,8 @@ from ioc.hotline.model import (
     ModelCard,
     ModelFile,
     TriageModel,
+    decide_urgent,
+    relieved,
     view,
 )
 from ioc.hotline.text import fold
@@ -95,11 +97,6 @@ def read_corpus(directory: Path = CORPUS_DIR) -> list[Example]:
     if not files:
         raise CorpusError(f"no *.jsonl files in {directory}")
     return [example for path in files for example in read_examples(path)]
-
-
-def unmarked(text: str) -> str:
-    """The text as typed on a phone without Vietnamese input."""
-    return fold(text)
 
 
 @dataclass
@@ -182,7 +179,7 @@ def score(examples: Sequence[Example], predicted: Sequence[tuple[Category, bool]
 def evaluate(triage: Triage, examples: Sequence[Example], strip_marks: bool = False) -> Scores:
     predicted = []
     for example in examples:
-        result = triage.classify(unmarked(example.text) if strip_marks else example.text)
+        result = triage.classify(fold(example.text) if strip_marks else example.text)
         predicted.append((result.category, result.urgent))
     return score(examples, predicted)
 
@@ -197,7 +194,7 @@ def train(
     """A model from the corpus and the corrections; `rules` supplies the rules' evidence."""
     from sklearn.model_selection import GroupKFold
 
-    weighted = [*examples, *(_weigh(example) for example in corrections)]
+    weighted = [*examples, *(replace(fix, weight=CORRECTION_WEIGHT) for fix in corrections)]
     rows, groups = _augmented(weighted)
     progress(f"features of {len(rows)} texts ({len(weighted)} tickets, with and without marks)")
     features = [rules.features(example.text) for example in rows]
@@ -206,15 +203,14 @@ def train(
     out_of_fold: list[tuple[int, Category, float, bool]] = []
     for train_index, test_index in GroupKFold(n_splits=FOLDS).split(rows, groups=groups):
         fitted = _fit([rows[i] for i in train_index], [features[i] for i in train_index])
-        model = TriageModel.from_content(_content(fitted, 0.5, _placeholder_card()))
         for i in test_index:
-            prediction = model.predict(features[i])
-            category = max(Category, key=lambda name: prediction.category[name])
-            relief = any(name.startswith("r relief") for name in features[i])
-            out_of_fold.append((i, category, prediction.urgent_probability, relief))
+            odds = fitted.category.probabilities(features[i])
+            category = Category(max(odds, key=lambda name: odds[name]))
+            chance = fitted.urgency.probabilities(features[i])["urgent"]
+            out_of_fold.append((i, category, chance, relieved(features[i])))
     threshold = _threshold(rows, out_of_fold, target_recall)
     predicted = [
-        (category, chance >= threshold or (category is Category.CHAY_NO and not relief))
+        (category, decide_urgent(category, chance, threshold, relief))
         for _, category, chance, relief in out_of_fold
     ]
     cv = score([rows[i] for i, *_ in out_of_fold], predicted)
@@ -233,27 +229,15 @@ def train(
     return TriageModel.from_content(_content(_fit(rows, features), threshold, card))
 
 
-def _weigh(correction: Example) -> Example:
-    return Example(
-        correction.text,
-        correction.category,
-        correction.priority,
-        CORRECTION_WEIGHT,
-        correction.source,
-    )
-
-
 def _augmented(examples: Iterable[Example]) -> tuple[list[Example], list[int]]:
     rows: list[Example] = []
     groups: list[int] = []
     for index, example in enumerate(examples):
         rows.append(example)
         groups.append(index)
-        plain = unmarked(example.text)
+        plain = fold(example.text)  # as typed on a phone without Vietnamese input
         if plain != example.text:
-            rows.append(
-                Example(plain, example.category, example.priority, example.weight, example.source)
-            )
+            rows.append(replace(example, text=plain))
             groups.append(index)
     return rows, groups
 
@@ -349,18 +333,6 @@ def _content(fitted: Fitted, threshold: float, card: ModelCard) -> ModelFile:
         category=fitted.category,
         urgency=fitted.urgency,
         priority=fitted.priority,
-    )
-
-
-def _placeholder_card() -> ModelCard:
-    return ModelCard(
-        trained_at="",
-        examples=1,
-        corpus_sha256="",
-        library="",
-        urgent_recall_cv=0,
-        false_urgent_cv=0,
-        category_accuracy_cv=0,
     )
 
 

@@ -21,7 +21,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ioc.hotline.categories import Category
-from ioc.hotline.model import TriageModel, rule_features, text_features
+from ioc.hotline.model import TriageModel, decide_urgent, rule_features, text_features
 from ioc.hotline.text import Analysed, Normaliser, Syllable, syllable, words
 
 RULES_PATH = Path(__file__).resolve().with_name("triage_rules.toml")
@@ -482,9 +482,7 @@ class Triage:
         else:
             category, confidence = Category(service_code), 1.0
         chance = prediction.urgent_probability
-        urgent = chance >= self.model.urgent_threshold or (
-            category is Category.CHAY_NO and not verdict.relief
-        )
+        urgent = decide_urgent(category, chance, self.model.urgent_threshold, verdict.relief)
         odds = prediction.priority
         pair = (1, 2) if urgent else (3, 4)
         priority = max(pair, key=lambda level: odds[level])
@@ -502,10 +500,6 @@ class Triage:
         """What the model reads of a text: its n-grams and the rules' evidence."""
         analysed = self.normaliser.analyse(text)
         return _features(analysed, self._judge(analysed, None))
-
-    def judge(self, text: str, service_code: Category | None = None) -> TriageResult:
-        """The rules' verdict alone, without the model: their category, urgency and priority."""
-        return self._judge(self.normaliser.analyse(text), service_code).result
 
     def _judge(self, analysed: Analysed, service_code: Category | None) -> _Verdict:
         matcher = _Matcher(analysed, self._skippable)
