@@ -79,15 +79,22 @@ def test_a_filmed_fire_becomes_one_alerted_incident_with_a_snapshot(
         60,
         "the alert for the filmed fire",
     )
-    with psycopg.connect(workers.database.dsn) as conn:
-        frames, replaced, opened = conn.execute(
-            "SELECT count(*), coalesce(sum(dropped), 0),"
-            " (SELECT count(*) FROM incidents WHERE source_key = %s AND kind = 'fire')"
-            " FROM camera_frames WHERE camera_id = %s",
-            (CAMERA, CAMERA),
-        ).fetchone()
+
     # Real time, by design: a frame still waiting when a newer one of its camera arrives is
-    # replaced, and counted on the frame that replaced it. None may go unaccounted for.
+    # replaced, and counted on the frame that replaced it. None may go unaccounted for. The alert
+    # can come before the last frames are judged (the fire is seen in earlier ones), so the
+    # accounting is awaited, not read once.
+    def accounted() -> tuple[int, int, int] | None:
+        with psycopg.connect(workers.database.dsn) as conn:
+            frames, replaced, opened = conn.execute(
+                "SELECT count(*), coalesce(sum(dropped), 0),"
+                " (SELECT count(*) FROM incidents WHERE source_key = %s AND kind = 'fire')"
+                " FROM camera_frames WHERE camera_id = %s",
+                (CAMERA, CAMERA),
+            ).fetchone()
+        return (frames, replaced, opened) if frames + replaced >= 8 else None
+
+    frames, replaced, opened = wait_for(accounted, 60, "all 8 filmed frames judged or replaced")
     assert frames >= 1 and frames + replaced == 8, (
         f"{frames} frames judged + {replaced} replaced by newer ones, of 8 filmed"
     )
