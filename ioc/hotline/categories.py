@@ -19,6 +19,10 @@ class Category(StrEnum):
 
 
 # Names shown to staff and in Open311 services.json (service_name) with a short description.
+# The descriptions are the definitions the corpus is labelled by and blind sets are labelled with.
+# People in danger outside fire, traffic, floods and health (missing, drowning, about to jump,
+# fallen into a pit) and loose dangerous animals go to An ninh trật tự: the ward or commune police
+# are who the hotline dispatches to them first.
 CATEGORY_NAMES: dict[Category, tuple[str, str]] = {
     Category.CHAY_NO: ("Cháy, nổ", "Fire, explosion, gas leak"),
     Category.GIAO_THONG: ("Giao thông", "Traffic, accidents, road damage, signals"),
@@ -28,7 +32,11 @@ CATEGORY_NAMES: dict[Category, tuple[str, str]] = {
     ),
     Category.MOI_TRUONG: ("Môi trường", "Waste, pollution, smells, discharges"),
     Category.TRAT_TU_DO_THI: ("Trật tự đô thị", "Sidewalk encroachment, illegal building, ads"),
-    Category.AN_NINH_TRAT_TU: ("An ninh trật tự", "Fights, theft, disturbances, late-night noise"),
+    Category.AN_NINH_TRAT_TU: (
+        "An ninh trật tự",
+        "Fights, theft, fraud, disturbances, late-night noise, missing people, people in danger"
+        " (drowning, threatening to jump, fallen into a pit), loose dangerous animals",
+    ),
     Category.DIEN_NUOC_CHIEU_SANG: ("Điện, nước, chiếu sáng", "Power, water, street lighting"),
     Category.Y_TE_VE_SINH_THUC_PHAM: ("Y tế, vệ sinh thực phẩm", "Health, food safety"),
     Category.DICH_VU_CONG: ("Dịch vụ công", "Public services, procedures, the portal and app"),

@@ -25,12 +25,21 @@ This consumer keeps Faust's fetching and rebalancing and decides two things itse
   written in transactions (tests/streams/test_consumer.py checks it): consecutive offsets.
 
 Changelog topics (table recovery, not acknowledged) pass through as Faust delivers them.
+
+A watchdog keeps that safe rule live. A loaded CI run once held one partition's commit for 18
+minutes while records behind it kept coming and none of them was in progress: whatever put it
+there (a record skipped with no seek after it, a delivery that stopped), the records past the
+commit would never be committed, and a restart would process all of them again. A partition whose
+commit has not moved for `STALLED_S` while the log has records past it and no agent holds one is
+fetched again from its committed offset, with a warning that records its state. The records are
+processed again (every write is idempotent), never skipped.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
 import faust
@@ -38,6 +47,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
 log = logging.getLogger(__name__)
+
+STALLED_S = 60.0  # far above a batch's work, short of a drain check's patience
 
 
 class _ReadOffsetsNeverKnown(dict[TP, int | None]):
@@ -60,6 +71,7 @@ class AtLeastOnceConsumer(faust_aiokafka.Consumer):
         self._next_offset: dict[TP, int] = {}  # next record due, per acknowledged partition
         self._fetches = 0  # fetches begun so far
         self._sought_back: dict[TP, tuple[int, int]] = {}  # offset sought back to, in fetch n
+        self._moved_at: dict[TP, float] = {}  # when each partition's commit last moved
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         self._fetches += 1
@@ -80,10 +92,12 @@ class AtLeastOnceConsumer(faust_aiokafka.Consumer):
         for tp in revoked:
             self._next_offset.pop(tp, None)
             self._sought_back.pop(tp, None)
+            self._moved_at.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
     def _sought(self, tp: TP, offset: int | None) -> None:
         self._sought_back.pop(tp, None)
+        self._moved_at[tp] = time.monotonic()
         if offset is None or offset < 0:  # nothing committed: the first record fetched
             self._next_offset.pop(tp, None)
         else:
@@ -135,6 +149,7 @@ class AtLeastOnceConsumer(faust_aiokafka.Consumer):
             self._acked_index[tp].difference_update(acked[:below])
             del acked[:below]
         if not acked or (committed is not None and acked[0] != committed):
+            self._watch(tp, committed)
             return None
         run = 1
         while run < len(acked) and acked[run] == acked[run - 1] + 1:
@@ -142,7 +157,49 @@ class AtLeastOnceConsumer(faust_aiokafka.Consumer):
         self._acked_index[tp].difference_update(acked[:run])
         next_offset = acked[run - 1] + 1
         del acked[:run]
+        self._moved_at[tp] = time.monotonic()
         return next_offset
+
+    def _filter_tps_with_pending_acks(self, topics: Iterable[Any] | None = None) -> Iterator[TP]:
+        """Every assigned partition of an acknowledged topic, so that the watchdog sees one
+        whose records stopped coming as well as one whose commit stopped."""
+        pending = set(super()._filter_tps_with_pending_acks(topics))
+        assigned = {
+            tp
+            for tp in self.assignment()
+            if self.app.topics.acks_enabled_for(tp.topic)
+            and (topics is None or tp in topics or tp.topic in topics)
+        }
+        return iter(pending | assigned)
+
+    def _watch(self, tp: TP, committed: int | None) -> None:
+        """Fetch `tp` again from its committed offset when its commit is stalled (see above)."""
+        now = time.monotonic()
+        since = self._moved_at.setdefault(tp, now)
+        if committed is None or now - since < STALLED_S:
+            return
+        highwater = self.highwater(tp)
+        if highwater is None or highwater <= committed:  # nothing past the commit: idle
+            self._moved_at[tp] = now
+            return
+        if any(
+            message.tp == tp and message.offset >= committed and not message.acked
+            for message in list(self._unacked_messages)
+        ):
+            return  # an agent is still on it: slow, not stalled
+        log.warning(
+            "%s: commit held at %d for %.0f s, records up to %d, none in progress (next due %s,"
+            " done %s); fetching again from %d",
+            tp,
+            committed,
+            now - since,
+            highwater - 1,
+            self._next_offset.get(tp),
+            sorted(self._acked[tp])[:5],
+            committed,
+        )
+        self._thread.seek(tp, committed)
+        self._sought(tp, committed)
 
 
 class AtLeastOnceTransport(faust_aiokafka.Transport):

@@ -9,6 +9,7 @@ a release fixes that, the xfail fails and the override can be revisited.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import faust
@@ -20,7 +21,7 @@ from faust.types.tuples import ConsumerMessage
 from ioc import topics
 from ioc.config import Settings
 from ioc.streams.app import create_app
-from ioc.streams.consumer import AtLeastOnceConsumer
+from ioc.streams.consumer import STALLED_S, AtLeastOnceConsumer
 from ioc.topics import TOPICS
 
 TICKETS = TP("ioc.hotline.tickets", 0)
@@ -221,3 +222,47 @@ def test_the_apps_input_topics_have_no_gaps_in_their_offsets(app: faust.App) -> 
     for spec in TOPICS:
         if spec.name in consumed:
             assert "compact" not in spec.config.get("cleanup.policy", "delete"), spec.name
+
+
+class Watched:
+    """A consumer at 34 whose ticket partition's commit last moved `stalled_for` seconds ago,
+    with records in the log up to `highwater` - 1; where it seeks, it records."""
+
+    def __init__(self, app: faust.App, stalled_for: float, highwater: int) -> None:
+        self.consumer = at_offset_34(build(AtLeastOnceConsumer, app))
+        self.sought: list[int] = []
+        self.consumer._thread.seek = lambda tp, offset: self.sought.append(offset)
+        self.consumer.highwater = lambda tp: highwater
+        self.consumer._moved_at[TICKETS] = time.monotonic() - stalled_for
+
+
+def test_a_stalled_commit_is_fetched_again_from_the_committed_offset(app: faust.App) -> None:
+    # 34 skipped with no seek after it, 35..37 done: nothing would ever commit past 34.
+    watched = Watched(app, stalled_for=STALLED_S + 1, highwater=40)
+    record(34, taken=False).ack(watched.consumer)
+    finish(watched.consumer, 35, 36, 37)
+    assert next_commit(watched.consumer) is None
+    assert watched.sought == [34] and watched.consumer._next_offset[TICKETS] == 34
+    assert next_commit(watched.consumer) is None and watched.sought == [34], "once, then waits"
+    finish(watched.consumer, 34)
+    assert next_commit(watched.consumer) == 38
+
+
+@pytest.mark.parametrize(
+    ("stalled_for", "highwater", "in_progress", "why"),
+    [
+        (STALLED_S - 5, 40, False, "not stalled long enough"),
+        (STALLED_S + 1, 34, False, "nothing in the log past the commit: idle"),
+        (STALLED_S + 1, 40, True, "an agent is still on 34: slow, not stalled"),
+    ],
+)
+def test_a_commit_that_is_only_waiting_is_left_alone(
+    app: faust.App, stalled_for: float, highwater: int, in_progress: bool, why: str
+) -> None:
+    watched = Watched(app, stalled_for, highwater)
+    held = record(34)
+    if in_progress:
+        watched.consumer._unacked_messages.add(held)
+    finish(watched.consumer, 35)
+    assert next_commit(watched.consumer) is None
+    assert watched.sought == [], why
