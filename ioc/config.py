@@ -33,6 +33,7 @@ from pydantic_settings import (
 )
 
 from ioc.assets import DEFAULT_MODEL_PATH, DEMO_SENSOR_RULES_PATH
+from ioc.models.events import Channel
 
 ENV_PREFIX = "IOC_"
 SETTINGS_FILE_ENV = "IOC_SETTINGS_FILE"
@@ -327,6 +328,45 @@ class HotlineSettings(Section):
     sla_check_interval_s: float = Field(30.0, gt=0, description="How often to look for breaches.")
 
 
+class Open311Settings(Section):
+    """GeoReport v2 as integrators see it: their channel, the jurisdiction, photos, discovery.
+    The API keys themselves are `hotline.api_keys`, shared with the sensor intake."""
+
+    channels: dict[str, Channel] = Field(
+        default_factory=dict,
+        description="Integrating system name -> the channel its reports came through, for POSTs "
+        "without `channel` (GeoReport v2 has none); unlisted: the system's name when it is a "
+        "channel, else `app`. JSON in the environment.",
+    )
+    jurisdiction_id: str = Field(
+        "thainguyen.gov.vn",
+        min_length=1,
+        description="The one Open311 jurisdiction served; requests naming another get 404.",
+    )
+    max_media_bytes: int = Field(
+        5 * 1024 * 1024,
+        ge=1024,
+        description="Largest photo (`media`, JPEG/PNG/WebP) a POST may upload; larger get 413.",
+    )
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s]+$",
+        description="The Open311 base URL as integrators reach it (https://host/open311/v2), "
+        "for discovery and `media_url`; unset: taken from each request.",
+    )
+    endpoint_type: Literal["production", "test"] = Field(
+        "production", description="The endpoint's `type` in the Open311 discovery document."
+    )
+    contact: str = Field(
+        "Trung tâm Giám sát, điều hành đô thị thông minh tỉnh Thái Nguyên — đường dây nóng 1022",
+        description="Who integrators contact, for the Open311 discovery document.",
+    )
+    key_service: str = Field(
+        "Liên hệ Trung tâm 1022 để được cấp api_key cho hệ thống tích hợp.",
+        description="How integrators get an api_key, for the Open311 discovery document.",
+    )
+
+
 class CameraSettings(Section):
     """The cameras: their registry (shared by ingest and the camera rules), the rules, capture."""
 
@@ -399,6 +439,18 @@ class AlertSettings(Section):
     )
     alertmanager_refresh_s: float = Field(
         60.0, gt=0, description="Active alerts are re-posted this often (they expire at 3x)."
+    )
+    ngsi_ld_url: str | None = Field(
+        None,
+        description="NGSI-LD context broker's base URL (http://host:1026): every incident is kept "
+        "there as a FIWARE Alert entity for the provincial platform; unset disables it.",
+    )
+    ngsi_ld_tenant: str | None = Field(
+        None, description="NGSILD-Tenant the Alert entities live in; the broker's default if unset."
+    )
+    ngsi_ld_context: str = Field(
+        "https://raw.githubusercontent.com/smart-data-models/dataModel.Alert/master/context.jsonld",
+        description="@context sent with each Alert entity, after the NGSI-LD core context.",
     )
     wall_url: str = Field(
         "http://127.0.0.1:3000/d/ioc-overview",
@@ -498,6 +550,7 @@ class Settings(BaseSettings):
     stack: StackSettings = Field(default_factory=StackSettings)
     streams: StreamsSettings = Field(default_factory=StreamsSettings)
     hotline: HotlineSettings = Field(default_factory=HotlineSettings)
+    open311: Open311Settings = Field(default_factory=Open311Settings)
     cameras: CameraSettings = Field(default_factory=CameraSettings)
     vision: VisionSettings = Field(default_factory=VisionSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)

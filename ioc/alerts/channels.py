@@ -3,7 +3,8 @@
 `deliver(incident, notification)` sends one notification (firing, escalated, resolved); the
 consumer decides which are due, with the same rules for every channel. `update(incident)` follows
 an incident's state between notifications: Alertmanager keeps its label set current and binds
-an acknowledgement to a silence; push channels (console, webhook, Grafana) have nothing to do.
+an acknowledgement to a silence; the NGSI-LD broker (`ngsi_ld.py`) gets the incident's current
+state; push channels (console, webhook, Grafana) have nothing to do.
 """
 
 from __future__ import annotations
@@ -329,7 +330,8 @@ class AlertmanagerChannel:
 
 
 def channels_from_settings(settings: Settings, store: Store) -> list[Channel]:
-    """Alertmanager when configured (it routes to people); else console and webhook."""
+    """Alertmanager when configured (it routes to people); else console and webhook. Grafana
+    annotations and the NGSI-LD broker, when configured, come with either."""
     alerts, grafana = settings.alerts, settings.grafana
     channels: list[Channel] = []
     if alerts.alertmanager_url:
@@ -350,6 +352,18 @@ def channels_from_settings(settings: Settings, store: Store) -> list[Channel]:
         channels.append(
             GrafanaAnnotationChannel(
                 grafana.url, grafana.token, alerts.webhook_timeout_s, alerts.webhook_retries
+            )
+        )
+    if alerts.ngsi_ld_url:
+        from ioc.alerts.ngsi_ld import NgsiLdAlertChannel  # it builds on this module's summaries
+
+        channels.append(
+            NgsiLdAlertChannel(
+                alerts.ngsi_ld_url,
+                alerts.ngsi_ld_context,
+                alerts.ngsi_ld_tenant,
+                alerts.webhook_timeout_s,
+                alerts.webhook_retries,
             )
         )
     return channels

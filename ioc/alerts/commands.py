@@ -83,19 +83,21 @@ def show_command(
     incident_id: Annotated[str, typer.Argument(help="The incident's id.")],
     as_json: JsonOption = False,
 ) -> None:
-    """One incident: its sources, evidence and every change (who, when, why)."""
+    """One incident: its sources, evidence, 1022 tickets with the reporters' answers and every
+    change (who, when, why)."""
 
-    async def read() -> tuple[FusedIncident, list[dict], list[str]]:
+    async def read() -> tuple[FusedIncident, list[dict], list[str], list[dict]]:
         async with await _connect() as conn:
             incident = await lifecycle.get(conn, incident_id)
             return (
                 incident,
                 await lifecycle.history(conn, incident_id),
                 await lifecycle.snapshots(conn, incident),
+                await lifecycle.tickets(conn, incident),
             )
 
     try:
-        incident, history, snapshots = asyncio.run(read())
+        incident, history, snapshots, tickets = asyncio.run(read())
     except lifecycle.UnknownIncident as error:
         console.print(f"[red]{error}[/]")
         raise typer.Exit(1) from None
@@ -103,6 +105,7 @@ def show_command(
         body = incident.model_dump(mode="json") | {
             "history": [row | {"at": row["at"].isoformat()} for row in history],
             "snapshots": snapshots,
+            "tickets": [row | {"requested_at": row["requested_at"].isoformat()} for row in tickets],
         }
         print(json.dumps(body, ensure_ascii=False))
         return
@@ -132,6 +135,12 @@ def show_command(
         console.print(f"[bold]{name}[/]: " + json.dumps(items, ensure_ascii=False, default=str))
     for path in snapshots:
         console.print(f"snapshot: {path}")
+    for ticket in tickets:  # the reporter's words: no markup
+        answers = json.dumps(ticket["attributes"], ensure_ascii=False)
+        console.print(
+            f"ticket {ticket['service_request_id']}: {ticket['description']} · answers {answers}",
+            markup=False,
+        )
     changes = Table(title="History")
     for column in ("v", "at", "change", "status", "severity", "who", "why"):
         changes.add_column(column, overflow="fold")

@@ -17,7 +17,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from ioc.models import FusedIncident, FusedStatus, Incident, Member, Severity
+from ioc.models import FusedIncident, FusedStatus, Incident, IncidentSource, Member, Severity
 from ioc.models.base import utc_now
 from ioc.models.incidents import IncidentStatus
 
@@ -386,6 +386,18 @@ async def snapshots(conn: AsyncConnection, incident: FusedIncident) -> list[str]
             ([m.id for m in incident.members],),
         )
         return [row["path"] for row in await cur.fetchall()]
+
+
+async def tickets(conn: AsyncConnection, incident: FusedIncident) -> list[dict[str, Any]]:
+    """The 1022 tickets of its hotline candidates, oldest first: the reporter's words (redacted
+    at intake) and the answers to the service's questions, which are not in those words."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT service_request_id, requested_at, description, attributes FROM tickets"
+            " WHERE incident_id = ANY(%s) ORDER BY requested_at, service_request_id",
+            ([m.id for m in incident.members if m.source == IncidentSource.HOTLINE],),
+        )
+        return await cur.fetchall()
 
 
 async def listed(

@@ -1,29 +1,32 @@
-"""The 1022 intake: Open311 GeoReport v2 under /open311/v2.
+"""The 1022 intake: Open311 GeoReport v2 under /open311/v2, in JSON and XML (`.json`/`.xml`).
 
 POST publishes a validated Ticket to `ioc.hotline.tickets` and answers once Kafka acknowledged it;
 the stream agent stores it, and GET reads it back from the `tickets` table. Reporter contact data
-only ever travels to the topic: it is not logged, not echoed in errors and never read back.
+only ever travels to the topic: it is not logged, not echoed in errors and never read back. A
+photo sent as `media` is stored before the ticket is published and served to staff only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
 import traceback
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
@@ -36,18 +39,26 @@ from ioc.api.limits import RateLimit, RateLimiter
 from ioc.api.open311 import (
     CHANNELS,
     REQUEST_COLUMNS,
+    Discovery,
+    DiscoveryEndpoint,
     IntakeError,
     Service,
+    ServiceDefinition,
     ServiceRequest,
+    check_attributes,
     describe,
     error_body,
     field_label,
+    image_type,
     intake_values,
     make_ticket,
     new_request_id,
     parse_datetime,
     request_from_row,
+    service_definition,
     services,
+    split_attributes,
+    to_xml,
 )
 from ioc.config import Settings
 from ioc.hotline import lifecycle
@@ -57,12 +68,15 @@ from ioc.hotline.triage import SLA_PATH, SlaTable, load_sla
 from ioc.kafka_clients import producer as kafka_producer
 from ioc.models import Incident, SensorRegistry, load_sensor_registry
 from ioc.models.base import utc_now
+from ioc.models.events import Channel
 from ioc.topics import HOTLINE_TICKETS, INCIDENT_CANDIDATES
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/open311/v2"
+TITLE = "IOC 1022 — Open311 GeoReport v2"
 PUBLISH_TIMEOUT_S = 15.0
+Headers = list[tuple[str, bytes]]  # a Kafka message's headers
 PUBLISH_RETRY_AFTER_S = 10
 DB_TIMEOUT_S = 5.0
 MAX_IDS = 200
@@ -78,7 +92,21 @@ LIST_PARAMETERS = frozenset(
         "jurisdiction_id",
     }
 )
-NOTICE = "Đã tiếp nhận phản ánh. Tra cứu: GET {prefix}/requests/{id}.json"
+NOTICE = "Đã tiếp nhận phản ánh. Tra cứu: GET {prefix}/requests/{id}.{format}"
+Format = Literal["json", "xml"]
+XML_TYPE = "text/xml; charset=utf-8"  # as the spec's discovery names it
+# For the OpenAPI document: every Open311 answer also comes as the spec's XML.
+XML_ANSWER: dict[str, Any] = {"content": {"text/xml": {"schema": {"type": "string"}}}}
+INTAKE_BODIES: dict[str, Any] = {
+    "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "properties": {"media": {"type": "string", "format": "binary"}},
+        }
+    },
+    "application/json": {"schema": {"type": "object"}},
+}
 
 
 class ApiError(Exception):
@@ -133,16 +161,18 @@ def create_app(settings: Settings) -> FastAPI:
             await producer.stop()
 
     app = FastAPI(
-        title="IOC 1022 — Open311 GeoReport v2",
+        title=TITLE,
         lifespan=lifespan,
         docs_url=f"{PREFIX}/docs",
         openapi_url=f"{PREFIX}/openapi.json",
         redoc_url=None,
     )
     from ioc.api import incidents as staff_api  # they import this module's helpers
+    from ioc.api import media as staff_media
     from ioc.api import sensors as sensor_intake
 
     app.include_router(router, prefix=PREFIX)
+    app.include_router(staff_media.router, prefix=PREFIX)
     app.include_router(sensor_intake.router, prefix=sensor_intake.SENSORS_PREFIX)
     app.include_router(staff_api.router, prefix=staff_api.INCIDENTS_PREFIX)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
@@ -167,56 +197,151 @@ def runtime_of(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-@router.get("/services.json")
-async def list_services() -> list[Service]:
-    return services()
+def answer(format: Format, root: str, document: Any, status_code: int = 200) -> Response:
+    """`document` as JSON, or as the spec's XML under the element `root`."""
+    data = jsonable_encoder(document)
+    if format == "xml":
+        return Response(to_xml(root, data), status_code=status_code, media_type=XML_TYPE)
+    return JSONResponse(data, status_code=status_code)
+
+
+def public_url(request: Request) -> str:
+    """The Open311 base URL integrators use: configured, else as this request reached us."""
+    configured = runtime_of(request).settings.open311.public_url
+    return configured or f"{str(request.base_url).rstrip('/')}{PREFIX}"
+
+
+def check_jurisdiction(request: Request, jurisdiction_id: object) -> None:
+    """Absent is fine (we serve one jurisdiction); any other than ours is 404, as the spec says
+    for a jurisdiction_id not found."""
+    served = runtime_of(request).settings.open311.jurisdiction_id
+    if jurisdiction_id not in (None, "", served):
+        raise ApiError(404, f"jurisdiction_id: not served here (this endpoint serves {served})")
+
+
+def default_channel(system: str, channels: Mapping[str, Channel]) -> Channel:
+    """The channel of a POST without one (GeoReport v2 has no such field): the integration's
+    configured channel, else its own name when that is a channel (a system called "zalo"), else
+    "app": GeoReport clients are apps and forms filing for the citizen, as the citizen app does."""
+    named = {channel: channel for channel in CHANNELS}
+    return channels.get(system) or named.get(system, "app")
+
+
+@router.get("/discovery.{format}", response_model=Discovery, responses={200: XML_ANSWER, 400: {}})
+async def discovery(format: Format, request: Request) -> Response:
+    """The GeoReport v2 service discovery document: this one endpoint and how to get a key."""
+    open311 = runtime_of(request).settings.open311
+    document = Discovery(
+        contact=open311.contact,
+        key_service=open311.key_service,
+        endpoints=[DiscoveryEndpoint(url=public_url(request), type=open311.endpoint_type)],
+    )
+    return answer(format, "discovery", document)
+
+
+@router.get(
+    "/services.{format}", response_model=list[Service], responses={200: XML_ANSWER, 404: {}}
+)
+async def list_services(
+    format: Format, request: Request, jurisdiction_id: str | None = None
+) -> Response:
+    check_jurisdiction(request, jurisdiction_id)
+    return answer(format, "services", services())
+
+
+@router.get(
+    "/services/{service_code}.{format}",
+    response_model=ServiceDefinition,
+    responses={200: XML_ANSWER, 404: {}},
+)
+async def get_service_definition(
+    service_code: str, format: Format, request: Request, jurisdiction_id: str | None = None
+) -> Response:
+    """The attributes a service asks (`attribute[code]` on POST); services.json marks the ones
+    that have any with `metadata: true`."""
+    check_jurisdiction(request, jurisdiction_id)
+    definition = service_definition(service_code)
+    if definition is None:
+        raise ApiError(404, f"service_code {field_label(service_code)}: not found (see services)")
+    return answer(format, "service_definition", definition)
 
 
 @router.post(
-    "/requests.json",
+    "/requests.{format}",
     status_code=201,
-    responses={400: {}, 401: {}, 413: {}, 415: {}, 503: {}},
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
-                "application/json": {"schema": {"type": "object"}},
-            }
-        }
-    },
+    responses={201: XML_ANSWER, 400: {}, 401: {}, 404: {}, 413: {}, 415: {}, 503: {}},
+    openapi_extra={"requestBody": {"content": INTAKE_BODIES}},
 )
-async def create_request(request: Request) -> JSONResponse:
+async def create_request(format: Format, request: Request) -> Response:
+    """GeoReport v2 POST: the standard fields, `attribute[code]` answers, optionally a photo as
+    `media` (multipart); `channel` defaults from the integration's key."""
     runtime = runtime_of(request)
-    hotline = runtime.settings.hotline
-    body = await read_body(request, hotline.max_body_bytes)
-    fields = await _parse_fields(request, body)
+    open311 = runtime.settings.open311
+    fields, photo = await read_fields(request, media_limit=open311.max_media_bytes)
     body_key = fields.pop("api_key", None)
-    system = system_of(request.headers.get("x-api-key") or body_key, hotline.api_keys)
+    system = system_of(
+        request.headers.get("x-api-key") or body_key, runtime.settings.hotline.api_keys
+    )
+    check_jurisdiction(request, fields.pop("jurisdiction_id", None))
 
     now = utc_now()
     request_id = new_request_id(now)
-    values, problems = intake_values(fields)
+    fields, answers, problems = split_attributes(fields)
+    values, intake_problems = intake_values(fields)
+    problems += intake_problems
     values.setdefault("requested_datetime", now)
-    if "channel" not in values and system in CHANNELS:
-        values["channel"] = system
+    values.setdefault("channel", default_channel(system, open311.channels))
     values["service_request_id"] = request_id
+    code = values.get("service_code")
+    if answers and not code:
+        problems.append("service_code: required to answer attribute[…]")
+    elif isinstance(code, str) and code in set(Category):
+        values["attributes"], attribute_problems = check_attributes(Category(code), answers)
+        problems += attribute_problems
+    photo_type = None
+    if photo is not None:
+        photo_type = image_type(photo)
+        if photo_type is None:
+            problems.append("media: not a JPEG, PNG or WebP image")
+        if "media_url" in values:
+            problems.append("media_url: send either a media file or a media_url")
+        values["media_url"] = f"{public_url(request)}/requests/{request_id}/media"
     try:
         ticket = make_ticket(values, problems)
     except IntakeError as error:
         log.info("request from %s rejected: %s", system, error)  # names fields, not values
         raise ApiError(400, *error.problems) from None
 
+    if photo is not None and photo_type is not None:  # both or neither once the ticket is valid
+        await store_photo(runtime, request_id, photo, photo_type)
     await publish(runtime, HOTLINE_TICKETS, [(request_id.encode(), ticket.to_bytes())])
     log.info("ticket %s accepted from %s via %s", request_id, system, ticket.channel)
-    notice = NOTICE.format(prefix=PREFIX, id=request_id)
-    return JSONResponse(
-        [{"service_request_id": request_id, "service_notice": notice}], status_code=201
-    )
+    notice = NOTICE.format(prefix=PREFIX, id=request_id, format=format)
+    created = {"service_request_id": request_id, "service_notice": notice, "account_id": None}
+    return answer(format, "service_requests", [created], status_code=201)
 
 
-async def publish(runtime: Runtime, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
-    """Send (key, value) `messages` to `topic` and wait until Kafka acknowledged each with
-    acks=all, i.e. on min.insync.replicas brokers; else 503 with the reason and Retry-After.
+async def store_photo(runtime: Runtime, request_id: str, photo: bytes, media_type: str) -> None:
+    """Stored before the ticket is published, so an acknowledged report never lacks its photo;
+    a database outage is a 503 (not accepted). A ticket refused by Kafka afterwards leaves an
+    unreferenced photo, never a ticket pointing at nothing."""
+    async with database(runtime) as conn:
+        await conn.execute(
+            "INSERT INTO ticket_media (service_request_id, media_type, content, sha256)"
+            " VALUES (%s, %s, %s, %s)",
+            (request_id, media_type, photo, hashlib.sha256(photo).hexdigest()),
+        )
+
+
+async def publish(
+    runtime: Runtime,
+    topic: str,
+    messages: list[tuple[bytes, bytes]],
+    headers: Sequence[Headers] | None = None,
+) -> None:
+    """Send (key, value) `messages` to `topic`, the i-th with `headers[i]` when given, and wait
+    until Kafka acknowledged each with acks=all, i.e. on min.insync.replicas brokers; else 503
+    with the reason and Retry-After.
 
     An intake answers 2xx only for durable writes, and within a bounded time: with too few
     in-sync replicas the producer would retry until its own timeout while the client waits.
@@ -224,9 +349,13 @@ async def publish(runtime: Runtime, topic: str, messages: list[tuple[bytes, byte
     so a client's retry after a 503 is at-least-once, never a lost acknowledged write.
     """
     name = runtime.settings.kafka.topic(topic)
+    each: Sequence[Headers | None] = [None] * len(messages) if headers is None else headers
 
     async def acknowledged() -> None:
-        sent = [await runtime.producer.send(name, key=key, value=value) for key, value in messages]
+        sent = [
+            await runtime.producer.send(name, key=key, value=value, headers=extra)
+            for (key, value), extra in zip(messages, each, strict=True)
+        ]
         await asyncio.gather(*sent)
 
     try:
@@ -245,14 +374,15 @@ async def publish(runtime: Runtime, topic: str, messages: list[tuple[bytes, byte
 
 async def staff_write(request: Request) -> tuple[Runtime, dict[str, object], str]:
     """The runtime, the body's fields and the integrating system, for a staff write: the body
-    within `hotline.max_body_bytes`, form or JSON, and a valid API key (header or field)."""
+    within `hotline.max_body_bytes`, form or JSON, a valid API key (header or field) and, when
+    named, our jurisdiction."""
     runtime = runtime_of(request)
-    body = await read_body(request, runtime.settings.hotline.max_body_bytes)
-    fields = await _parse_fields(request, body)
+    fields, _ = await read_fields(request)
     body_key = fields.pop("api_key", None)
     system = system_of(
         request.headers.get("x-api-key") or body_key, runtime.settings.hotline.api_keys
     )
+    check_jurisdiction(request, fields.pop("jurisdiction_id", None))
     return runtime, fields, system
 
 
@@ -265,22 +395,36 @@ async def publish_candidate(runtime: Runtime, incident: Incident) -> None:
     )
 
 
-@router.get("/requests/{service_request_id}.json", responses={404: {}, 503: {}})
-async def get_request(service_request_id: str, request: Request) -> list[ServiceRequest]:
+@router.get(
+    "/requests/{service_request_id}.{format}",
+    response_model=list[ServiceRequest],
+    responses={200: XML_ANSWER, 404: {}, 503: {}},
+)
+async def get_request(
+    service_request_id: str, format: Format, request: Request, jurisdiction_id: str | None = None
+) -> Response:
+    check_jurisdiction(request, jurisdiction_id)
+    found = await read_request(runtime_of(request), service_request_id)
+    return answer(format, "service_requests", [found])
+
+
+async def read_request(runtime: Runtime, service_request_id: str) -> ServiceRequest:
     rows = await _query(
-        runtime_of(request),
+        runtime,
         f"SELECT {REQUEST_COLUMNS} FROM tickets WHERE service_request_id = %s",
         (service_request_id,),
     )
     if not rows:
         raise ApiError(404, f"service_request_id {field_label(service_request_id)}: not found")
-    return [request_from_row(rows[0])]
+    return request_from_row(rows[0])
 
 
 @router.post(
-    "/requests/{service_request_id}/status.json", responses={400: {}, 401: {}, 404: {}, 503: {}}
+    "/requests/{service_request_id}/status.{format}",
+    response_model=list[ServiceRequest],
+    responses={200: XML_ANSWER, 400: {}, 401: {}, 404: {}, 503: {}},
 )
-async def change_status(service_request_id: str, request: Request) -> list[ServiceRequest]:
+async def change_status(service_request_id: str, format: Format, request: Request) -> Response:
     """Staff systems move a ticket (an extension: Open311 itself has no write for status).
     Fields `status` (assigned, in_progress, resolved, triaged) and optional `status_notes`."""
     runtime, fields, system = await staff_write(request)
@@ -299,13 +443,17 @@ async def change_status(service_request_id: str, request: Request) -> list[Servi
     if incident is not None:
         await publish_candidate(runtime, incident)
     log.info("ticket %s moved to %s by %s", service_request_id, status, system)
-    return await get_request(service_request_id, request)
+    moved = await read_request(runtime, service_request_id)
+    return answer(format, "service_requests", [moved])
 
 
 @router.post(
-    "/requests/{service_request_id}/triage.json", responses={400: {}, 401: {}, 404: {}, 503: {}}
+    "/requests/{service_request_id}/triage.{format}",
+    responses={200: XML_ANSWER, 400: {}, 401: {}, 404: {}, 503: {}},
 )
-async def correct_request_triage(service_request_id: str, request: Request) -> list[dict[str, Any]]:
+async def correct_request_triage(
+    service_request_id: str, format: Format, request: Request
+) -> Response:
     """Staff correct a ticket's triage (an extension of Open311). Fields `service_code`,
     `urgent` and/or `priority`, with `corrected_by` and `reason`; stored for audit and for
     `ioc triage train`. Made urgent, the ticket's incident is raised and pages at once."""
@@ -330,21 +478,26 @@ async def correct_request_triage(service_request_id: str, request: Request) -> l
         applied.priority,
         system,
     )
-    return [
-        {
-            "service_request_id": service_request_id,
-            "service_code": applied.category.value,
-            "priority": applied.priority,
-            "urgent": applied.urgent,
-            "incident_id": applied.incident.id if applied.incident else None,
-            "paged": applied.raised and applied.incident is not None,
-        }
-    ]
+    corrected = {
+        "service_request_id": service_request_id,
+        "service_code": applied.category.value,
+        "priority": applied.priority,
+        "urgent": applied.urgent,
+        "incident_id": applied.incident.id if applied.incident else None,
+        "paged": applied.raised and applied.incident is not None,
+    }
+    return answer(format, "service_requests", [corrected])
 
 
-@router.get("/requests.json", responses={400: {}, 503: {}})
+@router.get(
+    "/requests.{format}",
+    response_model=list[ServiceRequest],
+    responses={200: XML_ANSWER, 400: {}, 404: {}, 503: {}},
+)
 async def list_requests(
+    format: Format,
     request: Request,
+    jurisdiction_id: str | None = None,
     service_request_id: str | None = None,
     service_code: str | None = None,
     status: str | None = None,
@@ -352,11 +505,12 @@ async def list_requests(
     end_date: str | None = None,
     page: int = Query(1, ge=1),
     page_size: int = Query(50, ge=1, le=200),
-) -> list[ServiceRequest]:
+) -> Response:
     """Newest first. `service_request_id` (comma list) overrides the other filters (Open311)."""
     unknown = sorted({field_label(name) for name in request.query_params} - LIST_PARAMETERS)
     if unknown:
         raise ApiError(400, *(f"{name}: unknown parameter" for name in unknown))
+    check_jurisdiction(request, jurisdiction_id)
     where: list[str] = []
     params: list[Any] = []
     ids = _comma_list(service_request_id)
@@ -372,7 +526,8 @@ async def list_requests(
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY requested_at DESC, service_request_id DESC LIMIT %s OFFSET %s"
     params += [page_size, (page - 1) * page_size]
-    return [request_from_row(row) for row in await _query(runtime_of(request), sql, params)]
+    rows = await _query(runtime_of(request), sql, params)
+    return answer(format, "service_requests", [request_from_row(row) for row in rows])
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -480,8 +635,16 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _parse_fields(request: Request, body: bytes) -> dict[str, object]:
+async def read_fields(
+    request: Request, media_limit: int = 0
+) -> tuple[dict[str, object], bytes | None]:
+    """The body's fields (form, multipart or JSON) and, where `media_limit` allows one, the photo
+    sent as a multipart `media` file. Fields within `hotline.max_body_bytes`, the photo within
+    `media_limit`, else 413; repeated fields only as `name[]` (multivaluelist attributes)."""
+    limit = runtime_of(request).settings.hotline.max_body_bytes
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    multipart = content_type == "multipart/form-data"
+    body = await read_body(request, limit + (media_limit if multipart else 0))
     if content_type == "application/json" or content_type.endswith("+json"):
         try:
             data = json.loads(body)
@@ -489,27 +652,44 @@ async def _parse_fields(request: Request, body: bytes) -> dict[str, object]:
             raise ApiError(400, "body: malformed JSON") from None
         if not isinstance(data, dict):
             raise ApiError(400, "body: must be a JSON object")
-        return data
-    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return data, None
+    if content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raise ApiError(
+            415,
+            "Content-Type: use application/x-www-form-urlencoded, multipart/form-data or "
+            "application/json",
+        )
 
-        async def replay() -> Message:
-            return {"type": "http.request", "body": body, "more_body": False}
+    async def replay() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
 
-        form = await Request(request.scope, replay).form()
-        fields: dict[str, object] = {}
-        problems: list[str] = []
-        for name, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                problems.append(f"{field_label(name)}: file uploads not accepted, send media_url")
-            elif name in fields:
-                problems.append(f"{field_label(name)}: given more than once")
+    form = await Request(request.scope, replay).form()
+    fields: dict[str, object] = {}
+    repeated: dict[str, list[str]] = {}
+    photo: bytes | None = None
+    problems: list[str] = []
+    for name, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            if media_limit and name == "media" and photo is None:
+                photo = await value.read()
             else:
-                fields[name] = value
-        await form.close()
-        if problems:
-            raise ApiError(400, *problems)
-        return fields
-    raise ApiError(415, "Content-Type: use application/x-www-form-urlencoded or application/json")
+                where = "one photo, as media" if media_limit else "none here"
+                problems.append(f"{field_label(name)}: file uploads not accepted ({where})")
+        elif name.endswith("[]"):
+            repeated.setdefault(name, []).append(value)
+        elif name in fields:
+            problems.append(f"{field_label(name)}: given more than once")
+        else:
+            fields[name] = value
+    await form.close()
+    fields.update(repeated)
+    if photo is not None and len(photo) > media_limit:
+        raise ApiError(413, f"media: larger than {media_limit} bytes")
+    if len(body) - len(photo or b"") > limit:
+        raise ApiError(413, f"request body larger than {limit} bytes")
+    if problems:
+        raise ApiError(400, *problems)
+    return fields, photo
 
 
 def system_of(key: object, api_keys: Mapping[str, str]) -> str:
@@ -524,25 +704,29 @@ def system_of(key: object, api_keys: Mapping[str, str]) -> str:
     return system
 
 
-async def _api_error(request: Request, error: Exception) -> JSONResponse:
+def error_response(
+    request: Request, status: int, problems: list[str], headers: Mapping[str, str] | None = None
+) -> Response:
+    """Open311's error list, as XML for a `.xml` URL (the format the client asked for)."""
+    body = error_body(status, problems)
+    if request.url.path.endswith(".xml"):
+        return Response(to_xml("errors", body), status, headers, media_type=XML_TYPE)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _api_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, ApiError)
-    return JSONResponse(
-        error_body(error.status, error.problems), status_code=error.status, headers=error.headers
-    )
+    return error_response(request, error.status, error.problems, error.headers)
 
 
-async def _validation_error(request: Request, error: Exception) -> JSONResponse:
+async def _validation_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestValidationError)
-    return JSONResponse(error_body(400, describe(error.errors(), skip_loc=1)), status_code=400)
+    return error_response(request, 400, describe(error.errors(), skip_loc=1))
 
 
-async def _http_error(request: Request, error: Exception) -> JSONResponse:
+async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
-    return JSONResponse(
-        error_body(error.status_code, [str(error.detail)]),
-        status_code=error.status_code,
-        headers=error.headers,
-    )
+    return error_response(request, error.status_code, [str(error.detail)], error.headers)
 
 
 class SafeErrors:

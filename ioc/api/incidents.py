@@ -58,7 +58,8 @@ async def list_incidents(
 
 @router.get("/{incident_id}", responses={401: {}, 404: {}, 503: {}})
 async def get_incident(incident_id: str, request: Request) -> JSONResponse:
-    """The incident, its every change (who, when, why) and its camera snapshots."""
+    """The incident, its every change (who, when, why), its camera snapshots and its 1022
+    tickets with the reporters' answers (`attributes`)."""
     staff_of(request)
     async with database(runtime_of(request)) as conn:
         try:
@@ -67,11 +68,13 @@ async def get_incident(incident_id: str, request: Request) -> JSONResponse:
             raise ApiError(404, f"incident_id: {error}") from None
         history = await lifecycle.history(conn, incident_id)
         snapshots = await lifecycle.snapshots(conn, incident)
+        tickets = await lifecycle.tickets(conn, incident)
     return JSONResponse(
         _body(incident)
         | {
             "history": [row | {"at": row["at"].isoformat()} for row in history],
             "snapshots": snapshots,
+            "tickets": [row | {"requested_at": row["requested_at"].isoformat()} for row in tickets],
         }
     )
 

@@ -1,4 +1,6 @@
-"""Open311 GeoReport v2 on the wire: services, intake fields, request bodies and errors.
+"""Open311 GeoReport v2 on the wire: services and their attributes (the questions of
+`ioc.hotline.attributes` as service definitions, and `attribute[code]` answers checked against
+them), intake fields, request bodies, errors, discovery, and the XML the spec defaults to.
 
 Shared by the HTTP API and the file importer so both accept and reject the same things. Error
 texts name the field and never echo the value sent: reporter contact data must not reach logs,
@@ -7,14 +9,23 @@ responses or import reports.
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Literal, get_args
+from xml.etree import ElementTree
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
+from ioc.hotline.attributes import (
+    MAX_STRING_ANSWER,
+    MAX_TEXT_ANSWER,
+    QUESTIONS,
+    Datatype,
+    Question,
+)
 from ioc.hotline.categories import CATEGORY_NAMES, Category
 from ioc.hotline.lifecycle import CLOSED_STATES
 from ioc.models.base import VIETNAM_TIME
@@ -39,7 +50,8 @@ INTAKE_FIELDS = frozenset(
         "channel",
     }
 )
-# Defined by GeoReport v2 but meaningless here (one jurisdiction, no address ids, no devices).
+# Defined by GeoReport v2 but meaningless here (no address ids, no devices, no accounts); the API
+# checks `jurisdiction_id` against the one it serves before intake, the importer ignores it.
 IGNORED_FIELDS = frozenset({"jurisdiction_id", "address_id", "device_id", "account_id"})
 
 
@@ -71,7 +83,7 @@ SERVICE_KEYWORDS: dict[Category, str] = {
 
 
 class Service(BaseModel):
-    """One entry of services.json."""
+    """One entry of services.json; `metadata` says it has a service definition to fetch."""
 
     service_code: str
     service_name: str
@@ -88,11 +100,149 @@ def services() -> list[Service]:
             service_code=category.value,
             service_name=CATEGORY_NAMES[category][0],
             description=CATEGORY_NAMES[category][1],
+            metadata=bool(QUESTIONS.get(category)),
             keywords=SERVICE_KEYWORDS[category],
             group=SERVICE_GROUPS[category],
         )
         for category in Category
     ]
+
+
+class AttributeValue(BaseModel):
+    """One choice of a list attribute."""
+
+    key: str
+    name: str
+
+
+class Attribute(BaseModel):
+    """A question a service asks beyond the standard fields (GeoReport v2 service definition)."""
+
+    variable: bool = True
+    code: str
+    datatype: Datatype
+    required: bool = False
+    datatype_description: str | None = None
+    order: int
+    description: str
+    values: list[AttributeValue] = Field(default_factory=list)
+
+
+class ServiceDefinition(BaseModel):
+    service_code: str
+    attributes: list[Attribute]
+
+
+def _attribute(question: Question) -> Attribute:
+    return Attribute(
+        code=question.code,
+        datatype=question.datatype,
+        required=question.required,
+        datatype_description=question.datatype_description,
+        order=question.order,
+        description=question.description,
+        values=[AttributeValue(key=choice.key, name=choice.name) for choice in question.choices],
+    )
+
+
+def service_definition(code: str) -> ServiceDefinition | None:
+    """The definition of a known service (an empty attribute list when it asks nothing)."""
+    try:
+        category = Category(code)
+    except ValueError:
+        return None
+    return ServiceDefinition(
+        service_code=category.value,
+        attributes=[_attribute(question) for question in QUESTIONS.get(category, ())],
+    )
+
+
+_ATTRIBUTE_KEY = re.compile(r"attribute\[([A-Za-z0-9_.-]{1,64})\](\[\])?")
+AttributeAnswer = str | list[str]
+
+
+def split_attributes(
+    fields: Mapping[str, object],
+) -> tuple[dict[str, object], dict[str, AttributeAnswer], list[str]]:
+    """(the other fields, `attribute[code]` / `attribute[code][]` answers, problems)."""
+    rest: dict[str, object] = {}
+    answers: dict[str, AttributeAnswer] = {}
+    problems: list[str] = []
+    for name, value in fields.items():
+        match = _ATTRIBUTE_KEY.fullmatch(name)
+        if match is None:
+            if name.startswith("attribute"):
+                problems.append(f"{field_label(name)}: write attribute[code] or attribute[code][]")
+            else:
+                rest[name] = value
+            continue
+        code, many = match.group(1), match.group(2) is not None
+        label = f"attribute[{code}]"
+        items = value if isinstance(value, list) else [value]
+        if any(isinstance(item, bool) or not isinstance(item, str | int | float) for item in items):
+            problems.append(f"{label}: must be text or a number")
+        elif code in answers:
+            problems.append(f"{label}: given more than once")
+        else:
+            texts = [str(item).strip() for item in items]
+            answers[code] = texts if many or isinstance(value, list) else texts[0]
+    return rest, answers, problems
+
+
+def check_attributes(
+    category: Category, answers: Mapping[str, AttributeAnswer]
+) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+    """Validate answers against the category's questions: (the answers for `Ticket.attributes`,
+    in the questions' order, list keys once each; problems naming `attribute[code]`)."""
+    questions = sorted(QUESTIONS.get(category, ()), key=lambda question: question.order)
+    known = {question.code for question in questions}
+    problems = [
+        f"attribute[{name}]: not an attribute of service_code {category.value}"
+        for name in answers
+        if name not in known
+    ]
+    checked: dict[str, tuple[str, ...]] = {}
+    for question in questions:
+        label = f"attribute[{question.code}]"
+        given = answers.get(question.code)
+        given_list = [item for item in (given if isinstance(given, list) else [given]) if item]
+        if not given_list:
+            if question.required:
+                problems.append(f"{label}: required")
+            continue
+        try:
+            checked[question.code] = _checked(question, given_list, label)
+        except IntakeError as error:
+            problems.extend(error.problems)
+    return checked, problems
+
+
+def _checked(question: Question, given: list[str], label: str) -> tuple[str, ...]:
+    """One question's answer in its stored form (choice keys, a number as `%g`, an ISO 8601
+    date-time); IntakeError naming `label` when invalid."""
+    if question.datatype != "multivaluelist" and len(given) > 1:
+        raise IntakeError([f"{label}: takes one value"])
+    if question.datatype in ("singlevaluelist", "multivaluelist"):
+        keys = [choice.key for choice in question.choices]
+        if any(item not in keys for item in given):
+            raise IntakeError([f"{label}: must be one of {', '.join(keys)}"])
+        return tuple(dict.fromkeys(given))
+    value = given[0]
+    if question.datatype == "number":
+        low, high = question.bounds or (-math.inf, math.inf)
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not low <= number <= high:
+            raise IntakeError([f"{label}: must be a number from {low:g} to {high:g}"])
+        return (f"{number:g}",)
+    if question.datatype == "datetime":
+        return (parse_datetime(value, label).isoformat(),)
+    limit = MAX_STRING_ANSWER if question.datatype == "string" else MAX_TEXT_ANSWER
+    if len(value) > limit:
+        raise IntakeError([f"{label}: longer than {limit} characters"])
+    return (value,)
 
 
 class ServiceRequest(BaseModel):
@@ -268,3 +418,77 @@ def describe(errors: Iterable[Mapping[str, Any]], skip_loc: int = 0) -> list[str
 def error_body(code: int, problems: Iterable[str]) -> list[dict[str, object]]:
     """Open311's error format: one `{code, description}` per problem."""
     return [{"code": code, "description": problem} for problem in problems]
+
+
+SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
+# When this endpoint's behaviour last changed: integrators re-read the discovery when it moves.
+CHANGESET = "2026-12-05T00:00:00Z"
+FORMATS = ("text/xml", "application/json")
+
+
+class DiscoveryEndpoint(BaseModel):
+    specification: str = SPECIFICATION
+    url: str
+    changeset: str = CHANGESET
+    type: Literal["production", "test"]
+    formats: list[str] = Field(default_factory=lambda: list(FORMATS))
+
+
+class Discovery(BaseModel):
+    """The GeoReport v2 service discovery document."""
+
+    changeset: str = CHANGESET
+    contact: str
+    key_service: str
+    endpoints: list[DiscoveryEndpoint]
+
+
+# XML element of each item of a list, by the list's element (the spec's examples).
+XML_ITEMS = {
+    "services": "service",
+    "service_requests": "request",
+    "errors": "error",
+    "attributes": "attribute",
+    "values": "value",
+    "endpoints": "endpoint",
+    "formats": "format",
+}
+
+
+# The spec asks for the declaration with encoding="UTF-8" before the root element.
+XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+# Characters XML 1.0 cannot carry (control characters other than tab and newlines).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def to_xml(root: str, document: object) -> bytes:
+    """JSON-shaped data (dicts, lists, scalars) as XML: a list's items take the element name of
+    XML_ITEMS, booleans read true/false and None is an empty element, as in the spec."""
+    element = ElementTree.Element(root)
+    _fill(element, document)
+    return XML_DECLARATION + ElementTree.tostring(element, encoding="unicode").encode()
+
+
+def _fill(element: ElementTree.Element, value: object) -> None:
+    if isinstance(value, Mapping):
+        for name, item in value.items():
+            _fill(ElementTree.SubElement(element, str(name)), item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _fill(ElementTree.SubElement(element, XML_ITEMS[element.tag]), item)
+    elif isinstance(value, bool):
+        element.text = "true" if value else "false"
+    elif value is not None:
+        element.text = _NOT_XML.sub("", str(value))
+
+
+def image_type(data: bytes) -> str | None:
+    """The photo's media type (JPEG, PNG or WebP) from its magic bytes, never from the name or
+    type the client declares; None for anything else."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None

@@ -1,7 +1,23 @@
-"""HTTP intake for sensors that cannot speak MQTT: one FIWARE entity or a batch per request.
+"""HTTP intake for sensors and FIWARE brokers: one entity, a batch, or a broker's notification.
 
-A batch is accepted whole or not at all (400 naming each bad item), so a device that retries
-after a 400 never sends half a batch twice.
+POST /sensors/v1/observations, `application/json` or `application/ld+json`, with an API key.
+The body is one FIWARE entity, a JSON list of up to `MAX_BATCH` entities, or an Orion (NGSI-v2)
+or Orion-LD (NGSI-LD) notification (see `ioc.sensors.ngsi`; forms, units, times and ids in
+`ioc.sensors.fiware`). Entities are judged one by one; each accepted one is published as sent,
+one Kafka message per entity keyed by the sensor id it resolves to.
+
+Answers:
+- 202 `{"accepted": n, "rejected": [{"index": i, "id": "…", "reason": "…"}, …],
+  "warnings": [{"index": i, "id": "…", "warnings": ["…", …]}, …]}` when a batch has at least one
+  accepted entity, for a good single entity, and always for a notification (a broker never sends
+  one again, so a notification with only bad entities is answered 202 too). Every rejected entity
+  of such an answer is on the dead-letter topic with its reason (consumer `ioc-api-sensors`).
+  `warnings` names measured attributes dropped as unusable (the entity itself was accepted).
+- 400 in the Open311 error format, each problem `[index] reason` (no index for a single entity),
+  when nothing of a batch or the single entity is accepted, or the body is not JSON or none of the
+  forms. Nothing is published or dead-lettered then: the sender has every reason.
+- 503 with Retry-After when Kafka did not acknowledge the writes (acks=all) in time: nothing is
+  answered 2xx unless it is durable, so a retry may repeat what was written (at-least-once).
 """
 
 from __future__ import annotations
@@ -9,21 +25,53 @@ from __future__ import annotations
 import json
 import logging
 from datetime import timedelta
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from ioc.api.app import ApiError, publish, read_body, runtime_of, system_of
+from ioc.api.app import ApiError, Runtime, publish, read_body, runtime_of, system_of
+from ioc.dlq import DeadLetter
 from ioc.models.base import utc_now
-from ioc.sensors.fiware import ObservationError, clock_problem, parse_entity
-from ioc.topics import SENSOR_EVENTS
+from ioc.sensors.fiware import ObservationError, decode
+from ioc.sensors.ngsi import Judged, judge, unwrap
+from ioc.topics import DLQ, SENSOR_EVENTS
 
 log = logging.getLogger(__name__)
 
 SENSORS_PREFIX = "/sensors/v1"
 MAX_BATCH = 1000
+CONSUMER = "ioc-api-sensors"
+SOURCE = f"http:{SENSORS_PREFIX}/observations"
 
 router = APIRouter()
+
+
+def _as_sent(entity: Any) -> bytes:
+    return json.dumps(entity, ensure_ascii=False).encode()
+
+
+async def _dead_letter(runtime: Runtime, rejected: list[Judged]) -> None:
+    """Each rejected entity on the DLQ, its reason in the headers; published as the accepted ones
+    are (acknowledged by Kafka, else 503), so a 202 never hides an unrecorded rejection."""
+    letters = [
+        DeadLetter(
+            value=_as_sent(item.entity),
+            key=(item.entity_id or "").encode(),
+            reason=f"invalid observation: {item.reason}",
+            source_topic=SOURCE,
+            source_partition=-1,
+            source_offset=-1,
+            consumer=CONSUMER,
+        )
+        for item in rejected
+    ]
+    await publish(
+        runtime,
+        DLQ,
+        [(SOURCE.encode(), letter.value) for letter in letters],
+        headers=[letter.headers() for letter in letters],
+    )
 
 
 @router.post("/observations", status_code=202, responses={400: {}, 401: {}, 413: {}, 503: {}})
@@ -32,30 +80,51 @@ async def post_observations(request: Request) -> JSONResponse:
     body = await read_body(request, runtime.settings.hotline.max_body_bytes * 16)
     system = system_of(request.headers.get("x-api-key"), runtime.settings.hotline.api_keys)
     try:
-        decoded = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ApiError(400, f"(root): invalid JSON: {error}") from None
-    entities = decoded if isinstance(decoded, list) else [decoded]
-    if not 1 <= len(entities) <= MAX_BATCH:
+        payload = unwrap(decode(body))
+    except ObservationError as error:
+        raise ApiError(400, str(error)) from None
+    if not 1 <= len(payload.entities) <= MAX_BATCH:
         raise ApiError(400, f"(root): send 1 to {MAX_BATCH} observations")
-    problems, accepted = [], []
     max_future = timedelta(seconds=runtime.settings.streams.sensor_max_future_s)
-    for index, entity in enumerate(entities):
-        where = f"[{index}] " if isinstance(decoded, list) else ""
-        try:
-            event = parse_entity(entity)
-        except ObservationError as error:
-            problems.append(f"{where}{error}")
-            continue
-        if runtime.sensors.get(event.id) is None:
-            problems.append(f"{where}id: unknown sensor {event.id!r}")
-            continue
-        if clock := clock_problem(event, utc_now(), max_future):
-            problems.append(f"{where}{clock}")
-            continue
-        accepted.append((event.id, json.dumps(entity, ensure_ascii=False).encode()))
-    if problems:
-        raise ApiError(400, *problems[:20])
-    await publish(runtime, SENSOR_EVENTS, [(key.encode(), value) for key, value in accepted])
-    log.info("%d observation(s) accepted from %s", len(accepted), system)
-    return JSONResponse({"accepted": len(accepted)}, status_code=202)
+    judged = judge(payload, runtime.sensors, utc_now(), max_future)
+    accepted = [item for item in judged if item.event is not None]
+    rejected = [item for item in judged if item.event is None]
+    if not accepted and payload.kind != "notification":
+        indexed = payload.kind == "batch"
+        raise ApiError(
+            400,
+            *[
+                f"[{item.index}] {item.reason}" if indexed else f"{item.reason}"
+                for item in rejected[:20]
+            ],
+        )
+    if accepted:
+        await publish(
+            runtime,
+            SENSOR_EVENTS,
+            [(item.event.id.encode(), _as_sent(item.entity)) for item in accepted if item.event],
+        )
+    if rejected:
+        await _dead_letter(runtime, rejected)
+    log.info(
+        "%s from %s: %d entity(ies) accepted, %d dead-lettered",
+        payload.kind,
+        system,
+        len(accepted),
+        len(rejected),
+    )
+    return JSONResponse(
+        {
+            "accepted": len(accepted),
+            "rejected": [
+                {"index": item.index, "id": item.entity_id, "reason": item.reason}
+                for item in rejected
+            ],
+            "warnings": [
+                {"index": item.index, "id": item.entity_id, "warnings": list(item.event.warnings)}
+                for item in accepted
+                if item.event and item.event.warnings
+            ],
+        },
+        status_code=202,
+    )

@@ -19,6 +19,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from ioc.config import Settings, get_settings
+from ioc.hotline.attributes import raise_for_danger
 from ioc.hotline.categories import Category
 from ioc.hotline.triage import Triage
 from ioc.models import Incident
@@ -53,6 +54,17 @@ def _service_code(record: dict[str, Any]) -> Category | None:
         raise _Rejected(f"unknown service_code {value!r}") from error
 
 
+def _answers(record: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """`attributes` as a ticket carries them (code → list of answers), or none."""
+    value = record.get("attributes") or {}
+    if not isinstance(value, dict) or not all(
+        isinstance(answers, list) and all(isinstance(answer, str) for answer in answers)
+        for answers in value.values()
+    ):
+        raise _Rejected("attributes is not an object of code → list of answers")
+    return {code: tuple(answers) for code, answers in value.items()}
+
+
 def _triage_line(line: str, triage: Triage) -> dict[str, Any]:
     try:
         record = json.loads(line)
@@ -64,7 +76,10 @@ def _triage_line(line: str, triage: Triage) -> dict[str, Any]:
     if not isinstance(description, str) or not description.strip():
         raise _Rejected("missing description")
     received = _received(record)
-    result = triage.classify(description, _service_code(record))
+    service_code = _service_code(record)
+    result = raise_for_danger(
+        triage.classify(description, service_code), service_code, _answers(record)
+    )
     return {
         "service_request_id": record.get("service_request_id"),
         "category": result.category.value,
@@ -82,10 +97,11 @@ def triage_file(
 ) -> tuple[int, int]:
     """Triage each JSONL ticket of `source` into one JSONL line of `sink`.
 
-    A line that is not a JSON object with a `description` (or whose `requested_datetime` or
-    `service_code` cannot be read) is reported on `errors` (stderr by default) with its line
-    number and reason, and skipped; blank lines are ignored. `requested_datetime` defaults to
-    now. Returns (written, rejected).
+    A line that is not a JSON object with a `description` (or whose `requested_datetime`,
+    `service_code` or `attributes` cannot be read) is reported on `errors` (stderr by default)
+    with its line number and reason, and skipped; blank lines are ignored.
+    `requested_datetime` defaults to now. An answer in `attributes` that signals danger makes
+    the ticket urgent, as in the stream. Returns (written, rejected).
     """
     report = errors if errors is not None else sys.stderr
     written = rejected = 0

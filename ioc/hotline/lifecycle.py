@@ -17,7 +17,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from ioc.hotline.categories import CATEGORY_NAMES, Category
-from ioc.hotline.privacy import Reporter, redact_text
+from ioc.hotline.privacy import Reporter, redact_answers, redact_text
 from ioc.hotline.triage import TriageResult
 from ioc.models import Incident, IncidentKind, IncidentSource, Severity, Ticket
 from ioc.models.base import VIETNAM_TIME, deterministic_id, epoch_ms, from_epoch_ms, utc_now
@@ -162,8 +162,8 @@ async def record_ticket(
             "INSERT INTO tickets (service_request_id, requested_at, channel, description, address,"
             " lat, lon, reporter_hash, reporter_masked, urgent, ingested_at, service_code,"
             " category, priority, triage_confidence, sla_due, status, status_notes, media_url,"
-            " incident_id, triage_model, urgency_confidence)"
-            f" VALUES ({', '.join(['%s'] * 22)})"
+            " incident_id, triage_model, urgency_confidence, attributes)"
+            f" VALUES ({', '.join(['%s'] * 23)})"
             " ON CONFLICT (service_request_id) DO NOTHING",
             (
                 ticket.service_request_id,
@@ -188,6 +188,7 @@ async def record_ticket(
                 row["id"],
                 result.model,
                 result.urgency_confidence,
+                Jsonb(redact_answers(ticket.attributes)),
             ),
         )
         await cur.execute(

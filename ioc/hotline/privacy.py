@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ioc.models import Ticket
@@ -64,6 +65,12 @@ def redact_text(text: str) -> str:
     return EMAIL_IN_TEXT.sub(lambda match: mask_email(match.group()), text)
 
 
+def redact_answers(answers: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """A ticket's answers as stored: free-text ones (the polluter's name, what happened) may
+    quote a phone number or an e-mail address, masked as in the description."""
+    return {code: [redact_text(value) for value in values] for code, values in answers.items()}
+
+
 def redact_ticket_bytes(value: bytes | None) -> bytes | None:
     """A rejected intake message as it may be kept outside the intake topic (the DLQ):
     personal fields masked, free text redacted, even when the message is not valid JSON."""
@@ -86,4 +93,7 @@ def redact_ticket_bytes(value: bytes | None) -> bytes | None:
             )
     if isinstance(data.get("description"), str):
         data["description"] = redact_text(data["description"])
+    if isinstance(data.get("attributes"), dict):  # free-text answers, as the description
+        redacted = redact_text(json.dumps(data["attributes"], ensure_ascii=False))
+        data["attributes"] = json.loads(redacted)
     return json.dumps(data, ensure_ascii=False).encode()

@@ -16,6 +16,11 @@ NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)
 VIETNAM_LAT = (7.0, 23.5)
 VIETNAM_LON = (102.0, 117.5)
 MAX_DESCRIPTION = 4000
+MAX_ANSWER = 2000  # a free-text answer to a service's question (Open311 `attribute[code]`)
+AttributeCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+Answer = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_ANSWER)
+]
 
 Channel = Literal["phone", "app", "web", "zalo", "email"]
 
@@ -26,6 +31,8 @@ class Ticket(WireModel):
     `phone`, `email`, `first_name`, `last_name` are personal data: they exist only on the intake
     topic and are replaced by a keyed hash and a masked form before anything is stored.
     `service_code` is one of the categories, or absent for triage to decide.
+    `attributes` holds the answers to the service's questions (`ioc.hotline.attributes`), code →
+    values as validated at intake; they never go into `description`, the citizen's own words.
     `expected` carries the labels of sample tickets and is ignored by the pipeline.
     """
 
@@ -42,6 +49,9 @@ class Ticket(WireModel):
     email: str | None = Field(None, max_length=254)
     first_name: str | None = Field(None, max_length=100)
     last_name: str | None = Field(None, max_length=100)
+    attributes: dict[AttributeCode, Annotated[tuple[Answer, ...], Field(min_length=1)]] = Field(
+        default_factory=dict
+    )
     expected: dict[str, object] | None = None
 
     @model_validator(mode="after")
@@ -60,6 +70,9 @@ class SensorEvent(WireModel):
     date_observed: AwareDatetime = Field(alias="dateObserved")
     measurements: dict[str, float] = Field(min_length=1)
     location: tuple[float, float] | None = Field(None, description="(lat, lon) when sent.")
+    warnings: tuple[str, ...] = Field(
+        (), description="Measured attributes dropped as unusable, with why: for the sender to see."
+    )
 
     @field_validator("measurements")
     @classmethod

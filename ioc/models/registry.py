@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from ioc.assets import CAMERA_REGISTRY_PATH, SENSOR_REGISTRY_PATH
 
@@ -23,23 +23,54 @@ class SensorSpec(BaseModel):
     district: str
     lat: float
     lon: float
+    entity_ids: tuple[str, ...] = Field(
+        (),
+        description="Full FIWARE entity ids this sensor also answers to, for devices and brokers "
+        "whose ids are not `<id>` or `urn:ngsi-ld:<Type>:<id>`.",
+    )
+
+
+NGSI_LD_PREFIX = "urn:ngsi-ld:"
+
+
+def natural_sensor_id(entity_id: str) -> str:
+    """`urn:ngsi-ld:<Type>:<rest>` names sensor `<rest>` (whole, colons included, so
+    `…:Madrid:28079004` and `…:Valencia:28079004` stay apart); any other id names itself."""
+    if entity_id.startswith(NGSI_LD_PREFIX):
+        _type, separator, rest = entity_id[len(NGSI_LD_PREFIX) :].partition(":")
+        if separator and rest:
+            return rest
+    return entity_id
 
 
 class SensorRegistry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     sensors: list[SensorSpec]
+    _by_id: dict[str, SensorSpec] = PrivateAttr(default_factory=dict)
+    _by_name: dict[str, SensorSpec] = PrivateAttr(default_factory=dict)  # ids and entity ids
 
     @model_validator(mode="after")
-    def _unique_ids(self) -> SensorRegistry:
-        ids = [sensor.id for sensor in self.sensors]
-        duplicates = sorted({sensor_id for sensor_id in ids if ids.count(sensor_id) > 1})
+    def _unique_names(self) -> SensorRegistry:
+        """Every id and entity id names one sensor: an entity must never be read as another's."""
+        names = [sensor.id for sensor in self.sensors]
+        names += [name for sensor in self.sensors for name in set(sensor.entity_ids) - {sensor.id}]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
-            raise ValueError(f"duplicate sensor ids: {', '.join(duplicates)}")
+            raise ValueError(f"duplicate sensor ids or entity ids: {', '.join(duplicates)}")
+        self._by_id = {sensor.id: sensor for sensor in self.sensors}
+        self._by_name = self._by_id | {
+            name: sensor for sensor in self.sensors for name in sensor.entity_ids
+        }
         return self
 
     def get(self, sensor_id: str) -> SensorSpec | None:
-        return next((sensor for sensor in self.sensors if sensor.id == sensor_id), None)
+        return self._by_id.get(sensor_id)
+
+    def resolve(self, entity_id: str) -> SensorSpec | None:
+        """The sensor a FIWARE entity id names: an `entity_ids` entry or a sensor id, matched on
+        the full id first, then on its natural id (`natural_sensor_id`); never on a suffix."""
+        return self._by_name.get(entity_id) or self._by_name.get(natural_sensor_id(entity_id))
 
 
 def load_sensor_registry(path: Path | None = None) -> SensorRegistry:

@@ -1,9 +1,11 @@
 """MQTT → Kafka: what sensors publish to the MQTT broker, into `ioc.sensor.events`.
 
-Devices publish FIWARE key-value JSON to `ioc/sensors/<sensor-id>`. The bridge subscribes to
-`mqtt.topic_filter` and forwards every payload byte for byte, keyed by the sensor id: the payload's
-`id` when it is a JSON object with a string id (normalised like the stream agent does, so
-`urn:ngsi-ld:FloodMonitoring:tn-wl-1` keys as `tn-wl-1`), else the last topic level. Headers:
+Devices publish one FIWARE entity as JSON (any form `ioc.sensors.fiware` reads) to
+`ioc/sensors/<sensor-id>`. The bridge subscribes to `mqtt.topic_filter` and forwards every payload
+byte for byte, keyed by the sensor id: the registered sensor the payload's `id` names when it is a
+JSON object with a string id (resolved through the registry as the stream agent does, so a
+sensor's readings share its partition; an unregistered `urn:ngsi-ld:FloodMonitoring:tn-wl-1` keys
+as `tn-wl-1`), else the last topic level. Headers:
 `mqtt_topic` and `received_at_ms`. It validates nothing else: the stream agent dead-letters a bad
 payload with the reason, so nothing is dropped here. The one exception is a payload Kafka can never
 take (over the size limit): it goes to the DLQ with the reason and its first 64 KiB.
@@ -42,8 +44,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from ioc.config import Settings
 from ioc.dlq import DeadLetter
 from ioc.kafka_clients import MAX_MESSAGE_BYTES, producer
+from ioc.models import SensorRegistry, load_sensor_registry
+from ioc.models.registry import natural_sensor_id
 from ioc.runtime import run_until_signal
-from ioc.sensors import fiware
 from ioc.topics import DLQ, SENSOR_EVENTS
 
 if TYPE_CHECKING:
@@ -60,14 +63,17 @@ DEAD_LETTER_HEAD_BYTES = 64 * 1024
 NEVER_FITS = (MessageSizeTooLargeError, RecordTooLargeError)
 
 
-def sensor_key(topic: str, payload: bytes) -> str:
-    """The payload's `id` when it is a JSON object with a string id, else the last topic level."""
+def sensor_key(topic: str, payload: bytes, registry: SensorRegistry) -> str:
+    """The sensor the payload's `id` names when it is a JSON object with a string id (its natural
+    id when unregistered: the agent dead-letters it anyway), else the last topic level."""
     try:
         entity: Any = json.loads(payload)
     except (ValueError, RecursionError):  # not JSON, not UTF-8, absurdly nested
         entity = None
     if isinstance(entity, dict) and isinstance(entity.get("id"), str) and entity["id"].strip():
-        return fiware.sensor_id(entity["id"].strip())
+        entity_id = entity["id"].strip()
+        spec = registry.resolve(entity_id)
+        return spec.id if spec is not None else natural_sensor_id(entity_id)
     return topic.rstrip("/").rsplit("/", 1)[-1] or topic
 
 
@@ -91,8 +97,8 @@ class Outgoing:
     headers: list[tuple[str, bytes]]
 
 
-def _record(message: Received) -> Outgoing:
-    key = sensor_key(message.topic, message.payload).encode()
+def _record(message: Received, registry: SensorRegistry) -> Outgoing:
+    key = sensor_key(message.topic, message.payload, registry).encode()
     headers = [
         ("mqtt_topic", message.topic.encode()),
         ("received_at_ms", str(message.received_at_ms).encode()),
@@ -133,6 +139,7 @@ class MqttBridge:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.mqtt = settings.mqtt
+        self.registry = load_sensor_registry(settings.streams.sensor_registry)  # for keys
         self.ready = threading.Event()  # set while connected and subscribed
         self.forwarded = 0  # messages Kafka acknowledged
         self._connection = 0  # incremented in paho's thread on every accepted CONNACK
@@ -274,7 +281,7 @@ class MqttBridge:
         self, kafka: AIOKafkaProducer, batch: list[Received], stop: asyncio.Event
     ) -> bool:
         """Until Kafka has acknowledged every record of `batch`; False if stopped first."""
-        pending = [(message, _record(message)) for message in batch]
+        pending = [(message, _record(message, self.registry)) for message in batch]
         delay = RECONNECT_MIN_S
         while pending:
             retry: list[tuple[Received, Outgoing]] = []

@@ -26,6 +26,7 @@ from ioc.alerts.fusion import FusionRules, fuse, unfused_candidates
 from ioc.config import Settings
 from ioc.dlq import DeadLetter, RecordedDeadLetter, describe_validation_error
 from ioc.hotline import lifecycle
+from ioc.hotline.attributes import raise_for_danger
 from ioc.hotline.privacy import redact_ticket_bytes, reporter_of
 from ioc.hotline.triage import Triage
 from ioc.kafka_clients import MAX_MESSAGE_BYTES, faust_credentials, hide_produced_payloads
@@ -208,7 +209,11 @@ def create_app(settings: Settings) -> faust.App:
 
     async def process_ticket(event: faust.EventT) -> None:
         ticket = Ticket.model_validate_json(event.value or b"")
-        result = triage.classify(ticket.description, ticket.service_code)
+        result = raise_for_danger(
+            triage.classify(ticket.description, ticket.service_code),
+            ticket.service_code,
+            ticket.attributes,
+        )
         async with store.connection() as conn:
             linked = await lifecycle.record_ticket(
                 conn,

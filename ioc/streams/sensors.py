@@ -112,6 +112,7 @@ class SensorFlow:
         stored_state: Callable[[str], bytes | None],
         max_future: timedelta = timedelta(minutes=5),
     ) -> None:
+        self.registry = registry
         self.specs = {spec.id: spec for spec in registry.sensors}
         # Every sensor's rules resolved at start: a bad rules file fails the worker's start-up.
         self.rules: dict[str, SensorRules] = {
@@ -163,13 +164,11 @@ class SensorFlow:
 
     def _reading(self, message: Message, out: BatchOutput) -> str | None:
         """Apply one reading; the reason when it is rejected."""
-        try:
-            event = fiware.parse_observation(message.value)
+        try:  # the intakes' parse: the entity id resolved to a registered sensor
+            event = fiware.parse_observation(message.value, self.registry)
         except fiware.ObservationError as error:
             return f"invalid observation: {error}"
-        rules = self.rules.get(event.id)
-        if rules is None:
-            return f"unknown sensor id {event.id!r}: not in the sensor registry"
+        rules = self.rules[event.id]
         arrived = from_epoch_ms(message.timestamp_ms)
         clock = fiware.clock_problem(event, arrived, self.max_future)
         if clock is not None:

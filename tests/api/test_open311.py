@@ -99,7 +99,7 @@ def test_services_are_the_ten_categories(client: TestClient) -> None:
     assert [service["service_code"] for service in found] == [c.value for c in Category]
     fire = found[0]
     assert fire["service_name"] == "Cháy, nổ"
-    assert fire["metadata"] is False and fire["type"] == "realtime"
+    assert fire["metadata"] is True and fire["type"] == "realtime"  # it asks who is trapped
     assert fire["keywords"] and fire["group"] and fire["description"]
 
 
@@ -177,9 +177,9 @@ def test_without_or_with_wrong_key_is_401_and_nothing_is_published(
         ({"requested_datetime": "2026-11-20T08:15:00"}, "requested_datetime"),
         ({"service_code": "potholes"}, "service_code"),
         ({"channel": "fax"}, "channel"),
-        ({"channel": None}, "channel"),
         ({"service_request_id": "TN-mine"}, "service_request_id"),
         ({"phone_number": "0912345678"}, "phone_number"),
+        ({"attributes": {"nguoi_mac_ket": ["co"]}}, "attribute[code]"),  # answers only so
     ],
 )
 def test_bad_input_is_400_naming_the_field(
@@ -209,9 +209,9 @@ def test_malformed_or_unsupported_bodies(client: TestClient) -> None:
     plain = client.post(url, content=b"hello", headers=KEY | {"Content-Type": "text/plain"})
     assert plain.status_code == 415 and "Content-Type" in problems(plain)
     upload = client.post(
-        url, data=report(), files={"media": ("a.jpg", b"\xff\xd8", "image/jpeg")}, headers=KEY
+        url, data=report(), files={"photo": ("a.jpg", b"\xff\xd8\xff", "image/jpeg")}, headers=KEY
     )
-    assert upload.status_code == 400 and "media" in problems(upload)
+    assert upload.status_code == 400 and "photo: file uploads not accepted" in problems(upload)
 
 
 def test_oversized_body_is_413_by_declared_or_actual_size(

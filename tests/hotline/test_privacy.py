@@ -3,6 +3,7 @@ import json
 from ioc.hotline.privacy import (
     mask_email,
     mask_phone,
+    redact_answers,
     redact_text,
     redact_ticket_bytes,
     reporter_of,
@@ -57,3 +58,17 @@ def test_rejected_intake_bytes_are_redacted_even_when_not_json() -> None:
     broken = b'{"phone": "0992174218", "last_name": "Tran", "description": "lh 0987654321"'
     out = redact_ticket_bytes(broken)
     assert b"0992174218" not in out and b"Tran" not in out and b"0987654321" not in out
+
+
+def test_free_text_answers_are_masked_as_the_description() -> None:
+    answers = {
+        "co_so_gay_o_nhiem": ("Xưởng Hòa Bình, lh 0987654321",),
+        "tu_khi_nao": ("2026-11-20T08:00:00+07:00",),
+    }
+    assert redact_answers(answers) == {
+        "co_so_gay_o_nhiem": ["Xưởng Hòa Bình, lh 09******21"],
+        "tu_khi_nao": ["2026-11-20T08:00:00+07:00"],
+    }
+    rejected = json.dumps(BASE | {"attributes": {"dien_bien": ["mail an@x.vn"]}}).encode()
+    redacted = json.loads(redact_ticket_bytes(rejected))["attributes"]
+    assert redacted == {"dien_bien": ["mail a***@x.vn"]}

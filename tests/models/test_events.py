@@ -46,3 +46,20 @@ def test_bundled_sensor_registry_is_valid_and_duplicates_are_rejected() -> None:
     sensor = registry.sensors[0].model_dump()
     with pytest.raises(ValidationError, match="duplicate"):
         SensorRegistry.model_validate({"sensors": [sensor, sensor]})
+
+
+def test_ticket_answers_are_kept_apart_from_the_description() -> None:
+    base = {
+        "service_request_id": "S-1",
+        "requested_datetime": "2026-11-20T08:00:00Z",
+        "channel": "app",
+        "description": "Cháy nhà",
+        "service_code": "chay_no",
+    }
+    assert Ticket.model_validate(base).attributes == {}
+    ticket = Ticket.model_validate(base | {"attributes": {"nguoi_mac_ket": ["co"]}})
+    assert ticket.attributes == {"nguoi_mac_ket": ("co",)} and ticket.description == "Cháy nhà"
+    assert Ticket.model_validate_json(ticket.to_bytes()) == ticket
+    for bad in ({"nguoi_mac_ket": []}, {"nguoi_mac_ket": [""]}, {"a b": ["co"]}, ["co"]):
+        with pytest.raises(ValidationError, match="attributes"):
+            Ticket.model_validate(base | {"attributes": bad})

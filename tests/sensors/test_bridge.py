@@ -16,12 +16,14 @@ import pytest
 from ioc import topics
 from ioc.config import MqttSettings, Settings
 from ioc.kafka_clients import MAX_MESSAGE_BYTES
+from ioc.models import load_sensor_registry
 from ioc.sensors.bridge import MqttBridge, sensor_key
 from ioc.stack import StackError, stack_services, stack_status, stack_up
 from ioc.stack import mosquitto as mosquitto_module
 from ioc.stack.mosquitto import MosquittoService
 from ioc.stack.process import free_port, port_open
 from tests.conftest import (
+    TEST_REGISTRY,
     BridgeThread,
     SensorTopic,
     dead_letters,
@@ -162,12 +164,21 @@ def test_message_kafka_did_not_acknowledge_is_delivered_again(
     assert second.error is None
 
 
-def test_sensor_key() -> None:
-    assert sensor_key("ioc/sensors/t", b'{"id": "urn:ngsi-ld:WeatherObserved:w-1"}') == "w-1"
-    assert sensor_key("ioc/sensors/t", b'{"id": "  w-2 "}') == "w-2"
-    assert sensor_key("ioc/sensors/t", b'{"id": "   "}') == "t"
-    assert sensor_key("ioc/sensors/t", b'"w-3"') == "t"
-    assert sensor_key("ioc/sensors/t", b"[" * 100_000) == "t"
+def test_sensor_key_resolves_ids_as_the_stream_agent_does() -> None:
+    registry = load_sensor_registry(TEST_REGISTRY)
+
+    def key(payload: bytes) -> str:
+        return sensor_key("ioc/sensors/t", payload, registry)
+
+    assert key(b'{"id": "urn:ngsi-ld:WeatherObserved:w-1"}') == "w-1"
+    assert key(b'{"id": "  w-2 "}') == "w-2"
+    assert key(b'{"id": "urn:ngsi-ld:AirQualityObserved:Madrid:28079004"}') == "es-madrid-28079004"
+    assert key(b'{"id": "TrafficFlowObserved-Valladolid-osm-60821110"}') == (
+        "es-valladolid-traffic-60821110"
+    )
+    assert key(b'{"id": "   "}') == "t"
+    assert key(b'"w-3"') == "t"
+    assert key(b"[" * 100_000) == "t"
 
 
 # The broker as a stack service.

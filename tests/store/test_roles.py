@@ -25,6 +25,7 @@ PERSONAL_TICKET_COLUMNS = (
     "description",
     "status_notes",
     "media_url",
+    "attributes",
 )
 
 
