@@ -39,6 +39,7 @@ from ioc.api.limits import RateLimit, RateLimiter
 from ioc.api.open311 import (
     CHANNELS,
     REQUEST_COLUMNS,
+    XML_TYPE,
     Discovery,
     DiscoveryEndpoint,
     IntakeError,
@@ -47,7 +48,7 @@ from ioc.api.open311 import (
     ServiceRequest,
     check_attributes,
     describe,
-    error_body,
+    error_document,
     field_label,
     image_type,
     intake_values,
@@ -94,7 +95,6 @@ LIST_PARAMETERS = frozenset(
 )
 NOTICE = "Đã tiếp nhận phản ánh. Tra cứu: GET {prefix}/requests/{id}.{format}"
 Format = Literal["json", "xml"]
-XML_TYPE = "text/xml; charset=utf-8"  # as the spec's discovery names it
 # For the OpenAPI document: every Open311 answer also comes as the spec's XML.
 XML_ANSWER: dict[str, Any] = {"content": {"text/xml": {"schema": {"type": "string"}}}}
 INTAKE_BODIES: dict[str, Any] = {
@@ -707,11 +707,9 @@ def system_of(key: object, api_keys: Mapping[str, str]) -> str:
 def error_response(
     request: Request, status: int, problems: list[str], headers: Mapping[str, str] | None = None
 ) -> Response:
-    """Open311's error list, as XML for a `.xml` URL (the format the client asked for)."""
-    body = error_body(status, problems)
-    if request.url.path.endswith(".xml"):
-        return Response(to_xml("errors", body), status, headers, media_type=XML_TYPE)
-    return JSONResponse(body, status_code=status, headers=headers)
+    """Open311's error list in the format the URL asked for (`error_document`)."""
+    body, media_type = error_document(request.url.path, status, problems)
+    return Response(body, status, headers, media_type=media_type)
 
 
 async def _api_error(request: Request, error: Exception) -> Response:
@@ -761,5 +759,5 @@ class SafeErrors:
                 where,
             )
             if not started:
-                response = JSONResponse(error_body(500, ["internal error"]), status_code=500)
-                await response(scope, receive, send)
+                body, media_type = error_document(scope.get("path", ""), 500, ["internal error"])
+                await Response(body, 500, media_type=media_type)(scope, receive, send)

@@ -10,7 +10,6 @@ flood of bad keys is limited too. Over the limit: 429 in Open311's error format,
 from __future__ import annotations
 
 import hmac
-import json
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ioc.api.open311 import error_body
+from ioc.api.open311 import error_document
 
 MAX_BUCKETS = 10_000  # idle, full buckets are forgotten beyond this many clients
 
@@ -104,15 +103,15 @@ class RateLimit:
             await self.app(scope, receive, send)
             return
         retry_after = max(1, math.ceil(wait_s))
-        body = json.dumps(
-            error_body(429, [f"rate limit exceeded: retry in {retry_after} s"])
-        ).encode()
+        body, media_type = error_document(
+            scope.get("path", ""), 429, [f"rate limit exceeded: retry in {retry_after} s"]
+        )
         await send(
             {
                 "type": "http.response.start",
                 "status": 429,
                 "headers": [
-                    (b"content-type", b"application/json"),
+                    (b"content-type", media_type.encode()),
                     (b"retry-after", str(retry_after).encode()),
                     (b"content-length", str(len(body)).encode()),
                 ],

@@ -9,6 +9,7 @@ responses or import reports.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import secrets
@@ -459,6 +460,18 @@ XML_ITEMS = {
 XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 # Characters XML 1.0 cannot carry (control characters other than tab and newlines).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+XML_TYPE = "text/xml; charset=utf-8"  # as the spec's discovery names it
+
+
+def error_document(path: str, status: int, problems: Iterable[str]) -> tuple[bytes, str]:
+    """Open311's error list and its content type: XML for a `.xml` URL (the format the client
+    asked for), else JSON. One renderer for every error, the rate limiter's and a 500 included."""
+    body = error_body(status, problems)
+    if path.endswith(".xml"):
+        return to_xml("errors", body), XML_TYPE
+    return json.dumps(body, ensure_ascii=False).encode(), "application/json"
 
 
 def to_xml(root: str, document: object) -> bytes:

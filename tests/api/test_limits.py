@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from xml.etree import ElementTree
 
 import pytest
 from fastapi.testclient import TestClient
@@ -73,6 +74,11 @@ def test_each_integration_has_its_own_limit_and_the_rest_share_their_address(
     assert limited.status_code == 429
     assert int(limited.headers["retry-after"]) == 10
     assert limited.json() == [{"code": 429, "description": "rate limit exceeded: retry in 10 s"}]
+    as_xml = client.get(SERVICES.replace(".json", ".xml"), headers=app_key)
+    assert as_xml.status_code == 429 and as_xml.headers["content-type"].startswith("text/xml")
+    error = ElementTree.fromstring(as_xml.content).find("error")
+    assert error is not None and error.findtext("code") == "429"
+    assert error.findtext("description") == "rate limit exceeded: retry in 10 s"
     # Another integration, a staff member (Bearer) and the address itself are untouched.
     assert client.get(SERVICES, headers={"X-API-Key": "key-portal"}).status_code == 200
     staff = {"Authorization": "Bearer key-lan"}

@@ -26,6 +26,7 @@ from georeport import GeoReport
 
 from ioc import topics
 from ioc.api import create_app
+from ioc.api.open311 import error_document
 from ioc.api.openapi import render
 from ioc.config import Settings
 from ioc.hotline.categories import Category
@@ -446,3 +447,18 @@ def test_committed_openapi_document_is_current() -> None:
     )
     paths = json.loads(render())["paths"]
     assert f"{V2}/services/{{service_code}}.{{format}}" in paths
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [("/open311/v2/requests.xml", "text/xml"), ("/open311/v2/requests.json", "application/json")],
+)
+def test_every_error_is_in_the_format_the_url_asked_for(path: str, content_type: str) -> None:
+    body, media_type = error_document(path, 500, ["internal error"])
+    assert media_type.startswith(content_type)
+    if content_type == "text/xml":
+        error = ElementTree.fromstring(body).find("error")
+        assert error is not None
+        assert (error.findtext("code"), error.findtext("description")) == ("500", "internal error")
+    else:
+        assert json.loads(body) == [{"code": 500, "description": "internal error"}]
