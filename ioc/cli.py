@@ -20,6 +20,7 @@ from ioc.assets import SAMPLES_DIR
 from ioc.config import Settings, get_settings
 from ioc.hotline.commands import triage_app
 from ioc.models.registry import load_camera_registry
+from ioc.runtime import run_async
 from ioc.stack import StackError, stack_down, stack_status, stack_up
 
 # Piped into a file or a CI log, rich would wrap every table at 80 columns.
@@ -355,7 +356,6 @@ def record_command(
     """Export the messages of Kafka topics whose timestamp lies in [--from, --to) to a portable
     recording: manifest.json (written last), topics/<topic>/<partition>.jsonl.gz and camera
     frames as .jpg files, verified when it is replayed. Exits 1 on a bad time or topic."""
-    import asyncio
     import time
     from datetime import datetime
 
@@ -398,7 +398,7 @@ def record_command(
                 rate = written / max(time.monotonic() - began, 1e-3)
                 progress.update(task, completed=written, rate=f"{rate:,.0f}")
 
-            manifest = asyncio.run(record(settings.kafka, names, start, end, out, on_progress))
+            manifest = run_async(record(settings.kafka, names, start, end, out, on_progress))
     except (RecordingError, KafkaError, OSError) as error:
         _fail(error)
 
@@ -623,7 +623,6 @@ def scenario_publish_command(
     samples: SamplesOption = SAMPLES_DIR,
 ) -> None:
     """Publish the sample scenario (frames, tickets, sensors, bad inputs) in real time."""
-    import asyncio
 
     from ioc.scenario.plan import build_plan
     from ioc.scenario.publisher import publish
@@ -632,7 +631,7 @@ def scenario_publish_command(
     plan = build_plan(
         samples, duration, settings.demo.frame_interval_s, settings.demo.sensor_interval_s
     )
-    sent = asyncio.run(publish(plan, settings.kafka))
+    sent = run_async(publish(plan, settings.kafka))
     for topic, count in sorted(sent.items()):
         console.print(f"{topic}: {count}")
 
@@ -766,7 +765,6 @@ def tickets_set_status_command(
     note: Annotated[str | None, typer.Option(help="Status notes shown to the citizen.")] = None,
 ) -> None:
     """Move a ticket through its lifecycle (resolving the first report resolves its incident)."""
-    import asyncio
 
     from ioc.hotline.commands import send_candidate
     from ioc.hotline.lifecycle import TransitionError, set_status
@@ -786,7 +784,7 @@ def tickets_set_status_command(
             console.print(f"incident {incident.id}: {incident.status}")
 
     try:
-        asyncio.run(move())
+        run_async(move())
     except TransitionError as error:
         _fail(error)
     console.print(f"{ticket_id}: {status}")

@@ -1,11 +1,13 @@
-"""Run an async service until SIGTERM or SIGINT, then let it finish its current step."""
+"""Run async work from a command: a service until SIGTERM or SIGINT, or one coroutine to its end."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol, TypeVar, cast
+
+T = TypeVar("T")
 
 
 class Service(Protocol):
@@ -23,3 +25,43 @@ def run_until_signal(build: Callable[[], Service]) -> None:
         await build().run(stop)
 
     asyncio.run(main())
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run`, but SIGTERM cancels `main` between two steps, so its `finally` blocks run
+    and its clients stop, and then exits 128 + SIGTERM. A SystemExit raised by a Python signal
+    handler lands at any bytecode, inside the event loop's or aiokafka's own code too, and once
+    left asyncio.run waiting forever on a task it could not finish (a demo stopped by SIGTERM
+    while publishing)."""
+    terminated = False
+
+    async def guarded() -> T | None:
+        nonlocal terminated
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def cancel() -> None:
+            nonlocal terminated
+            terminated = True
+            task.cancel()
+
+        loop.add_signal_handler(signal.SIGTERM, cancel)
+        try:
+            return await main
+        except asyncio.CancelledError:
+            if terminated:
+                return None
+            raise
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        result = asyncio.run(guarded())
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)  # remove_signal_handler left the default
+    if terminated:
+        raise SystemExit(128 + signal.SIGTERM)
+    return cast(T, result)

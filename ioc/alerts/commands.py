@@ -3,7 +3,6 @@ under /api/v1/incidents does the same for other tools)."""
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 from typing import Annotated
@@ -17,6 +16,7 @@ from ioc.alerts import lifecycle
 from ioc.config import get_settings
 from ioc.models import FusedIncident, FusedStatus
 from ioc.models.base import VIETNAM_TIME
+from ioc.runtime import run_async
 
 console = Console()
 incidents_app = typer.Typer(
@@ -56,7 +56,7 @@ def list_command(
         async with await _connect() as conn:
             return await lifecycle.listed(conn, statuses, limit)
 
-    incidents = asyncio.run(read())
+    incidents = run_async(read())
     if as_json:
         print(json.dumps([i.model_dump(mode="json") for i in incidents], ensure_ascii=False))
         return
@@ -97,7 +97,7 @@ def show_command(
             )
 
     try:
-        incident, history, snapshots, tickets = asyncio.run(read())
+        incident, history, snapshots, tickets = run_async(read())
     except lifecycle.UnknownIncident as error:
         console.print(f"[red]{error}[/]")
         raise typer.Exit(1) from None
@@ -179,7 +179,7 @@ def _act(incident_id: str, action: str, by: str | None, reason: str | None) -> N
         return incident
 
     try:
-        incident = asyncio.run(run())
+        incident = run_async(run())
     except (lifecycle.UnknownIncident, lifecycle.TransitionError) as error:
         console.print(f"[red]{error}[/]")
         raise typer.Exit(1) from None

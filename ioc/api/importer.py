@@ -34,6 +34,7 @@ from ioc.config import Settings
 from ioc.kafka_clients import producer as kafka_producer
 from ioc.models import Ticket
 from ioc.models.base import VIETNAM_TIME
+from ioc.runtime import run_async
 from ioc.topics import HOTLINE_TICKETS
 
 BATCH = 500
@@ -79,7 +80,7 @@ def import_tickets(path: Path, settings: Settings, progress: bool = True) -> Imp
 
     Raises ValueError when the file as a whole cannot be read (type, encoding, CSV header).
     """
-    report = asyncio.run(aimport_tickets(path, settings, progress=progress))
+    report = run_async(aimport_tickets(path, settings, progress=progress))
     if progress:
         report.print(Console())
     return report

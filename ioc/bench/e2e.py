@@ -45,6 +45,7 @@ from ioc.config import Settings
 from ioc.kafka_clients import aio_consumer, producer
 from ioc.models import FrameHeaders, SensorSpec
 from ioc.models.base import utc_now
+from ioc.runtime import run_async
 from ioc.scenario.workers import Workers, worker_specs
 from ioc.sensors.fiware import entity
 from ioc.stack import stack_down, stack_up
@@ -501,7 +502,7 @@ def run_bench(probes: int, load: bool, console: Console, as_json: bool = False) 
             e2e_stack(settings, console) as workers,
         ):
             bench = Bench(settings, receiver, workers, run, hold_s)
-            kinds, frame_times, baseline = asyncio.run(
+            kinds, frame_times, baseline = run_async(
                 _measure(bench, probes, load, sensors, cams, background, console)
             )
             with psycopg.connect(settings.database.dsn, autocommit=True) as conn:

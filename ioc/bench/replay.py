@@ -33,6 +33,7 @@ from ioc.replay.mix import detector_for, write_demo_mix
 from ioc.replay.recording import open_recording
 from ioc.replay.replay import Pace, Replayer
 from ioc.replay.sandbox import Sandbox
+from ioc.runtime import run_async
 from ioc.stack import stack_down, stack_up
 
 GOAL_SPEEDUP = 50.0
@@ -141,7 +142,7 @@ def run_bench(minutes: float, rounds: int, console: Console, as_json: bool = Fal
                 messages, span_s = result.messages, result.span_s
                 sources = [sandbox.topic_prefix + name for name in result.published]
                 with console.status(f"round {round_number}/{rounds}: raw topic copy…"):
-                    copied, seconds = asyncio.run(raw_copy(settings, sources))
+                    copied, seconds = run_async(raw_copy(settings, sources))
                 assert copied == messages, (copied, messages)
                 copy_s.append(seconds)
                 console.print(

@@ -46,6 +46,7 @@ from ioc.config import KafkaSettings, Settings
 from ioc.kafka_clients import producer
 from ioc.models import IncidentKind, SensorSpec
 from ioc.models.base import from_epoch_ms, utc_now
+from ioc.runtime import run_async
 from ioc.scenario.workers import Workers
 from ioc.sensors.fiware import entity
 from ioc.stack.process import StackError
@@ -259,7 +260,7 @@ async def baseline_loop(kafka: KafkaSettings, dsn: str, ready: EventType, stop: 
 
 
 def _baseline_main(kafka: KafkaSettings, dsn: str, ready: EventType, stop: EventType) -> None:
-    asyncio.run(baseline_loop(kafka, dsn, ready, stop))
+    run_async(baseline_loop(kafka, dsn, ready, stop))
 
 
 @contextmanager
@@ -414,7 +415,7 @@ class BenchRun:
 
     def throughput_round(self, target: Target, batch: list[Reading], since: datetime) -> None:
         expected = count_rows(self.conn, target.table, since) + sum(r.rows for r in batch)
-        started, acked = asyncio.run(publish_burst(self.settings, target.topic, batch))
+        started, acked = run_async(publish_burst(self.settings, target.topic, batch))
         done = wait_rows(self.conn, target.table, since, expected, self.alive)
         target.throughput.append(len(batch) / (done - started))
         target.publisher.append(len(batch) / (acked - started))
@@ -425,7 +426,7 @@ class BenchRun:
         offsets = incident_offsets(self.settings)
         expected = count_rows(self.conn, "sensor_readings", since) + sum(r.rows for r in batch)
         messages = ((reading.key, reading.value) for reading in batch)
-        asyncio.run(publish(self.settings, topics.SENSOR_EVENTS, messages, rate))
+        run_async(publish(self.settings, topics.SENSOR_EVENTS, messages, rate))
         wait_rows(self.conn, "sensor_readings", since, expected, self.alive)
         return incident_latencies(self.settings, offsets, alarms, INCIDENT_WAIT_S)
 

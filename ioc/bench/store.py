@@ -15,7 +15,6 @@ bench (`--dsn` points it at another, e.g. TimescaleDB; its twin tables are dropp
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import tempfile
 import time
@@ -31,6 +30,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from ioc.bench.common import ephemeral_settings
+from ioc.runtime import run_async
 from ioc.stack.postgres import PostgresService
 from ioc.store.sink import CopySink
 from ioc.store.writer import READING_COLUMNS
@@ -176,15 +176,15 @@ def run_bench(
                     shift = index % len(TABLES)  # rotate, so drift hits every side
                     for table in TABLES[shift:] + TABLES[:shift]:
                         if table == RAW_TABLE:
-                            seconds = asyncio.run(raw_copy(url, batch))
+                            seconds = run_async(raw_copy(url, batch))
                         else:
-                            seconds, retried = asyncio.run(
+                            seconds, retried = run_async(
                                 through_sink(url, batch, batch_rows, table)
                             )
                             retries += retried
                         rates[table].append(rows / seconds)
                         bar.advance(task)
-                seconds, retried = asyncio.run(through_sink(url, batch, batch_rows))
+                seconds, retried = run_async(through_sink(url, batch, batch_rows))
                 retries += retried
                 bar.advance(task)
             stored = tuple(

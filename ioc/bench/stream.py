@@ -48,6 +48,7 @@ from ioc.dlq import DeadLetter, SourceRecord, describe_validation_error
 from ioc.hotline.privacy import redact_ticket_bytes
 from ioc.kafka_clients import MAX_MESSAGE_BYTES, consumer, faust_credentials, producer
 from ioc.models import Ticket
+from ioc.runtime import run_async
 from ioc.stack.kafka import KafkaService
 from ioc.stack.process import StackError
 
@@ -197,7 +198,7 @@ async def plain_loop(kafka: KafkaSettings) -> None:
 
 
 def _plain_main(kafka: KafkaSettings) -> None:
-    asyncio.run(plain_loop(kafka))
+    run_async(plain_loop(kafka))
 
 
 @contextmanager
@@ -322,7 +323,7 @@ class OutputCounter:
 
 def one_round(settings: Settings, counter: OutputCounter, side: Side, batch: list[Reading]) -> None:
     expected = counter.count(side.topics) + len(batch)
-    started, acked = asyncio.run(publish_burst(settings, side.topics.source, batch))
+    started, acked = run_async(publish_burst(settings, side.topics.source, batch))
     done = counter.wait_for(side, expected)
     side.throughput.append(len(batch) / (done - started))
     side.publisher.append(len(batch) / (acked - started))

@@ -33,6 +33,7 @@ from ioc.bench.common import bench_stack, ephemeral_settings, percentile, publis
 from ioc.config import Settings
 from ioc.kafka_clients import aio_consumer
 from ioc.models.base import utc_now
+from ioc.runtime import run_async
 from ioc.stack.process import StackError
 
 BASELINE_TOPIC = "bench.baseline.tickets"
@@ -160,14 +161,14 @@ class BenchRun:
         tickets = synthetic_tickets(self.count, seed)
         ids = [ticket["service_request_id"] for ticket in tickets]
         started = time.monotonic()
-        asyncio.run(publish(self.settings, target.topic, messages(tickets), rate=None))
+        run_async(publish(self.settings, target.topic, messages(tickets), rate=None))
         wait_rows(self.conn, target.table, ids, timeout_s=600)
         target.throughput.append(self.count / (time.monotonic() - started))
 
     def steady_latencies(self, target: Target, rate: float, seconds: float) -> None:
         tickets = synthetic_tickets(int(rate * seconds), f"{target.topic}:steady")
         ids = [ticket["service_request_id"] for ticket in tickets]
-        asyncio.run(publish(self.settings, target.topic, messages(tickets), rate=rate))
+        run_async(publish(self.settings, target.topic, messages(tickets), rate=rate))
         wait_rows(self.conn, target.table, ids, timeout_s=600)
         target.latency_ms = latencies(self.conn, target.table, ids)
 

@@ -3,7 +3,6 @@ correct a ticket's triage as staff."""
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 import sys
@@ -24,6 +23,7 @@ from ioc.hotline.categories import Category
 from ioc.hotline.triage import Triage
 from ioc.models import Incident
 from ioc.models.base import VIETNAM_TIME
+from ioc.runtime import run_async
 
 
 class _Rejected(ValueError):
@@ -290,7 +290,7 @@ def _corrections(dsn: str) -> Sequence[Any]:
             return await training_examples(conn)
 
     try:
-        return asyncio.run(read())
+        return run_async(read())
     except psycopg.OperationalError as error:
         _fail(f"cannot read corrections from the database ({error}); or use --no-corrections")
         raise
@@ -353,7 +353,7 @@ def _apply(ticket_id: str, correction: Any) -> Any:
         return applied
 
     try:
-        return asyncio.run(apply())
+        return run_async(apply())
     except (UnknownTicket, CorrectionError) as error:
         _fail(error)
         raise

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import time
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from ioc.replay.recording import Recording, open_recording
 from ioc.replay.replay import INPUT_TOPICS, Pace, Replayer, ReplayResult, replayable
 from ioc.replay.report import render_diff, render_result
 from ioc.replay.sandbox import RulesFile, Sandbox
+from ioc.runtime import run_async
 
 
 class RateColumn(ProgressColumn):
@@ -52,7 +52,7 @@ def from_kafka(
     try:
         with console.status("recording the range from Kafka…"):
             names = [settings.kafka.topic(name) for name in INPUT_TOPICS]
-            asyncio.run(record(settings.kafka, names, start, end, out))
+            run_async(record(settings.kafka, names, start, end, out))
         yield open_recording(out)
     finally:
         shutil.rmtree(out, ignore_errors=True)

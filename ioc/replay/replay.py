@@ -27,6 +27,7 @@ from ioc.kafka_clients import producer
 from ioc.lag import consumer_lag
 from ioc.replay.recording import Recording
 from ioc.replay.sandbox import RulesFile, Sandbox, SandboxError
+from ioc.runtime import run_async
 from ioc.scenario.workers import Workers, worker_specs
 from ioc.stack.process import log_tail
 
@@ -255,7 +256,7 @@ class Replayer:
             workers.start()
             workers.wait_ready(WORKER_START_TIMEOUT_S)
             started = time.monotonic()
-            asyncio.run(self._publish_and_drain(recording, names, settings, workers, result))
+            run_async(self._publish_and_drain(recording, names, settings, workers, result))
             result.processing_s = time.monotonic() - started
         finally:
             workers.stop()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from rich.console import Console
 
 from ioc.config import Settings
+from ioc.runtime import run_async
 from ioc.scenario.plan import build_plan
 from ioc.scenario.publisher import publish
 from ioc.scenario.report import problems, render, snapshot, summarize
@@ -37,7 +37,7 @@ def run_demo(settings: Settings, samples_dir: Path, keep_stack: bool, console: C
         expected_dead = sum(item.bad for item in plan)
         before = snapshot(settings)
         console.print(f"publishing {len(plan)} messages over {settings.demo.duration_s:.0f}s…")
-        asyncio.run(publish(plan, settings.kafka))
+        run_async(publish(plan, settings.kafka))
         with console.status("waiting for the pipeline to drain…"):
             lag = workers.wait_drained(settings.demo.drain_timeout_s)
         summary = summarize(settings, before, snapshot(settings))
