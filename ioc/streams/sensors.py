@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 
 from kafka.partitioner.default import murmur2
 
-from ioc.models import Incident, IncidentSource, SensorRegistry, SensorSpec
+from ioc.models import Incident, IncidentSource, SensorEvent, SensorRegistry, SensorSpec
 from ioc.models.base import from_epoch_ms
 from ioc.models.incidents import IncidentStatus
 from ioc.sensors import fiware
@@ -175,7 +175,11 @@ class SensorFlow:
             return clock
         state = self._state(event.id, arrived)
         if state.source_offset is not None and message.offset <= state.source_offset:
-            return None  # already applied before a restart: stored, not counted again
+            # Applied before a restart, or skipped by a delivery gap that the held commit then
+            # redelivered: not counted again, but stored again, since the row write is an
+            # idempotent upsert and a reading missing from the database is lost for good.
+            out.readings.extend(self._rows(event, arrived, late=True))
+            return None
         try:
             transitions, windows = evaluate(state, event, rules, arrived)
         except Exception as error:  # a bug for one reading must not stop every other sensor
@@ -184,16 +188,21 @@ class SensorFlow:
             return f"rules failed on this reading ({error!r}); kept here to replay once fixed"
         state.source_offset = message.offset
         late = bool(windows) and windows[0].status == "late"
-        out.readings.extend(
-            ReadingRow(event.id, event.date_observed, name, value, event.type, arrived, late)
-            for name, value in event.measurements.items()
-        )
+        out.readings.extend(self._rows(event, arrived, late))
         if not late:
             out.windows.extend(windows)
         spec = self.specs[event.id]
         out.incidents.extend(incident_of(t, spec, message.timestamp_ms) for t in transitions)
         out.changed[event.id] = state
         return None
+
+    @staticmethod
+    def _rows(event: SensorEvent, arrived: datetime, late: bool) -> list[ReadingRow]:
+        """One row per measurement; `late` rows did not change the windows."""
+        return [
+            ReadingRow(event.id, event.date_observed, name, value, event.type, arrived, late)
+            for name, value in event.measurements.items()
+        ]
 
     def _tick(self, message: Message, out: BatchOutput) -> None:
         now = from_epoch_ms(message.timestamp_ms)

@@ -94,6 +94,26 @@ def test_messages_redelivered_after_a_restart_are_not_applied_twice() -> None:
     assert not output.rejected
 
 
+def test_a_reading_behind_the_applied_offset_is_stored_again_but_not_counted() -> None:
+    """Chaos run 27: a worker applied a sensor's later readings while one earlier reading of it
+    never reached the flow, the held commit redelivered that one to the next worker, and the
+    restored state said it was applied, so it was acknowledged and never stored."""
+    log = Log()
+    skipped = log.reading("aq-2", T0 + timedelta(seconds=10), 30.0)
+    later = [log.reading("aq-2", T0 + timedelta(seconds=s), 10.0) for s in (20, 40)]
+    output = flow().process(later)  # the gap: `skipped` never reached this worker's flow
+    table = {k: v.model_dump_json().encode() for k, v in output.changed.items()}
+
+    after = flow(table)
+    closing = log.reading("aq-2", T0 + timedelta(minutes=4), 1.0)
+    output = after.process([skipped, *later, closing])
+    stored = [(r.observed_at, r.value, r.late) for r in output.readings]
+    assert (T0 + timedelta(seconds=10), 30.0, True) in stored  # stored, marked not counted
+    (closed,) = output.windows
+    assert (closed.count, closed.max) == (2, 10.0)  # the windows count each reading once
+    assert not output.rejected
+
+
 def test_bad_readings_are_rejected_with_a_reason_and_the_rest_of_the_batch_goes_on() -> None:
     log = Log()
     good = log.reading("aq-3", T0, 12.0)
