@@ -65,10 +65,9 @@ def _order(view: View) -> tuple[datetime, str]:
 
 
 def diff(a: Sequence[V], b: Sequence[V], fields: Sequence[str]) -> Diff[V]:
-    """Merged incidents live on in the one they joined: only the others are compared."""
     result: Diff[V] = Diff()
-    left = {view.id: view for view in a if view.status != "merged"}
-    right = {view.id: view for view in b if view.status != "merged"}
+    left = {view.id: view for view in a}
+    right = {view.id: view for view in b}
 
     def pair(x: V, y: V) -> None:
         differ = tuple(name for name in fields if getattr(x, name) != getattr(y, name))

@@ -85,12 +85,13 @@ class IncidentView:
     title: str
     head_key: str  # the earliest candidate's ticket, sensor or camera id
     members: tuple[str, ...]
-    merged_into: str | None
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a sandbox holds after a replay."""
+    """What a sandbox holds after a replay. `incidents` are those staff act on: an incident
+    merged into an earlier one is left out, because whether it ever existed depends on the order
+    fusion saw the candidates in (a later candidate first opens its own), not on the inputs."""
 
     candidates: tuple[CandidateView, ...]
     incidents: tuple[IncidentView, ...]
@@ -112,7 +113,7 @@ def read_outcome(dsn: str) -> Outcome:
         incidents = []
         for row in conn.execute(
             "SELECT id, kind, severity, status, scope, sources, reports, event_time, district,"
-            " title, members, merged_into FROM fused_incidents ORDER BY event_time, id"
+            " title, members FROM fused_incidents WHERE status <> 'merged' ORDER BY event_time, id"
         ):
             members = sorted(row.pop("members"), key=lambda m: (m["event_time"], m["id"]))
             incidents.append(

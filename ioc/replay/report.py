@@ -35,7 +35,7 @@ def render_result(result: ReplayResult, console: Console) -> None:
     outcome = result.outcome
     if outcome is None:
         return
-    counts = Counter((i.kind, i.severity) for i in outcome.incidents if i.status != "merged")
+    counts = Counter((i.kind, i.severity) for i in outcome.incidents)
     table = Table("kind", "severity", "incidents", title="Incidents (fused)")
     for (kind, severity), count in sorted(counts.items()):
         table.add_row(kind, severity, str(count))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from ioc.replay.compare import CANDIDATE_FIELDS, INCIDENT_FIELDS, diff
-from ioc.replay.replay import CandidateView, IncidentView
+from ioc.replay.compare import CANDIDATE_FIELDS, diff
+from ioc.replay.replay import CandidateView
 
 T0 = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
 
@@ -21,24 +21,6 @@ def candidate(id: str, key: str, kind: str = "water_level_high", at_s: float = 0
         status="open",
         event_time=T0 + timedelta(seconds=at_s),
         reports=1,
-    )
-
-
-def incident(id: str, key: str, at_s: float = 0, status: str = "open") -> IncidentView:
-    return IncidentView(
-        id=id,
-        kind="fire",
-        severity="high",
-        status=status,
-        scope="local",
-        sources=1,
-        reports=0,
-        event_time=T0 + timedelta(seconds=at_s),
-        district="Phường Phan Đình Phùng",
-        title="Cháy",
-        head_key=key,
-        members=(id,),
-        merged_into=None,
     )
 
 
@@ -71,10 +53,3 @@ def test_incidents_of_one_side_only_are_listed_and_pairs_take_the_nearest() -> N
     assert [(c.a.id, c.b.id) for c in found.changed] == [("a2", "b1")]
     assert not found.empty
     assert diff(a, a, CANDIDATE_FIELDS).empty
-
-
-def test_merged_incidents_are_not_compared() -> None:
-    a = [incident("inc-1", "cam-1"), incident("inc-2", "S-1", status="merged")]
-    b = [incident("inc-1", "cam-1")]
-    found = diff(a, b, INCIDENT_FIELDS)
-    assert found.empty and found.same == 1

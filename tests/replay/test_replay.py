@@ -3,6 +3,7 @@ sandbox and run through the real streams worker there."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import os
 import re
@@ -17,13 +18,18 @@ import psycopg
 import pytest
 
 from ioc import topics
+from ioc.alerts.fusion import FusionRules, fuse
 from ioc.assets import CAMERA_REGISTRY_PATH, SAMPLES_DIR, SENSOR_REGISTRY_PATH
 from ioc.config import Settings
+from ioc.models import Incident, IncidentKind, IncidentSource, Severity
+from ioc.models.base import deterministic_id
+from ioc.models.incidents import IncidentStatus
 from ioc.replay.mix import detector_for, write_demo_mix
 from ioc.replay.recording import Recording, open_recording
-from ioc.replay.replay import Pace, Replayer
+from ioc.replay.replay import Outcome, Pace, Replayer, read_outcome
 from ioc.replay.sandbox import RulesFile, Sandbox, SandboxError
 from ioc.sensors.engine import RULES_PATH as SENSOR_RULES_PATH
+from ioc.store.writer import Store
 from ioc.vision.rules import RULES_PATH as CAMERA_RULES_PATH
 
 from ..conftest import end_offsets, published_since, wait_for
@@ -134,6 +140,75 @@ def test_replaying_twice_gives_identical_incidents_and_never_touches_live(
         p.count for p in recording.manifest.partitions
     )  # the mix records input topics only
     _assert_live_untouched(live_stack, before)
+
+
+def _candidate(name: str, source: IncidentSource, kind: IncidentKind, **state: Any) -> Incident:
+    """One state of a candidate near Hồ Núi Cốc; `north_m` places it along a meridian."""
+    north_m = state.pop("north_m")
+    return Incident(
+        id=deterministic_id("inc", "order", name),
+        kind=kind,
+        severity=Severity.HIGH,
+        source=source,
+        source_key=name,
+        title=f"{kind} {name}",
+        event_time=START + timedelta(minutes=state.pop("minutes", 0)),
+        ingested_at_ms=1,
+        district="Phường Thử Nghiệm",
+        lat=21.6 + north_m / 111_320,
+        lon=105.7,
+        **state,
+    )
+
+
+async def _fuse_in_order(settings: Settings, states: list[Incident]) -> None:
+    """Each state stored as its source stores it, then fused, as the streams worker does."""
+    store = Store(settings.database.dsn, 2)
+    try:
+        for state in states:
+            await store.upsert_incident(state)
+            async with store.connection() as conn:
+                await fuse(conn, state, FusionRules.load(), "order")
+    finally:
+        await store.close()
+
+
+def test_the_outcome_does_not_depend_on_the_order_fusion_saw_the_candidates(
+    live_stack: Settings,
+) -> None:
+    """Sources publish concurrently, so a replay's fusion may see a later candidate first. A
+    camera fire `a`; a smoke sensor `c` too far from it; a 1022 report `b` between them, whose
+    second ticket raises its count; `c` clears. In the second order `c` and `a` open incidents
+    of their own before `b` joins them into `b`'s (the earliest)."""
+    a = _candidate("a", IncidentSource.VISION, IncidentKind.FIRE, north_m=0, minutes=2)
+    b1, b2 = (
+        _candidate("b", IncidentSource.HOTLINE, IncidentKind.FIRE, north_m=400, reports=n)
+        for n in (1, 2)
+    )
+    c1, c2 = (
+        _candidate(
+            "c",
+            IncidentSource.SENSOR,
+            IncidentKind.AIR_QUALITY_POOR,
+            north_m=800,
+            minutes=5,
+            status=status,
+        )
+        for status in (IncidentStatus.OPEN, IncidentStatus.RESOLVED)
+    )
+    outcomes: list[Outcome] = []
+    for order in ([a, b1, b2, c1, c2], [c1, a, c2, b1, b2]):
+        sandbox = Sandbox("order")
+        sandbox.check(live_stack)
+        settings = sandbox.reset(live_stack)
+        asyncio.run(_fuse_in_order(settings, order))
+        outcomes.append(read_outcome(settings.database.dsn))
+        sandbox.drop(live_stack)
+
+    assert outcomes[0] == outcomes[1]
+    (incident,) = outcomes[0].incidents
+    assert incident.id == b1.id and incident.members == tuple(sorted((a.id, b1.id, c1.id)))
+    assert (incident.sources, incident.reports, incident.status) == (3, 2, "open")
 
 
 def test_compare_prints_the_incident_diff(
