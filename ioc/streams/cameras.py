@@ -4,8 +4,9 @@ Kept free of Kafka and database calls, like the sensor flow (`ioc.streams.sensor
 it shares: per-camera rule state (`ioc.vision.rules.CameraState`) lives in a Faust table backed
 by a changelog, this class caches the decoded states of the cameras it owns and hands back the
 ones it changed; a camera is always on one partition (it is the key), so its state records the
-offset of the last message applied and a frame redelivered after a crash is neither judged nor
-stored twice (the state is written only once its frames and incidents are). Clock ticks for the
+offset of the last message applied and a frame redelivered after a crash is not judged twice
+(the state is written only once its frames and incidents are); it is stored again, which the
+idempotent insert makes harmless. Clock ticks for the
 offline check are messages on the detections topic itself (the `ioc-tick` header), one per
 partition, ordered after the frames already there.
 """
@@ -149,7 +150,11 @@ class CameraFlow:
             return f"unknown camera id {frame.camera_id!r}: not in the camera registry"
         state = self._state(camera.id, from_epoch_ms(message.timestamp_ms))
         if state.source_offset is not None and message.offset <= state.source_offset:
-            return None  # judged and stored before a restart
+            # Judged before a restart, or skipped by a delivery gap that the held commit then
+            # redelivered: not judged again, but stored again (an idempotent insert), since a
+            # frame missing from the database is lost for good (as in `ioc.streams.sensors`).
+            out.frames.append(frame)
+            return None
         try:
             transitions, crossings = evaluate(state, frame, camera, self.rules[camera.id])
         except Exception as error:  # a bug for one frame must not stop every other camera
