@@ -23,7 +23,8 @@ from ioc import topics
 from ioc.config import Settings
 from ioc.models import FrameHeaders
 from ioc.replay.sandbox import with_search_path
-from ioc.scenario.workers import Workers, WorkerSpec, worker_specs
+from ioc.scenario.workers import Workers
+from ioc.services import WorkerSpec, worker_specs
 from ioc.stack.kafka import ensure_topics
 from ioc.store.migrate import migrate
 from tests.conftest import wait_for

@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ioc.alerts import lifecycle
 from ioc.config import get_settings
+from ioc.incidents import lifecycle
 from ioc.models import FusedIncident, FusedStatus
 from ioc.models.base import VIETNAM_TIME
 from ioc.runtime import run_async

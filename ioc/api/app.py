@@ -62,7 +62,7 @@ from ioc.api.open311 import (
     to_xml,
 )
 from ioc.config import Settings
-from ioc.hotline import lifecycle
+from ioc.hotline import tickets
 from ioc.hotline.categories import Category
 from ioc.hotline.corrections import Correction, CorrectionError, correct_triage
 from ioc.hotline.triage import SLA_PATH, SlaTable, load_sla
@@ -429,16 +429,16 @@ async def change_status(service_request_id: str, format: Format, request: Reques
     Fields `status` (assigned, in_progress, resolved, triaged) and optional `status_notes`."""
     runtime, fields, system = await staff_write(request)
     status, note = fields.get("status"), fields.get("status_notes")
-    if not isinstance(status, str) or status not in lifecycle.TRANSITIONS:
-        raise ApiError(400, f"status: one of {', '.join(sorted(lifecycle.TRANSITIONS))}")
+    if not isinstance(status, str) or status not in tickets.TRANSITIONS:
+        raise ApiError(400, f"status: one of {', '.join(sorted(tickets.TRANSITIONS))}")
     if note is not None and not isinstance(note, str):
         raise ApiError(400, "status_notes: must be text")
     try:
         async with database(runtime) as conn:
-            incident = await lifecycle.set_status(conn, service_request_id, status, note)
-    except lifecycle.UnknownTicket as error:
+            incident = await tickets.set_status(conn, service_request_id, status, note)
+    except tickets.UnknownTicket as error:
         raise ApiError(404, f"service_request_id: {error}") from None
-    except lifecycle.TransitionError as error:
+    except tickets.TransitionError as error:
         raise ApiError(400, f"status: {error}") from None
     if incident is not None:
         await publish_candidate(runtime, incident)
@@ -465,7 +465,7 @@ async def correct_request_triage(
     try:
         async with database(runtime) as conn:
             applied = await correct_triage(conn, service_request_id, correction, runtime.sla)
-    except lifecycle.UnknownTicket as error:
+    except tickets.UnknownTicket as error:
         raise ApiError(404, f"service_request_id: {error}") from None
     except CorrectionError as error:
         raise ApiError(400, str(error)) from None
@@ -566,10 +566,10 @@ def _filters(
         problems.append("status: must be open or closed")
     elif statuses == {"open"}:
         where.append("status <> ALL(%s)")
-        params.append(list(lifecycle.CLOSED_STATES))
+        params.append(list(tickets.CLOSED_STATES))
     elif statuses == {"closed"}:
         where.append("status = ANY(%s)")
-        params.append(list(lifecycle.CLOSED_STATES))
+        params.append(list(tickets.CLOSED_STATES))
     bounds: dict[str, datetime] = {}
     for name, value, clause in (
         ("start_date", start_date, "requested_at >= %s"),

@@ -28,7 +28,7 @@ from ioc.hotline.attributes import (
     Question,
 )
 from ioc.hotline.categories import CATEGORY_NAMES, Category
-from ioc.hotline.lifecycle import CLOSED_STATES
+from ioc.hotline.tickets import CLOSED_STATES
 from ioc.models.base import VIETNAM_TIME
 from ioc.models.events import MAX_DESCRIPTION, VIETNAM_LAT, VIETNAM_LON, Channel, Ticket
 

@@ -337,7 +337,7 @@ def _apply(ticket_id: str, correction: Any) -> Any:
     import psycopg
 
     from ioc.hotline.corrections import CorrectionError, correct_triage
-    from ioc.hotline.lifecycle import UnknownTicket
+    from ioc.hotline.tickets import UnknownTicket
     from ioc.hotline.triage import SLA_PATH, load_sla
 
     settings = get_settings()

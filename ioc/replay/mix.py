@@ -30,7 +30,7 @@ from ioc.scenario.plan import (
     sensor_event,
     sensor_value,
 )
-from ioc.streams.sensors import TICK_HEADER
+from ioc.streams.keyed import TICK_HEADER
 from ioc.vision.detector import FrameResult
 
 DEMO_TICKET_CYCLE_S = 120.0  # the demo sends every sample ticket once in its 120 s

@@ -22,10 +22,10 @@ from ioc.hotline.corrections import (
     correct_triage,
     training_examples,
 )
-from ioc.hotline.lifecycle import UnknownTicket
+from ioc.hotline.tickets import UnknownTicket
 from ioc.hotline.triage import load_sla
 from tests.conftest import wait_for
-from tests.hotline.test_lifecycle import incident, metres_north, report, stored
+from tests.hotline.test_tickets import incident, metres_north, report, stored
 
 pytestmark = pytest.mark.integration
 

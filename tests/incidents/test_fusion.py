@@ -13,9 +13,10 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from ioc.alerts import lifecycle
-from ioc.alerts.fusion import FusionGroup, FusionRules, compose, fuse
 from ioc.config import Settings
+from ioc.incidents import lifecycle
+from ioc.incidents.composition import FusionGroup, FusionRules, compose
+from ioc.incidents.fusion import fuse
 from ioc.models import FusedIncident, Incident, IncidentKind, IncidentSource, Member, Severity
 from ioc.models.base import deterministic_id
 from ioc.models.incidents import FusedStatus, IncidentStatus

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from ioc.incidents.composition import Composition
 from ioc.models import FusedIncident, FusedStatus, Incident, IncidentSource, Member, Severity
 from ioc.models.base import utc_now
 from ioc.models.incidents import IncidentStatus
-
-if TYPE_CHECKING:
-    from ioc.alerts.fusion import Composition
 
 SYSTEM = "ioc"
 
