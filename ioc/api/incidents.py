@@ -15,7 +15,7 @@ from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from ioc.api.app import ApiError, database, read_body, runtime_of, system_of
+from ioc.api.context import ApiError, database, read_body, runtime_of, system_of
 from ioc.incidents import lifecycle
 from ioc.models import FusedIncident, FusedStatus
 from ioc.topics import INCIDENTS
