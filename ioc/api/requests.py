@@ -54,10 +54,10 @@ from ioc.api.open311 import (
     to_xml,
 )
 from ioc.hotline import tickets
-from ioc.hotline.categories import Category
 from ioc.hotline.corrections import Correction, CorrectionError, correct_triage
 from ioc.models import Incident
 from ioc.models.base import utc_now
+from ioc.models.categories import Category
 from ioc.models.events import Channel
 from ioc.topics import HOTLINE_TICKETS, INCIDENT_CANDIDATES
 

@@ -19,10 +19,10 @@ from typer.core import TyperGroup
 
 from ioc.config import Settings, get_settings
 from ioc.hotline.attributes import raise_for_danger
-from ioc.hotline.categories import Category
 from ioc.hotline.triage import Triage
 from ioc.models import Incident
 from ioc.models.base import VIETNAM_TIME
+from ioc.models.categories import Category
 from ioc.runtime import run_async
 
 

@@ -16,7 +16,6 @@ from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import dict_row
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ioc.hotline.categories import Category
 from ioc.hotline.tickets import (
     KIND_OF_CATEGORY,
     UnknownTicket,
@@ -27,6 +26,7 @@ from ioc.hotline.triage import SlaTable
 from ioc.incidents.rows import incident_from_row
 from ioc.models import Incident, IncidentKind, Severity
 from ioc.models.base import epoch_ms, utc_now
+from ioc.models.categories import Category
 
 
 class CorrectionError(ValueError):

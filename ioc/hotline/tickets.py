@@ -16,12 +16,12 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from ioc.hotline.categories import CATEGORY_NAMES, Category
 from ioc.hotline.privacy import Reporter, redact_answers, redact_text
 from ioc.hotline.triage import TriageResult
 from ioc.incidents.rows import DISTANCE_M, incident_from_row
 from ioc.models import Incident, IncidentKind, IncidentSource, Severity, Ticket
 from ioc.models.base import VIETNAM_TIME, deterministic_id, epoch_ms, from_epoch_ms, utc_now
+from ioc.models.categories import CATEGORY_NAMES, Category
 from ioc.store.writer import upsert_incident
 
 # Internal states; Open311 shows the first four as "open" and the last two as "closed".

@@ -14,7 +14,6 @@ import pytest
 from kafka import KafkaProducer
 
 from ioc.config import Settings
-from ioc.hotline.categories import Category
 from ioc.hotline.corrections import (
     Applied,
     Correction,
@@ -24,6 +23,7 @@ from ioc.hotline.corrections import (
 )
 from ioc.hotline.tickets import UnknownTicket
 from ioc.hotline.triage import load_sla
+from ioc.models.categories import Category
 from tests.conftest import wait_for
 from tests.hotline.test_tickets import incident, metres_north, report, stored
 

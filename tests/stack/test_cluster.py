@@ -25,7 +25,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
 from ioc import topics
-from ioc.api import create_app
+from ioc.api.app import create_app
 from ioc.config import Settings
 from ioc.sensors.fiware import entity
 from ioc.stack import stack_down, stack_status, stack_up
