@@ -180,7 +180,7 @@ def _act(incident_id: str, action: str, by: str | None, reason: str | None) -> N
 
     try:
         incident = run_async(run())
-    except (lifecycle.UnknownIncident, lifecycle.TransitionError) as error:
+    except (lifecycle.UnknownIncident, lifecycle.IncidentTransitionError) as error:
         console.print(f"[red]{error}[/]")
         raise typer.Exit(1) from None
     console.print(f"{incident.id}: {incident.change} by {actor} (version {incident.version})")

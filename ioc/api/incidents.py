@@ -94,7 +94,7 @@ async def act(incident_id: str, action: str, request: Request) -> JSONResponse:
             )
         except lifecycle.UnknownIncident as error:
             raise ApiError(404, f"incident_id: {error}") from None
-        except lifecycle.TransitionError as error:
+        except lifecycle.IncidentTransitionError as error:
             raise ApiError(409, f"status: {error}") from None
     try:
         await runtime.producer.send_and_wait(

@@ -314,7 +314,7 @@ async def change_status(service_request_id: str, format: Format, request: Reques
             incident = await tickets.set_status(conn, service_request_id, status, note)
     except tickets.UnknownTicket as error:
         raise ApiError(404, f"service_request_id: {error}") from None
-    except tickets.TransitionError as error:
+    except tickets.TicketTransitionError as error:
         raise ApiError(400, f"status: {error}") from None
     if incident is not None:
         await publish_candidate(runtime, incident)

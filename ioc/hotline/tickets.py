@@ -282,11 +282,11 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
-class TransitionError(ValueError):
+class TicketTransitionError(ValueError):
     """A status change that the lifecycle does not allow."""
 
 
-class UnknownTicket(TransitionError):
+class UnknownTicket(TicketTransitionError):
     """No ticket has that id."""
 
 
@@ -307,7 +307,7 @@ async def set_status(
             raise UnknownTicket(f"unknown ticket {ticket_id}")
         if status not in TRANSITIONS.get(current["status"], frozenset()):
             allowed = ", ".join(sorted(TRANSITIONS.get(current["status"], ()))) or "none"
-            raise TransitionError(
+            raise TicketTransitionError(
                 f"cannot move {ticket_id} from {current['status']} to {status} (allowed: {allowed})"
             )
         await cur.execute(
