@@ -55,11 +55,12 @@ from ioc.api.open311 import (
 )
 from ioc.hotline import tickets
 from ioc.hotline.corrections import Correction, CorrectionError, correct_triage
+from ioc.incidents.messages import to_fusion
 from ioc.models import Incident
 from ioc.models.base import utc_now
 from ioc.models.categories import Category
 from ioc.models.events import Channel
-from ioc.topics import HOTLINE_TICKETS, INCIDENT_CANDIDATES
+from ioc.topics import HOTLINE_TICKETS
 
 log = logging.getLogger(__name__)
 
@@ -264,11 +265,8 @@ async def staff_write(request: Request) -> tuple[Runtime, dict[str, object], str
 
 async def publish_candidate(runtime: Runtime, incident: Incident) -> None:
     """A staff change of an incident goes to fusion, which pages when it now calls for it."""
-    await runtime.producer.send_and_wait(
-        runtime.settings.kafka.topic(INCIDENT_CANDIDATES),
-        key=runtime.settings.fusion.region.encode(),
-        value=incident.to_bytes(),
-    )
+    message = to_fusion(runtime.settings, incident)
+    await runtime.producer.send_and_wait(message.topic, key=message.key, value=message.value)
 
 
 @router.get(

@@ -361,16 +361,13 @@ def _apply(ticket_id: str, correction: Any) -> Any:
 
 async def send_candidate(settings: Settings, incident: Incident) -> None:
     """A staff change of an incident, from a terminal, goes to fusion like any candidate."""
+    from ioc.incidents.messages import to_fusion
     from ioc.kafka_clients import producer
-    from ioc.topics import INCIDENT_CANDIDATES
 
+    message = to_fusion(settings, incident)
     client = producer(settings.kafka, "ioc-cli")
     await client.start()
     try:
-        await client.send_and_wait(
-            settings.kafka.topic(INCIDENT_CANDIDATES),
-            key=settings.fusion.region.encode(),
-            value=incident.to_bytes(),
-        )
+        await client.send_and_wait(message.topic, key=message.key, value=message.value)
     finally:
         await client.stop()

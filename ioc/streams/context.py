@@ -23,6 +23,7 @@ from ioc import topics
 from ioc.config import Settings
 from ioc.dlq import DeadLetter, describe_validation_error
 from ioc.hotline.privacy import redact_ticket_bytes
+from ioc.incidents.messages import to_alerting, to_fusion
 from ioc.models import FusedIncident, Incident
 from ioc.retry import ATTEMPTS, retried
 from ioc.store.writer import Store
@@ -92,9 +93,6 @@ class StreamContext:
     store: Store
     topics: StreamTopics
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.region = self.settings.fusion.region.encode()
 
     # --- Registration -------------------------------------------------------------------------
 
@@ -170,7 +168,8 @@ class StreamContext:
     async def announce(self, incident: Incident) -> None:
         """To fusion, once stored. A crash before this leaves the candidate unfused, and the
         incidents timer (`ioc.streams.timers`) publishes it again."""
-        await self.topics.candidates.send(key=self.region, value=incident.to_bytes())
+        message = to_fusion(self.settings, incident)
+        await self.topics.candidates.send(key=message.key, value=message.value)
 
     async def raise_incident(self, incident: Incident) -> None:
         await self.store.upsert_incident(incident)
@@ -178,7 +177,8 @@ class StreamContext:
 
     async def publish(self, versions: Sequence[FusedIncident]) -> None:
         for version in versions:
-            await self.topics.incidents.send(key=version.id.encode(), value=version.to_bytes())
+            message = to_alerting(self.settings, version)
+            await self.topics.incidents.send(key=message.key, value=message.value)
 
     async def until_stored(self, write: Callable[[], Awaitable[None]], what: str) -> None:
         """Retry a write until it is stored: for what must never be dead-lettered."""
