@@ -66,6 +66,8 @@ def raw_topic(app: faust.App, name: str) -> faust.TopicT:
 
 @dataclass(frozen=True)
 class StreamTopics:
+    """The topics the streams worker reads or writes, as raw bytes: every agent validates."""
+
     tickets: faust.TopicT
     sensors: faust.TopicT
     detections: faust.TopicT
@@ -88,6 +90,9 @@ class StreamTopics:
 
 @dataclass
 class StreamContext:
+    """Built once per worker by `ioc.streams.app.create_app` and handed to every agent's and
+    timer's `register`; `closers` run at shutdown, before the store closes."""
+
     app: faust.App
     settings: Settings
     store: Store
