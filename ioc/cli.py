@@ -767,7 +767,7 @@ def tickets_set_status_command(
     """Move a ticket through its lifecycle (resolving the first report resolves its incident)."""
 
     from ioc.hotline.commands import send_candidate
-    from ioc.hotline.lifecycle import TransitionError, set_status
+    from ioc.hotline.tickets import TicketTransitionError, set_status
     from ioc.store.writer import Store
 
     settings = get_settings()
@@ -785,7 +785,7 @@ def tickets_set_status_command(
 
     try:
         run_async(move())
-    except TransitionError as error:
+    except TicketTransitionError as error:
         _fail(error)
     console.print(f"{ticket_id}: {status}")
 

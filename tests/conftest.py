@@ -98,7 +98,7 @@ def published_since(settings: Settings, topic: str, since: dict[Any, int]) -> li
     """Records of `topic` after the `since` offsets (from `end_offsets`), clock ticks aside."""
     from kafka import KafkaConsumer
 
-    from ioc.streams.sensors import is_tick
+    from ioc.streams.keyed import is_tick
 
     reader = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
     try:

@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ioc import topics
-from ioc.api import create_app
+from ioc.api.app import create_app
 from ioc.config import Settings
 from ioc.dlq import KEPT_VALUE_BYTES
 from ioc.kafka_clients import MAX_MESSAGE_BYTES

@@ -23,9 +23,11 @@ from ioc import topics
 from ioc.config import Settings
 from ioc.models import FrameHeaders
 from ioc.replay.sandbox import with_search_path
-from ioc.scenario.workers import Workers, WorkerSpec, worker_specs
+from ioc.scenario.workers import Workers
+from ioc.services import WorkerSpec, worker_specs
 from ioc.stack.kafka import ensure_topics
 from ioc.store.migrate import migrate
+from ioc.streams.keyed import partition_of
 from tests.conftest import wait_for
 from tests.test_pipeline import air, reading
 
@@ -285,13 +287,6 @@ def run_pipeline(
     finally:
         producer.close()
         running.stop()
-
-
-def partition_of(key: str, partitions: int) -> int:
-    """Where the default (murmur2) partitioner of every Kafka client puts `key`."""
-    from kafka.partitioner.default import murmur2
-
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 @pytest.fixture(scope="module")

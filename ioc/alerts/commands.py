@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ioc.alerts import lifecycle
 from ioc.config import get_settings
+from ioc.incidents import lifecycle
 from ioc.models import FusedIncident, FusedStatus
 from ioc.models.base import VIETNAM_TIME
 from ioc.runtime import run_async
@@ -159,8 +159,8 @@ def show_command(
 
 def _act(incident_id: str, action: str, by: str | None, reason: str | None) -> None:
     """Change the incident in the database, then publish the new version for alerting."""
+    from ioc.incidents.messages import to_alerting
     from ioc.kafka_clients import producer
-    from ioc.topics import INCIDENTS
 
     settings = get_settings()
     actor = by or getpass.getuser()
@@ -171,16 +171,15 @@ def _act(incident_id: str, action: str, by: str | None, reason: str | None) -> N
         client = producer(settings.kafka, "ioc-cli")
         await client.start()
         try:
-            await client.send_and_wait(
-                settings.kafka.topic(INCIDENTS), key=incident.id.encode(), value=incident.to_bytes()
-            )
+            message = to_alerting(settings, incident)
+            await client.send_and_wait(message.topic, key=message.key, value=message.value)
         finally:
             await client.stop()
         return incident
 
     try:
         incident = run_async(run())
-    except (lifecycle.UnknownIncident, lifecycle.TransitionError) as error:
+    except (lifecycle.UnknownIncident, lifecycle.IncidentTransitionError) as error:
         console.print(f"[red]{error}[/]")
         raise typer.Exit(1) from None
     console.print(f"{incident.id}: {incident.change} by {actor} (version {incident.version})")

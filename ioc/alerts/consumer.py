@@ -20,10 +20,10 @@ from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
 from ioc import topics
-from ioc.alerts import lifecycle
 from ioc.alerts.channels import Channel, alert_id, channels_from_settings
 from ioc.config import Settings
 from ioc.dlq import describe_validation_error, send_dead_letter
+from ioc.incidents import lifecycle
 from ioc.kafka_clients import consumer, producer
 from ioc.models import Alert, FusedIncident, FusedStatus, Notification, Severity
 from ioc.models.base import epoch_ms, utc_now

@@ -1,5 +1,2 @@
-"""The HTTP edge: Open311 GeoReport v2 intake and read-back for the 1022 hotline."""
-
-from ioc.api.app import create_app
-
-__all__ = ["create_app"]
+"""The HTTP edge: the Open311 GeoReport v2 intake and read-back for the 1022 hotline, the sensor
+intake, and the staff API (`app.create_app` composes them)."""

@@ -15,10 +15,10 @@ from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from ioc.alerts import lifecycle
-from ioc.api.app import ApiError, database, read_body, runtime_of, system_of
+from ioc.api.context import ApiError, database, read_body, runtime_of, system_of
+from ioc.incidents import lifecycle
+from ioc.incidents.messages import to_alerting
 from ioc.models import FusedIncident, FusedStatus
-from ioc.topics import INCIDENTS
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +94,11 @@ async def act(incident_id: str, action: str, request: Request) -> JSONResponse:
             )
         except lifecycle.UnknownIncident as error:
             raise ApiError(404, f"incident_id: {error}") from None
-        except lifecycle.TransitionError as error:
+        except lifecycle.IncidentTransitionError as error:
             raise ApiError(409, f"status: {error}") from None
     try:
-        await runtime.producer.send_and_wait(
-            runtime.settings.kafka.topic(INCIDENTS),
-            key=incident.id.encode(),
-            value=incident.to_bytes(),
-        )
+        message = to_alerting(runtime.settings, incident)
+        await runtime.producer.send_and_wait(message.topic, key=message.key, value=message.value)
     except KafkaError as error:  # recorded; the alert service's refresh picks it up
         log.warning("incident %s not published: %s", incident.id, type(error).__name__)
     log.info("incident %s: %s by %s", incident.id, incident.change, staff)

@@ -12,7 +12,7 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ioc.api.app import ApiError, database, runtime_of
+from ioc.api.context import ApiError, database, runtime_of
 from ioc.api.incidents import staff_of
 from ioc.api.open311 import field_label
 

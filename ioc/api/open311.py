@@ -27,9 +27,9 @@ from ioc.hotline.attributes import (
     Datatype,
     Question,
 )
-from ioc.hotline.categories import CATEGORY_NAMES, Category
-from ioc.hotline.lifecycle import CLOSED_STATES
+from ioc.hotline.tickets import CLOSED_STATES
 from ioc.models.base import VIETNAM_TIME
+from ioc.models.categories import CATEGORY_NAMES, Category
 from ioc.models.events import MAX_DESCRIPTION, VIETNAM_LAT, VIETNAM_LON, Channel, Ticket
 
 CHANNELS: tuple[str, ...] = get_args(Channel)

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from ioc.api import media
-from ioc.api.app import PREFIX, TITLE, router
+from ioc.api.requests import PREFIX, TITLE, router
 
 DESCRIPTION = (
     "Open311 GeoReport v2 (http://wiki.open311.org/GeoReport_v2) for the 1022 hotline: every "

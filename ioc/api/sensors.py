@@ -30,7 +30,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from ioc.api.app import ApiError, Runtime, publish, read_body, runtime_of, system_of
+from ioc.api.context import ApiError, Runtime, publish, read_body, runtime_of, system_of
 from ioc.dlq import DeadLetter
 from ioc.models.base import utc_now
 from ioc.sensors.fiware import ObservationError, decode

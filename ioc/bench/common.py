@@ -17,7 +17,8 @@ from rich.console import Console
 from ioc import kafka_clients
 from ioc.config import Settings
 from ioc.kafka_clients import producer
-from ioc.scenario.workers import Workers, worker_specs
+from ioc.scenario.workers import Workers
+from ioc.services import worker_specs
 from ioc.stack import stack_down, stack_up
 from ioc.stack.kafka import ensure_topics
 from ioc.stack.process import free_port

@@ -46,8 +46,9 @@ from ioc.kafka_clients import aio_consumer, producer
 from ioc.models import FrameHeaders, SensorSpec
 from ioc.models.base import utc_now
 from ioc.runtime import run_async
-from ioc.scenario.workers import Workers, worker_specs
+from ioc.scenario.workers import Workers
 from ioc.sensors.fiware import entity
+from ioc.services import worker_specs
 from ioc.stack import stack_down, stack_up
 
 BASELINE_TOPIC = "bench.baseline.e2e"

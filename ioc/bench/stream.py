@@ -116,13 +116,14 @@ def _faust_main(kafka: KafkaSettings, datadir: str) -> None:
 
     from ioc.config import StreamsSettings
     from ioc.streams.acks import acknowledge_batches, one_by_one
-    from ioc.streams.app import _broker_url, _raw_topic
+    from ioc.streams.app import broker_url
     from ioc.streams.consumer import consume_at_least_once
+    from ioc.streams.context import raw_topic
 
     logging.disable(logging.WARNING)  # a warning per dead letter, on both sides
     app = faust.App(
         "ioc-bench-stream",
-        broker=_broker_url(kafka.bootstrap_servers),
+        broker=broker_url(kafka.bootstrap_servers),
         broker_credentials=faust_credentials(kafka),
         store="memory://",
         autodiscover=False,
@@ -136,9 +137,9 @@ def _faust_main(kafka: KafkaSettings, datadir: str) -> None:
         web_enabled=False,
     )
     consume_at_least_once(app)
-    source = _raw_topic(app, FAUST_TOPICS.source)
-    output = _raw_topic(app, FAUST_TOPICS.output)
-    dlq = _raw_topic(app, FAUST_TOPICS.dlq)
+    source = raw_topic(app, FAUST_TOPICS.source)
+    output = raw_topic(app, FAUST_TOPICS.output)
+    dlq = raw_topic(app, FAUST_TOPICS.dlq)
 
     async def route_one(event: faust.EventT) -> None:
         valid, value, headers = route(event.message)

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from ioc.hotline.categories import Category
 from ioc.hotline.triage import TriageResult
+from ioc.models.categories import Category
 from ioc.models.events import MAX_ANSWER
 
 Datatype = Literal["string", "number", "datetime", "text", "singlevaluelist", "multivaluelist"]

@@ -19,10 +19,10 @@ from typer.core import TyperGroup
 
 from ioc.config import Settings, get_settings
 from ioc.hotline.attributes import raise_for_danger
-from ioc.hotline.categories import Category
 from ioc.hotline.triage import Triage
 from ioc.models import Incident
 from ioc.models.base import VIETNAM_TIME
+from ioc.models.categories import Category
 from ioc.runtime import run_async
 
 
@@ -337,7 +337,7 @@ def _apply(ticket_id: str, correction: Any) -> Any:
     import psycopg
 
     from ioc.hotline.corrections import CorrectionError, correct_triage
-    from ioc.hotline.lifecycle import UnknownTicket
+    from ioc.hotline.tickets import UnknownTicket
     from ioc.hotline.triage import SLA_PATH, load_sla
 
     settings = get_settings()
@@ -361,16 +361,13 @@ def _apply(ticket_id: str, correction: Any) -> Any:
 
 async def send_candidate(settings: Settings, incident: Incident) -> None:
     """A staff change of an incident, from a terminal, goes to fusion like any candidate."""
+    from ioc.incidents.messages import to_fusion
     from ioc.kafka_clients import producer
-    from ioc.topics import INCIDENT_CANDIDATES
 
+    message = to_fusion(settings, incident)
     client = producer(settings.kafka, "ioc-cli")
     await client.start()
     try:
-        await client.send_and_wait(
-            settings.kafka.topic(INCIDENT_CANDIDATES),
-            key=settings.fusion.region.encode(),
-            value=incident.to_bytes(),
-        )
+        await client.send_and_wait(message.topic, key=message.key, value=message.value)
     finally:
         await client.stop()

@@ -16,17 +16,17 @@ from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import dict_row
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ioc.hotline.categories import Category
-from ioc.hotline.lifecycle import (
+from ioc.hotline.tickets import (
     KIND_OF_CATEGORY,
     UnknownTicket,
-    incident_from_row,
     severity_for,
 )
 from ioc.hotline.training import Example
 from ioc.hotline.triage import SlaTable
+from ioc.incidents.rows import incident_from_row
 from ioc.models import Incident, IncidentKind, Severity
 from ioc.models.base import epoch_ms, utc_now
+from ioc.models.categories import Category
 
 
 class CorrectionError(ValueError):

@@ -26,7 +26,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ioc.hotline.categories import Category
+from ioc.models.categories import Category
 
 MODEL_PATH = Path(__file__).resolve().with_name("triage_model.json.gz")
 FORMAT = 1

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ioc.hotline.categories import Category
 from ioc.hotline.model import (
     CATEGORY_FEATURES,
     PRIORITIES,
@@ -35,6 +34,7 @@ from ioc.hotline.model import (
 )
 from ioc.hotline.text import fold
 from ioc.hotline.triage import Triage
+from ioc.models.categories import Category
 
 CORPUS_DIR = Path(__file__).resolve().with_name("corpus")
 CORRECTION_WEIGHT = 3.0

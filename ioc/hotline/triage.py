@@ -20,9 +20,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ioc.hotline.categories import Category
 from ioc.hotline.model import TriageModel, decide_urgent, rule_features, text_features
 from ioc.hotline.text import Analysed, Normaliser, Syllable, syllable, words
+from ioc.models.categories import Category
 
 RULES_PATH = Path(__file__).resolve().with_name("triage_rules.toml")
 SLA_PATH = Path(__file__).resolve().with_name("sla.toml")

@@ -11,7 +11,6 @@ detections are what it found. `ioc bench replay` and the replay tests use it.
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,7 +29,7 @@ from ioc.scenario.plan import (
     sensor_event,
     sensor_value,
 )
-from ioc.streams.sensors import TICK_HEADER
+from ioc.streams.keyed import TICK_HEADER, partition_of
 from ioc.vision.detector import FrameResult
 
 DEMO_TICKET_CYCLE_S = 120.0  # the demo sends every sample ticket once in its 120 s
@@ -45,10 +44,6 @@ class Planned:
     value: bytes
     headers: tuple[tuple[str, bytes], ...] = ()
     partition: int | None = None  # clock ticks: one per partition; else by key
-
-
-def partition_of(key: bytes | None, partitions: int) -> int:
-    return zlib.crc32(key or b"") % partitions
 
 
 def _frames(
@@ -160,7 +155,9 @@ def write_demo_mix(
     try:
         for item in planned:
             partition = (
-                item.partition if item.partition is not None else partition_of(item.key, partitions)
+                item.partition
+                if item.partition is not None
+                else partition_of(item.key or b"", partitions)
             )
             offset = offsets.get((item.topic, partition), 0)
             offsets[(item.topic, partition)] = offset + 1

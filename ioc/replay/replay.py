@@ -28,7 +28,8 @@ from ioc.lag import consumer_lag
 from ioc.replay.recording import Recording
 from ioc.replay.sandbox import RulesFile, Sandbox, SandboxError
 from ioc.runtime import run_async
-from ioc.scenario.workers import Workers, worker_specs
+from ioc.scenario.workers import Workers
+from ioc.services import worker_specs
 from ioc.stack.process import log_tail
 
 INPUT_TOPICS = (

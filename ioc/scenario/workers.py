@@ -12,56 +12,13 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from ioc import kafka_clients, topics
+from ioc import kafka_clients
 from ioc.config import Settings
 from ioc.lag import consumer_lag
+from ioc.services import WorkerSpec, worker_specs
 from ioc.stack.process import StackError, log_tail
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    name: str
-    command: tuple[str, ...]
-    group_id: str
-    topics: tuple[str, ...]
-    side_groups: tuple[tuple[str, tuple[str, ...]], ...] = ()  # more consumers in the process
-
-    def groups(self) -> dict[str, tuple[str, ...]]:
-        """Every consumer group the worker runs, with the topics it reads."""
-        return {self.group_id: self.topics, **dict(self.side_groups)}
-
-
-def worker_specs(settings: Settings) -> list[WorkerSpec]:
-    topic = settings.kafka.topic
-    return [
-        WorkerSpec(
-            "streams",
-            ("streams", "run"),
-            settings.streams.app_id,
-            (
-                topic(topics.HOTLINE_TICKETS),
-                topic(topics.SENSOR_EVENTS),
-                topic(topics.VISION_DETECTIONS),
-                topic(topics.INCIDENT_CANDIDATES),
-                topic(topics.DLQ),
-            ),
-        ),
-        WorkerSpec(
-            "vision",
-            ("vision", "run"),
-            settings.vision.group_id,
-            (topic(topics.CAMERA_FRAMES),),
-            side_groups=(
-                (settings.vision.evidence_group_id, (topic(topics.INCIDENT_CANDIDATES),)),
-            ),
-        ),
-        WorkerSpec(
-            "alerts", ("alerts", "run"), settings.alerts.group_id, (topic(topics.INCIDENTS),)
-        ),
-    ]
 
 
 class Workers:

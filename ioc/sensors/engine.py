@@ -36,6 +36,7 @@ from ioc.models.events import SensorEvent
 from ioc.models.incidents import IncidentKind, IncidentSource, Severity
 from ioc.models.registry import SensorSpec
 from ioc.rulefiles import deep_merge, read_layered
+from ioc.rules.hysteresis import Hysteresis
 from ioc.sensors.fiware import QUANTITIES
 
 RULES_PATH = Path(__file__).resolve().parent / "rules.toml"
@@ -641,13 +642,19 @@ def _rate_of_rise(state: SensorState, rules: SensorRules) -> list[Transition]:
             at=at,
         )
 
-    if cs.incident_id is None:
-        if rise < check.rise:
-            cs.above_since = None
-            return []
-        cs.above_since = cs.above_since or at
-        if at - cs.above_since < timedelta(minutes=check.hold_minutes):
-            return []
+    is_open = cs.incident_id is not None
+    met = rise >= (check.clear_rise if is_open else check.rise)
+    hysteresis = Hysteresis(
+        timedelta(minutes=check.hold_minutes), timedelta(minutes=check.clear_hold_minutes)
+    )
+    step = hysteresis.step(is_open, met, at, cs.above_since, cs.below_clear_since)
+    cs.above_since, cs.below_clear_since = step.since, step.clear_since
+    if step.action is None:
+        if is_open and met:
+            cs.peak = rise if cs.peak is None else max(cs.peak, rise)
+        return []
+    if step.action == "open":
+        assert cs.above_since is not None
         _open(cs, rules, "rate_of_rise", cs.above_since)
         cs.level, cs.severity, cs.last_report, cs.peak = "rate_of_rise", check.severity, at, rise
         return [
@@ -657,13 +664,6 @@ def _rate_of_rise(state: SensorState, rules: SensorRules) -> list[Transition]:
                 f"(now {value:g} {check.unit})",
             )
         ]
-    if rise >= check.clear_rise:
-        cs.below_clear_since = None
-        cs.peak = rise if cs.peak is None else max(cs.peak, rise)
-        return []
-    cs.below_clear_since = cs.below_clear_since or at
-    if at - cs.below_clear_since < timedelta(minutes=check.clear_hold_minutes):
-        return []
     done = report(
         "resolve",
         f"{rules.name}: {check.property} steady at {value:g} {check.unit} (rise under "

@@ -32,6 +32,7 @@ from ioc.models.events import BoundingBox, Detection, FrameDetections, FrameStat
 from ioc.models.incidents import IncidentKind, IncidentSource, Severity
 from ioc.models.registry import CameraSpec, Point, Zone
 from ioc.rulefiles import deep_merge, read_layered
+from ioc.rules.hysteresis import Hysteresis
 
 RULES_PATH = Path(__file__).resolve().parent / "camera_rules.toml"
 MAX_WINDOW = 60  # frames the fire rule may look back over; bounds the state
@@ -377,17 +378,11 @@ def _better(best: Evidence | None, seen: Evidence) -> Evidence:
 
 
 def _held(ep: Episode, met: bool, at: datetime, hold_s: float, clear_s: float) -> Action | None:
-    """Hysteresis: 'open' once met for `hold_s`, 'resolve' once unmet for `clear_s` while open;
-    the caller opens or resets the episode."""
-    if ep.incident_id is None:
-        ep.since = (ep.since or at) if met else None
-        return (
-            "open" if ep.since is not None and at - ep.since >= timedelta(seconds=hold_s) else None
-        )
-    ep.clear_since = None if met else (ep.clear_since or at)
-    if ep.clear_since is not None and at - ep.clear_since >= timedelta(seconds=clear_s):
-        return "resolve"
-    return None
+    """The episode's hysteresis step (`ioc.rules.hysteresis`); the caller opens or resets it."""
+    rule = Hysteresis(timedelta(seconds=hold_s), timedelta(seconds=clear_s))
+    step = rule.step(ep.incident_id is not None, met, at, ep.since, ep.clear_since)
+    ep.since, ep.clear_since = step.since, step.clear_since
+    return step.action
 
 
 class _Reporter:

@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from ioc import topics
-from ioc.alerts import lifecycle
 from ioc.alerts.alertmanager import AlertmanagerClient
 from ioc.alerts.consumer import AlertConsumer
 from ioc.config import Settings
+from ioc.incidents import lifecycle
 from ioc.models import FusedIncident, Incident
 from ioc.models.base import deterministic_id, utc_now
 from ioc.stack.alertmanager import AlertmanagerService

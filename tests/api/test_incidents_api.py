@@ -15,9 +15,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from ioc.alerts.fusion import FusionRules, fuse
 from ioc.api.app import create_app
 from ioc.config import Settings
+from ioc.incidents.composition import FusionRules
+from ioc.incidents.fusion import fuse
 from ioc.models import Incident
 from ioc.models.base import deterministic_id
 from ioc.store.writer import Store

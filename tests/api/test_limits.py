@@ -8,7 +8,7 @@ from xml.etree import ElementTree
 import pytest
 from fastapi.testclient import TestClient
 
-from ioc.api import create_app
+from ioc.api.app import create_app
 from ioc.api.limits import MAX_BUCKETS, RateLimiter
 from ioc.config import Settings
 

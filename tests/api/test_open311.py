@@ -16,9 +16,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ioc import topics
-from ioc.api import create_app
+from ioc.api.app import create_app
 from ioc.config import Settings
-from ioc.hotline.categories import Category
+from ioc.models.categories import Category
 from tests.conftest import end_offsets, wait_for
 
 pytestmark = pytest.mark.integration

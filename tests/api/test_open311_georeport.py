@@ -25,11 +25,11 @@ from civicbot.registry import Endpoint
 from georeport import GeoReport
 
 from ioc import topics
-from ioc.api import create_app
+from ioc.api.app import create_app
 from ioc.api.open311 import error_document
 from ioc.api.openapi import render
 from ioc.config import Settings
-from ioc.hotline.categories import Category
+from ioc.models.categories import Category
 from ioc.stack.process import free_port
 from tests.conftest import end_offsets, wait_for
 

@@ -10,9 +10,9 @@ from itertools import product
 import pytest
 
 from ioc.hotline.attributes import QUESTIONS, danger_answers, raise_for_danger
-from ioc.hotline.categories import Category
 from ioc.hotline.commands import triage_file
 from ioc.hotline.triage import Triage
+from ioc.models.categories import Category
 
 # Urgent, but only just (a model probability near the threshold): statements appended to it once
 # made it not urgent.

@@ -14,7 +14,6 @@ import pytest
 from kafka import KafkaProducer
 
 from ioc.config import Settings
-from ioc.hotline.categories import Category
 from ioc.hotline.corrections import (
     Applied,
     Correction,
@@ -22,10 +21,11 @@ from ioc.hotline.corrections import (
     correct_triage,
     training_examples,
 )
-from ioc.hotline.lifecycle import UnknownTicket
+from ioc.hotline.tickets import UnknownTicket
 from ioc.hotline.triage import load_sla
+from ioc.models.categories import Category
 from tests.conftest import wait_for
-from tests.hotline.test_lifecycle import incident, metres_north, report, stored
+from tests.hotline.test_tickets import incident, metres_north, report, stored
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from ioc.hotline.categories import Category
 from ioc.hotline.model import (
     CATEGORY_FEATURES,
     MODEL_PATH,
@@ -24,6 +23,7 @@ from ioc.hotline.model import (
 from ioc.hotline.text import fold
 from ioc.hotline.training import REGULARISATION, _fit, read_examples
 from ioc.hotline.triage import Triage, load_rules, load_sla
+from ioc.models.categories import Category
 
 HOLDOUT = Path(__file__).resolve().parents[1] / "data" / "tickets_holdout.jsonl"
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from ioc.hotline.categories import Category
 from ioc.hotline.training import (
     CorpusError,
     Example,
@@ -20,6 +19,7 @@ from ioc.hotline.training import (
     train,
 )
 from ioc.hotline.triage import Triage, load_rules, load_sla
+from ioc.models.categories import Category
 
 HOLDOUT = Path(__file__).resolve().parents[1] / "data" / "tickets_holdout.jsonl"
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from ioc.hotline.categories import Category
 from ioc.hotline.commands import triage_file
 from ioc.hotline.text import Normaliser, fold, is_syllable, ngrams, normalise, words
 from ioc.hotline.training import evaluate, read_examples
@@ -23,6 +22,7 @@ from ioc.hotline.triage import (
     load_rules,
     load_sla,
 )
+from ioc.models.categories import Category
 
 HOLDOUT = Path(__file__).resolve().parents[1] / "data" / "tickets_holdout.jsonl"
 VN = timezone(timedelta(hours=7))

@@ -18,9 +18,10 @@ import psycopg
 import pytest
 
 from ioc import topics
-from ioc.alerts.fusion import FusionRules, fuse
 from ioc.assets import CAMERA_REGISTRY_PATH, SAMPLES_DIR, SENSOR_REGISTRY_PATH
 from ioc.config import Settings
+from ioc.incidents.composition import FusionRules
+from ioc.incidents.fusion import fuse
 from ioc.models import Incident, IncidentKind, IncidentSource, Severity
 from ioc.models.base import deterministic_id
 from ioc.models.incidents import IncidentStatus

@@ -7,7 +7,8 @@ from ioc.assets import DEMO_SENSOR_RULES_PATH
 from ioc.models import Ticket, load_sensor_registry
 from ioc.scenario.plan import build_plan
 from ioc.sensors.engine import RuleSet
-from ioc.streams.sensors import Message, SensorFlow, partition_of
+from ioc.streams.agents.readings import SensorFlow
+from ioc.streams.keyed import Message, partition_of
 
 
 def test_plan_covers_every_flow_in_time_order(samples_dir: Path) -> None:

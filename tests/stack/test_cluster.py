@@ -26,7 +26,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError
 
 from ioc import topics
-from ioc.api import create_app
+from ioc.api.app import create_app
 from ioc.config import Settings
 from ioc.sensors.fiware import entity
 from ioc.stack import stack_down, stack_status, stack_up

@@ -22,7 +22,8 @@ from ioc import kafka_clients
 from ioc.config import KafkaSettings, Settings
 from ioc.kafka_clients import KafkaRefused
 from ioc.lag import consumer_lag
-from ioc.scenario.workers import Workers, worker_specs
+from ioc.scenario.workers import Workers
+from ioc.services import worker_specs
 from ioc.stack import stack_down, stack_status, stack_up
 from ioc.stack.kafka import ensure_topics
 from ioc.stack.process import free_port, log_tail

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from ioc.models import BoundingBox, Detection, FrameDetections, FrameStats
 from ioc.models.registry import CameraSpec, Zone
-from ioc.streams.cameras import incident_of
+from ioc.streams.agents.detections import incident_of
 from ioc.vision.rules import (
     CameraRules,
     CameraRuleSet,

@@ -13,9 +13,10 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from ioc.alerts import lifecycle
-from ioc.alerts.fusion import FusionGroup, FusionRules, compose, fuse
 from ioc.config import Settings
+from ioc.incidents import lifecycle
+from ioc.incidents.composition import FusionGroup, FusionRules, compose
+from ioc.incidents.fusion import fuse
 from ioc.models import FusedIncident, Incident, IncidentKind, IncidentSource, Member, Severity
 from ioc.models.base import deterministic_id
 from ioc.models.incidents import FusedStatus, IncidentStatus
@@ -256,7 +257,7 @@ def test_staff_acknowledge_and_resolve_and_every_change_is_recorded(dsn: str) ->
     feed(dsn, [camera])
     acked = _act(dsn, camera.id, "ack", "lan.nguyen", "xe cứu hỏa đang tới")
     assert (acked.status, acked.acknowledged_by, acked.version) == ("acknowledged", "lan.nguyen", 2)
-    with pytest.raises(lifecycle.TransitionError, match="not open"):
+    with pytest.raises(lifecycle.IncidentTransitionError, match="not open"):
         _act(dsn, camera.id, "ack", "minh.tran")
     resolved = _act(dsn, camera.id, "resolve", "lan.nguyen", "đã dập tắt")
     assert (resolved.status, resolved.resolved_by) == ("resolved", "lan.nguyen")

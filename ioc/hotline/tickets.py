@@ -16,11 +16,12 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from ioc.hotline.categories import CATEGORY_NAMES, Category
 from ioc.hotline.privacy import Reporter, redact_answers, redact_text
 from ioc.hotline.triage import TriageResult
+from ioc.incidents.rows import DISTANCE_M, incident_from_row
 from ioc.models import Incident, IncidentKind, IncidentSource, Severity, Ticket
 from ioc.models.base import VIETNAM_TIME, deterministic_id, epoch_ms, from_epoch_ms, utc_now
+from ioc.models.categories import CATEGORY_NAMES, Category
 from ioc.store.writer import upsert_incident
 
 # Internal states; Open311 shows the first four as "open" and the last two as "closed".
@@ -41,10 +42,6 @@ def severity_for(urgent: bool, priority: int) -> Severity:
 
 
 METRES_PER_DEGREE = 111_320  # of latitude; of longitude times cos(latitude)
-DISTANCE_M = (
-    "2 * 6371000 * asin(sqrt(power(sin(radians(lat - %(lat)s) / 2), 2)"
-    " + cos(radians(%(lat)s)) * cos(radians(lat)) * power(sin(radians(lon - %(lon)s) / 2), 2)))"
-)
 
 
 @dataclass(frozen=True)
@@ -77,26 +74,6 @@ def ticket_incident(ticket: Ticket, result: TriageResult, ingested_ms: int) -> I
             "model": result.model,
             "channel": ticket.channel,
         },
-    )
-
-
-def incident_from_row(row: dict[str, Any], ingested_ms: int) -> Incident:
-    return Incident(
-        id=row["id"],
-        kind=row["kind"],
-        severity=row["severity"],
-        source=row["source"],
-        source_key=row["source_key"],
-        title=row["title"],
-        status=row["status"],
-        event_time=row["event_time"],
-        ingested_at_ms=ingested_ms,
-        district=row["district"],
-        lat=row["lat"],
-        lon=row["lon"],
-        category=row["category"],
-        reports=row["reports"],
-        evidence=row["evidence"],
     )
 
 
@@ -305,11 +282,11 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
-class TransitionError(ValueError):
+class TicketTransitionError(ValueError):
     """A status change that the lifecycle does not allow."""
 
 
-class UnknownTicket(TransitionError):
+class UnknownTicket(TicketTransitionError):
     """No ticket has that id."""
 
 
@@ -330,7 +307,7 @@ async def set_status(
             raise UnknownTicket(f"unknown ticket {ticket_id}")
         if status not in TRANSITIONS.get(current["status"], frozenset()):
             allowed = ", ".join(sorted(TRANSITIONS.get(current["status"], ()))) or "none"
-            raise TransitionError(
+            raise TicketTransitionError(
                 f"cannot move {ticket_id} from {current['status']} to {status} (allowed: {allowed})"
             )
         await cur.execute(

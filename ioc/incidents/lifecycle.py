@@ -11,18 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from ioc.incidents.composition import Composition
 from ioc.models import FusedIncident, FusedStatus, Incident, IncidentSource, Member, Severity
 from ioc.models.base import utc_now
 from ioc.models.incidents import IncidentStatus
-
-if TYPE_CHECKING:
-    from ioc.alerts.fusion import Composition
 
 SYSTEM = "ioc"
 
@@ -58,7 +56,7 @@ COLUMNS = (
 )
 
 
-class TransitionError(ValueError):
+class IncidentTransitionError(ValueError):
     """A change the lifecycle does not allow (acknowledging a resolved incident, …)."""
 
 
@@ -261,11 +259,13 @@ async def change_status(
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         current = await _locked(cur, incident_id)
         if current.status == FusedStatus.MERGED:
-            raise TransitionError(f"{incident_id} was merged into {current.merged_into}; act there")
+            raise IncidentTransitionError(
+                f"{incident_id} was merged into {current.merged_into}; act there"
+            )
         changes: dict[str, Any]
         if action == "ack":
             if current.status != FusedStatus.OPEN:
-                raise TransitionError(f"{incident_id} is {current.status}, not open")
+                raise IncidentTransitionError(f"{incident_id} is {current.status}, not open")
             changes = {
                 "change": "acknowledged",
                 "status": FusedStatus.ACKNOWLEDGED,
@@ -274,7 +274,7 @@ async def change_status(
             }
         elif action == "resolve":
             if not current.status.active:
-                raise TransitionError(f"{incident_id} is already {current.status}")
+                raise IncidentTransitionError(f"{incident_id} is already {current.status}")
             changes = {
                 "change": "resolved",
                 "status": FusedStatus.RESOLVED,
@@ -283,10 +283,12 @@ async def change_status(
             }
         elif action == "reopen":
             if current.status != FusedStatus.RESOLVED:
-                raise TransitionError(f"{incident_id} is {current.status}: only resolved reopen")
+                raise IncidentTransitionError(
+                    f"{incident_id} is {current.status}: only resolved reopen"
+                )
             changes = {"change": "reopened", "episode": current.episode + 1} | _reopened(now)
         else:
-            raise TransitionError(f"unknown action {action!r} (ack, resolve, reopen)")
+            raise IncidentTransitionError(f"unknown action {action!r} (ack, resolve, reopen)")
         changes |= {"status_since": now, "actor": actor, "reason": reason}
         updated = _next(current, **changes, ingested_at_ms=int(now.timestamp() * 1000))
         await save(cur, updated)

@@ -14,7 +14,7 @@ from kafka import KafkaProducer
 
 from ioc import topics
 from ioc.config import Settings
-from ioc.hotline import lifecycle
+from ioc.hotline import tickets
 from tests.conftest import WebhookReceiver, caught_up, dead_letters, wait_for
 
 pytestmark = pytest.mark.integration
@@ -126,7 +126,7 @@ def test_a_report_never_joins_an_sla_breach_incident(
 
     async def resolve() -> None:
         async with await psycopg.AsyncConnection.connect(settings.database.dsn) as conn:
-            await lifecycle.set_status(conn, first["service_request_id"], "resolved", "Đã dập")
+            await tickets.set_status(conn, first["service_request_id"], "resolved", "Đã dập")
 
     asyncio.run(resolve())
     assert incident(db, first["incident_id"])["status"] == "resolved"

@@ -10,8 +10,9 @@ import pytest
 from ioc.models import SensorRegistry, SensorSpec
 from ioc.sensors import fiware
 from ioc.sensors.engine import RuleSet
-from ioc.streams import sensors as sensors_module
-from ioc.streams.sensors import Message, SensorFlow, partition_of
+from ioc.streams.agents import readings as sensors_module
+from ioc.streams.agents.readings import SensorFlow
+from ioc.streams.keyed import Message, partition_of
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 PARTITIONS = 3

@@ -1,0 +1,210 @@
+"""The camera detections agent: frames' detections from the detections topic in, one at a time in
+each camera's order, frames to store and incidents out, with per-camera rule state
+(`ioc.vision.rules.CameraState`, see `ioc.streams.keyed`). Clock ticks on the topic drive the
+offline check.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import faust
+from pydantic import ValidationError
+
+from ioc.dlq import describe_validation_error
+from ioc.models import FrameDetections, Incident, IncidentSource
+from ioc.models.incidents import IncidentStatus
+from ioc.models.registry import CameraRegistry, CameraSpec, load_camera_registry
+from ioc.retry import retried
+from ioc.streams.acks import one_by_one
+from ioc.streams.context import Rejected, StreamContext, message_of
+from ioc.streams.keyed import FlowOutput, KeyedFlow, Message
+from ioc.vision.rules import (
+    CameraRules,
+    CameraRuleSet,
+    CameraState,
+    Crossing,
+    Transition,
+    evaluate,
+    evaluate_timer,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DetectionsOutput(FlowOutput[CameraState]):
+    frames: list[FrameDetections] = field(default_factory=list)  # to store
+    crossings: list[Crossing] = field(default_factory=list)
+
+
+Judged = tuple[list[Transition], list[Crossing]]
+
+
+def incident_of(transition: Transition, camera: CameraSpec, ingested_ms: int) -> Incident:
+    """An engine transition as the incident the walls, alerts and snapshots see. The evidence
+    names the frame that shows it best (`frame`: partition, offset and seq in the frames topic),
+    the `boxes` that explain it and its `score`; a camera offline before any frame has none."""
+    shown = transition.evidence
+    evidence: dict[str, object] = {
+        "rule": transition.rule,
+        "action": transition.action,
+        "observed_at": transition.event_time.isoformat(),
+        **transition.details,
+    }
+    if shown is not None:
+        evidence |= {
+            "frame": shown.frame.model_dump(),
+            "boxes": [box.model_dump(mode="json", by_alias=True) for box in shown.boxes],
+            "score": shown.score,
+        }
+    return Incident(
+        id=transition.incident_id,
+        kind=transition.kind,
+        severity=transition.severity,
+        source=IncidentSource.VISION,
+        source_key=camera.id,
+        title=transition.title,
+        status=IncidentStatus.RESOLVED if transition.action == "resolve" else IncidentStatus.OPEN,
+        event_time=transition.episode_start,
+        ingested_at_ms=ingested_ms,
+        district=camera.district,
+        lat=camera.lat,
+        lon=camera.lon,
+        evidence=evidence,
+    )
+
+
+class CameraFlow(KeyedFlow[CameraState, FrameDetections, Judged, DetectionsOutput]):
+    """Detections and ticks → frames to store, incidents, line crossings; per-camera state."""
+
+    what = "frame"
+    rules_name = "camera rules"
+
+    def __init__(
+        self,
+        registry: CameraRegistry,
+        ruleset: CameraRuleSet,
+        partitions: int,
+        stored_state: Callable[[str], bytes | None],
+    ) -> None:
+        super().__init__((camera.id for camera in registry.cameras), partitions, stored_state)
+        self.cameras = {camera.id: camera for camera in registry.cameras}
+        self.rules: dict[str, CameraRules] = {
+            camera.id: ruleset.for_camera(camera.id) for camera in registry.cameras
+        }
+
+    def output(self) -> DetectionsOutput:
+        return DetectionsOutput()
+
+    def load_state(self, stored: bytes) -> CameraState:
+        return CameraState.model_validate_json(stored)
+
+    def start_state(self, key: str, now: datetime) -> CameraState:
+        return CameraState.start(key, now)
+
+    def decode(self, message: Message) -> tuple[str, FrameDetections] | str:
+        try:
+            frame = FrameDetections.model_validate_json(message.value)
+        except ValidationError as error:
+            return describe_validation_error(error)
+        if frame.camera_id not in self.cameras:
+            return f"unknown camera id {frame.camera_id!r}: not in the camera registry"
+        return frame.camera_id, frame
+
+    def judge(
+        self, state: CameraState, key: str, item: FrameDetections, message: Message
+    ) -> Judged:
+        return evaluate(state, item, self.cameras[key], self.rules[key])
+
+    def emit(
+        self,
+        key: str,
+        item: FrameDetections,
+        judged: Judged,
+        message: Message,
+        out: DetectionsOutput,
+    ) -> None:
+        transitions, crossings = judged
+        out.frames.append(item)
+        camera = self.cameras[key]
+        out.incidents.extend(incident_of(t, camera, item.ingested_at_ms) for t in transitions)
+        out.crossings.extend(crossings)
+
+    def store_again(
+        self, key: str, item: FrameDetections, message: Message, out: DetectionsOutput
+    ) -> None:
+        out.frames.append(item)
+
+    def judge_tick(self, state: CameraState, key: str, now: datetime) -> Judged:
+        return evaluate_timer(state, self.cameras[key], self.rules[key], now), []
+
+    def emit_tick(self, key: str, judged: Judged, message: Message, out: DetectionsOutput) -> bool:
+        transitions, _ = judged
+        camera = self.cameras[key]
+        out.incidents.extend(incident_of(t, camera, message.timestamp_ms) for t in transitions)
+        return bool(transitions)
+
+
+def register(ctx: StreamContext) -> None:
+    states = ctx.state_table("camera-state")
+    flow = CameraFlow(
+        load_camera_registry(ctx.settings.cameras.registry),
+        CameraRuleSet.load(ctx.settings.cameras.rules),
+        ctx.settings.kafka.partitions,
+        stored_state=lambda camera_id: states.get(camera_id.encode()),
+    )
+
+    @ctx.app.on_partitions_revoked.connect
+    async def forget_states(_app: faust.App, _revoked: Any, **_: Any) -> None:
+        flow.forget()
+
+    async def store_output(output: DetectionsOutput) -> None:
+        """Frames and incidents first, then the states: a crash in between replays the frame."""
+        try:
+            for frame in output.frames:
+                await ctx.store.insert_frame(frame)
+            for incident in output.incidents:  # opened, better frame, resolved
+                await ctx.raise_incident(incident)
+        except Exception:
+            flow.forget(output.changed)  # a retry judges again from the table's state
+            raise
+        for crossing in output.crossings:
+            log.info(
+                "camera %s line %s: %s #%d crossed %s (%d so far)",
+                crossing.camera_id,
+                crossing.line,
+                crossing.class_name,
+                crossing.track_id,
+                crossing.direction,
+                crossing.total,
+            )
+        for camera_id, state in output.changed.items():
+            states[camera_id.encode()] = state.model_dump_json().encode()
+
+    async def process_detections(event: faust.EventT) -> None:
+        output = flow.process([message_of(event)])
+        for _, reason in output.rejected:
+            raise Rejected(reason)
+        await store_output(output)
+
+    async def process_tick(event: faust.EventT) -> None:
+        """A failed tick is logged, never dead-lettered: the next one judges again."""
+        failure = await retried(
+            lambda: store_output(flow.process([message_of(event)])), "camera tick"
+        )
+        if failure is not None:
+            log.error("giving up on a camera clock tick", exc_info=failure)
+
+    async def process_event(event: faust.EventT) -> None:
+        """One frame at a time, in each camera's order; clock ticks for the offline check."""
+        if message_of(event).tick:
+            await process_tick(event)
+        else:
+            await ctx.handle(event, "camera", process_detections)
+
+    ctx.agent(ctx.topics.detections, "camera", one_by_one(process_event))
