@@ -22,7 +22,7 @@ from ioc.models.registry import CameraRegistry, CameraSpec, load_camera_registry
 from ioc.retry import retried
 from ioc.streams.acks import one_by_one
 from ioc.streams.context import Rejected, StreamContext, message_of
-from ioc.streams.keyed import FlowOutput, KeyedFlow, Message
+from ioc.streams.keyed import FlowOutput, KeyedFlow, Message, is_tick
 from ioc.vision.rules import (
     CameraRules,
     CameraRuleSet,
@@ -202,7 +202,7 @@ def register(ctx: StreamContext) -> None:
 
     async def process_event(event: faust.EventT) -> None:
         """One frame at a time, in each camera's order; clock ticks for the offline check."""
-        if message_of(event).tick:
+        if is_tick(event.message.headers):
             await process_tick(event)
         else:
             await ctx.handle(event, "camera", process_detections)
