@@ -208,9 +208,9 @@ def vision_detect_command(
 ) -> None:
     """Detect on images with the worker's code: one JSON line per image (path, detections,
     fire/smoke flags). Exits 2 if any file could not be read as an image."""
+    from ioc.rules.camera.registry import CameraRuleSet
     from ioc.vision.detect import FrameFlags, detect_lines, image_paths, to_json
     from ioc.vision.detector import Detector
-    from ioc.vision.rules import CameraRuleSet
 
     settings = get_settings()
     fire = CameraRuleSet.load(settings.cameras.rules).fire

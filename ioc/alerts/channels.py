@@ -21,25 +21,10 @@ from ioc.alerts.alertmanager import AlertmanagerClient, AmAlert
 from ioc.config import Settings
 from ioc.models import FusedIncident, FusedStatus, Notification
 from ioc.models.base import deterministic_id, epoch_ms, utc_now
+from ioc.models.kinds import KINDS
 from ioc.store.writer import Store
 
 SEVERITY_VI = {"urgent": "KHẨN", "high": "CAO", "normal": "THƯỜNG"}
-KIND_EN = {
-    "fire": "Fire",
-    "flood": "Flooding",
-    "water_level_high": "High water level",
-    "air_quality_poor": "Poor air quality",
-    "citizen_report": "Citizen report",
-    "sla_breach": "1022 ticket past its deadline",
-    "sensor_fault": "Sensor fault",
-    "sensor_offline": "Sensor offline",
-    "crowding": "Crowding",
-    "stopped_vehicle": "Stopped vehicle",
-    "camera_offline": "Camera offline",
-    "camera_frozen": "Camera frozen",
-    "camera_blackout": "Camera blacked out",
-    "camera_tamper": "Camera moved or tampered with",
-}
 
 
 def alert_id(incident: FusedIncident, channel: str, notification: Notification) -> str:
@@ -68,7 +53,7 @@ def summary_en(incident: FusedIncident) -> str:
     place = f" in {incident.district}" if incident.district else ""
     reports = f", {incident.reports} citizen report(s)" if incident.reports else ""
     return (
-        f"[{incident.severity.upper()}] {KIND_EN.get(incident.kind, incident.kind)}{place}: "
+        f"[{incident.severity.upper()}] {KINDS[incident.kind].title_en}{place}: "
         f"{incident.sources} independent source(s){reports}"
     )
 

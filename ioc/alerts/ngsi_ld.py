@@ -22,7 +22,8 @@ from urllib.parse import quote
 import httpx
 
 from ioc.alerts.channels import summary_en, summary_vi
-from ioc.models import FusedIncident, IncidentKind, IncidentSource, Member, Notification, Severity
+from ioc.models import FusedIncident, IncidentSource, Member, Notification, Severity
+from ioc.models.kinds import KINDS
 
 log = logging.getLogger(__name__)
 
@@ -31,27 +32,6 @@ UPSERT_PATH = "/ngsi-ld/v1/entityOperations/upsert"
 URN_SAFE = "-._~:@!$&'()*+,;="  # what a URN's specific part may hold unescaped (RFC 8141)
 REASON_MAX_CHARS = 300
 
-# Each kind's closest (category, subCategory) in the model's enumerations. The pairs follow the
-# grouping the model was published with (fires are listed under `security`, `floodRisk` under
-# `weather`); `crowdRisk` was later added among the traffic subCategories. A kind with no fitting
-# subCategory (device faults, 1022 reports of any other category) keeps its category only; its own
-# kind stays in `data.kind`.
-ALERT_CATEGORIES: dict[IncidentKind, tuple[str, str | None]] = {
-    IncidentKind.FIRE: ("security", "buildingFire"),
-    IncidentKind.FLOOD: ("naturalDisaster", "flood"),
-    IncidentKind.WATER_LEVEL_HIGH: ("weather", "floodRisk"),
-    IncidentKind.AIR_QUALITY_POOR: ("environment", "airPollution"),
-    IncidentKind.CITIZEN_REPORT: ("security", None),
-    IncidentKind.SLA_BREACH: ("security", None),
-    IncidentKind.SENSOR_FAULT: ("environment", None),
-    IncidentKind.SENSOR_OFFLINE: ("environment", None),
-    IncidentKind.CROWDING: ("traffic", "crowdRisk"),
-    IncidentKind.STOPPED_VEHICLE: ("traffic", "carStopped"),
-    IncidentKind.CAMERA_OFFLINE: ("security", None),
-    IncidentKind.CAMERA_FROZEN: ("security", None),
-    IncidentKind.CAMERA_BLACKOUT: ("security", None),
-    IncidentKind.CAMERA_TAMPER: ("security", "suspiciousAction"),
-}
 ALERT_SEVERITIES: dict[Severity, str] = {
     Severity.URGENT: "critical",
     Severity.HIGH: "high",
@@ -100,7 +80,8 @@ def _date(moment: datetime) -> dict[str, Any]:
 
 def alert_entity(incident: FusedIncident, context: str) -> dict[str, Any]:
     """The incident as a normalized NGSI-LD `Alert` entity, `@context` included."""
-    category, sub_category = ALERT_CATEGORIES[incident.kind]
+    info = KINDS[incident.kind]
+    category, sub_category = info.alert_category, info.alert_subcategory
     sources = source_urns(incident)
     entity: dict[str, Any] = {
         "id": alert_entity_id(incident.id),

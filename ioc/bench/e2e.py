@@ -441,7 +441,7 @@ def camera_latencies(
 
 
 def frames_needed() -> int:
-    from ioc.vision.rules import CameraRuleSet
+    from ioc.rules.camera.registry import CameraRuleSet
 
     with suppress(Exception):
         return int(CameraRuleSet.load(None).for_camera("").fire.frames)

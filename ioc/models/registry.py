@@ -80,6 +80,7 @@ def load_sensor_registry(path: Path | None = None) -> SensorRegistry:
 
 Point = tuple[float, float]
 VEHICLE_CLASSES = ("car", "motorbike", "bus", "truck")
+ZoneKind = Literal["crowd", "no_stopping", "line"]
 
 
 class Zone(BaseModel):
@@ -90,7 +91,7 @@ class Zone(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1)
-    kind: Literal["crowd", "no_stopping", "line"]
+    kind: ZoneKind
     points: tuple[Point, ...]
     classes: tuple[str, ...] = Field(
         (), description="Classes counted; default persons for crowd, vehicles otherwise."

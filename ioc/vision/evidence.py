@@ -28,8 +28,8 @@ from ioc.kafka_clients import MAX_MESSAGE_BYTES, aio_consumer, consumer, produce
 from ioc.models import Incident, IncidentSource
 from ioc.models.incidents import IncidentStatus
 from ioc.retry import ATTEMPTS, retried
+from ioc.rules.camera.base import Box, FrameRef
 from ioc.store.writer import Snapshot, Store
-from ioc.vision.rules import Box, FrameRef
 
 log = logging.getLogger(__name__)
 CONSUMER = "ioc.vision.evidence"

@@ -23,13 +23,13 @@ from referencing import Registry, Resource
 
 from ioc.alerts.channels import channels_from_settings
 from ioc.alerts.ngsi_ld import (
-    ALERT_CATEGORIES,
     UPSERT_PATH,
     NgsiLdAlertChannel,
     alert_entity,
 )
 from ioc.config import AlertSettings, Settings
 from ioc.models import FusedIncident, IncidentKind, Notification
+from ioc.models.kinds import KINDS
 from ioc.stack.process import free_port
 from ioc.store.writer import Store
 
@@ -132,8 +132,8 @@ def test_the_validator_accepts_the_official_examples_and_refuses_what_the_model_
     assert all(schema_errors(entity) for entity in wrong)
 
 
-def test_every_kind_has_a_category_of_the_model() -> None:
-    assert set(ALERT_CATEGORIES) == set(IncidentKind)
+def test_every_kind_has_its_row_of_metadata() -> None:
+    assert set(KINDS) == set(IncidentKind)
 
 
 @pytest.mark.parametrize("kind", list(IncidentKind))
@@ -142,9 +142,8 @@ def test_each_kind_is_a_valid_alert(kind: IncidentKind, status: str) -> None:
     resolved = {"resolved_at": WHEN + timedelta(hours=1)} if status == "resolved" else {}
     entity = alert_entity(incident(kind=kind, status=status, **resolved), ALERT_CONTEXT)
     assert schema_errors(entity) == []
-    category, sub_category = ALERT_CATEGORIES[kind]
-    assert entity["category"]["value"] == category
-    assert entity.get("subCategory", {}).get("value") == sub_category
+    assert entity["category"]["value"] == KINDS[kind].alert_category
+    assert entity.get("subCategory", {}).get("value") == KINDS[kind].alert_subcategory
     assert entity["data"]["value"]["kind"] == kind
     assert entity["data"]["value"]["status"] == status
 

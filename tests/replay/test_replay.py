@@ -29,9 +29,9 @@ from ioc.replay.mix import detector_for, write_demo_mix
 from ioc.replay.recording import Recording, open_recording
 from ioc.replay.replay import Outcome, Pace, Replayer, read_outcome
 from ioc.replay.sandbox import RulesFile, Sandbox, SandboxError
+from ioc.rules.camera.registry import RULES_PATH as CAMERA_RULES_PATH
 from ioc.sensors.engine import RULES_PATH as SENSOR_RULES_PATH
 from ioc.store.writer import Store
-from ioc.vision.rules import RULES_PATH as CAMERA_RULES_PATH
 
 from ..conftest import end_offsets, published_since, wait_for
 

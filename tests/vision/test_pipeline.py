@@ -20,10 +20,10 @@ from ultralytics.data.augment import LetterBox
 
 from ioc.assets import DEFAULT_MODEL_PATH
 from ioc.models import BoundingBox, Detection
+from ioc.rules.camera.registry import CameraRuleSet
 from ioc.vision.detect import FrameFlags
 from ioc.vision.detector import Detector
 from ioc.vision.pipeline import Pipeline, resolve_device
-from ioc.vision.rules import CameraRuleSet
 
 MIN_SCORE = 0.25
 Box = tuple[int, float, list[float]]  # class index, score, (x1, y1, x2, y2)

@@ -1,6 +1,6 @@
 """The camera detections agent: frames' detections from the detections topic in, one at a time in
 each camera's order, frames to store and incidents out, with per-camera rule state
-(`ioc.vision.rules.CameraState`, see `ioc.streams.keyed`). Clock ticks on the topic drive the
+(`ioc.rules.camera.CameraState`, see `ioc.streams.keyed`). Clock ticks on the topic drive the
 offline check.
 """
 
@@ -20,18 +20,12 @@ from ioc.models import FrameDetections, Incident, IncidentSource
 from ioc.models.incidents import IncidentStatus
 from ioc.models.registry import CameraRegistry, CameraSpec, load_camera_registry
 from ioc.retry import retried
+from ioc.rules.camera.base import Crossing, Transition
+from ioc.rules.camera.engine import evaluate, evaluate_timer
+from ioc.rules.camera.registry import CameraRules, CameraRuleSet, CameraState
 from ioc.streams.acks import one_by_one
 from ioc.streams.context import Rejected, StreamContext, message_of
 from ioc.streams.keyed import FlowOutput, KeyedFlow, Message, is_tick
-from ioc.vision.rules import (
-    CameraRules,
-    CameraRuleSet,
-    CameraState,
-    Crossing,
-    Transition,
-    evaluate,
-    evaluate_timer,
-)
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +96,7 @@ class CameraFlow(KeyedFlow[CameraState, FrameDetections, Judged, DetectionsOutpu
         return DetectionsOutput()
 
     def load_state(self, stored: bytes) -> CameraState:
-        return CameraState.model_validate_json(stored)
+        return CameraState.from_json(stored)
 
     def start_state(self, key: str, now: datetime) -> CameraState:
         return CameraState.start(key, now)

@@ -17,10 +17,10 @@ from ioc.config import Settings
 from ioc.models import BoundingBox, Detection, FrameDetections, FrameStats
 from ioc.models.base import epoch_ms, utc_now
 from ioc.models.registry import CameraRegistry, CameraSpec, Zone
+from ioc.rules.camera.registry import CameraRuleSet
 from ioc.streams.agents import detections as cameras_module
 from ioc.streams.agents.detections import CameraFlow
 from ioc.streams.keyed import Message, partition_of
-from ioc.vision.rules import CameraRuleSet
 from tests.conftest import dead_letters, end_offsets, published_since, wait_for
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)

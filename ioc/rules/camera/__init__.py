@@ -1,0 +1,3 @@
+"""Camera rules: one plugin file per rule (`plugins/`), composed into the rules file's model and
+the per-camera state (`registry`), and applied frame by frame and tick by tick (`engine`). This
+package imports nothing, so that a plugin folder can be extended before the registry looks."""

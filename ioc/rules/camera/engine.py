@@ -1,0 +1,92 @@
+"""The camera rules applied to one camera: each frame's detections through every enabled rule in
+stage order (zone rules once per zone of their kind), and clock ticks through the camera-wide
+rules. Both update the camera's state in place and return what the rules found."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from ioc.models.events import FrameDetections
+from ioc.models.registry import CameraSpec
+from ioc.rules.camera.base import (
+    Crossing,
+    IncidentRuleConfig,
+    Reporter,
+    RuleConfig,
+    Seen,
+    Stage,
+    Tick,
+    Transition,
+    evidence_of,
+)
+from ioc.rules.camera.registry import RULES, AnyRule, CameraRules, CameraState
+
+Outcome = tuple[list[Transition], list[Crossing]]
+_IN_ORDER = sorted(RULES.values(), key=lambda rule: (rule.stage, rule.name))
+
+
+def _reporter(rule: AnyRule, config: RuleConfig, camera: CameraSpec, at: datetime) -> Reporter:
+    severity = config.severity if isinstance(config, IncidentRuleConfig) else None
+    return Reporter(camera, rule.name, rule.kind, severity, at)
+
+
+def evaluate(
+    state: CameraState, frame: FrameDetections, camera: CameraSpec, rules: CameraRules
+) -> Outcome:
+    """One frame's detections, judged at its event time; its Kafka time is the offline clock."""
+    at = frame.event_time.astimezone(UTC)
+    arrived = datetime.fromtimestamp(frame.ingested_at_ms / 1000, UTC)
+    state.last_arrival = arrived if state.last_arrival is None else max(state.last_arrival, arrived)
+    seen = Seen(frame, camera, rules, at, latest=evidence_of(frame, [], 0.0))
+    zone_names = {zone.name for zone in camera.zones}
+    transitions: list[Transition] = []
+    crossings: list[Crossing] = []
+    for rule in _IN_ORDER:
+        config = rules.of(rule)
+        if rule.zone_kind is not None:
+            by_zone = state.by_zone(rule)
+            for name in [name for name in by_zone if name not in zone_names]:
+                del by_zone[name]  # a zone taken out of the registry
+        if not config.enabled or (rule.stage is Stage.HEALTH and frame.stats is None):
+            continue
+        out = _reporter(rule, config, camera, at)
+        if rule.zone_kind is None:
+            found = rule.on_frame(config, state.of(rule), seen, out)
+        else:
+            found = [
+                finding
+                for zone in camera.zones
+                if zone.kind == rule.zone_kind
+                for finding in rule.on_frame(
+                    config,
+                    by_zone.setdefault(zone.name, rule.state()),
+                    replace(seen, zone=zone),
+                    out,
+                )
+            ]
+        for finding in found:
+            if isinstance(finding, Transition):
+                transitions.append(finding)
+            else:
+                crossings.append(finding)
+    state.latest = seen.latest
+    return transitions, crossings
+
+
+def evaluate_timer(
+    state: CameraState, camera: CameraSpec, rules: CameraRules, now: datetime
+) -> list[Transition]:
+    """A wall-clock tick, for the camera-wide rules (a camera gone silent)."""
+    now = now.astimezone(UTC)
+    tick = Tick(camera, rules, now, state.last_arrival or state.watching_since, state.latest)
+    transitions: list[Transition] = []
+    for rule in _IN_ORDER:
+        config = rules.of(rule)
+        if rule.zone_kind is None and config.enabled:
+            out = _reporter(rule, config, camera, now)
+            transitions += rule.on_tick(config, state.of(rule), tick, out)
+    return transitions
+
+
+__all__ = ["Outcome", "evaluate", "evaluate_timer"]
