@@ -16,8 +16,8 @@ import faust
 from pydantic import ValidationError
 
 from ioc.dlq import describe_validation_error
+from ioc.incidents.candidates import candidate_of
 from ioc.models import FrameDetections, Incident, IncidentSource
-from ioc.models.incidents import IncidentStatus
 from ioc.models.registry import CameraRegistry, CameraSpec, load_camera_registry
 from ioc.retry import retried
 from ioc.rules.camera.base import Crossing, Transition
@@ -56,21 +56,7 @@ def incident_of(transition: Transition, camera: CameraSpec, ingested_ms: int) ->
             "boxes": [box.model_dump(mode="json", by_alias=True) for box in shown.boxes],
             "score": shown.score,
         }
-    return Incident(
-        id=transition.incident_id,
-        kind=transition.kind,
-        severity=transition.severity,
-        source=IncidentSource.VISION,
-        source_key=camera.id,
-        title=transition.title,
-        status=IncidentStatus.RESOLVED if transition.action == "resolve" else IncidentStatus.OPEN,
-        event_time=transition.episode_start,
-        ingested_at_ms=ingested_ms,
-        district=camera.district,
-        lat=camera.lat,
-        lon=camera.lon,
-        evidence=evidence,
-    )
+    return candidate_of(transition, camera, IncidentSource.VISION, ingested_ms, evidence)
 
 
 class CameraFlow(KeyedFlow[CameraState, FrameDetections, Judged, DetectionsOutput]):

@@ -17,6 +17,7 @@ from typing import Any
 
 import faust
 
+from ioc.incidents.candidates import candidate_of
 from ioc.models import (
     Incident,
     IncidentSource,
@@ -26,7 +27,6 @@ from ioc.models import (
     load_sensor_registry,
 )
 from ioc.models.base import from_epoch_ms
-from ioc.models.incidents import IncidentStatus
 from ioc.retry import retried
 from ioc.sensors import fiware
 from ioc.sensors.engine import (
@@ -56,29 +56,16 @@ Judged = tuple[list[Transition], list[WindowAggregate]]
 
 
 def incident_of(transition: Transition, spec: SensorSpec, ingested_ms: int) -> Incident:
-    """An engine transition as the incident the walls and alerts see."""
-    return Incident(
-        id=transition.incident_id,
-        kind=transition.kind,
-        severity=transition.severity,
-        source=IncidentSource.SENSOR,
-        source_key=spec.id,
-        title=transition.title,
-        status=IncidentStatus.RESOLVED if transition.action == "resolve" else IncidentStatus.OPEN,
-        event_time=transition.episode_start,
-        ingested_at_ms=ingested_ms,
-        district=spec.district,
-        lat=spec.lat,
-        lon=spec.lon,
-        evidence={
-            "condition": transition.condition,
-            "action": transition.action,
-            "value": transition.value,
-            "unit": transition.unit,
-            "level": transition.level,
-            "observed_at": transition.event_time.isoformat(),
-        },
-    )
+    """A sensor rule's transition, with the reading that made it, as a candidate."""
+    evidence = {
+        "condition": transition.condition,
+        "action": transition.action,
+        "value": transition.value,
+        "unit": transition.unit,
+        "level": transition.level,
+        "observed_at": transition.event_time.isoformat(),
+    }
+    return candidate_of(transition, spec, IncidentSource.SENSOR, ingested_ms, evidence)
 
 
 def rows_of(event: SensorEvent, arrived: datetime, late: bool) -> list[ReadingRow]:
