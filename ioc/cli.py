@@ -766,21 +766,13 @@ def tickets_set_status_command(
 ) -> None:
     """Move a ticket through its lifecycle (resolving the first report resolves its incident)."""
 
-    from ioc.hotline.commands import send_candidate
-    from ioc.hotline.tickets import TicketTransitionError, set_status
-    from ioc.store.writer import Store
-
-    settings = get_settings()
+    from ioc.hotline.tickets import TicketTransitionError
+    from ioc.incidents.service import terminal_actions
 
     async def move() -> None:
-        store = Store(settings.database.dsn, 1)
-        try:
-            async with store.connection() as conn:
-                incident = await set_status(conn, ticket_id, status, note)
-        finally:
-            await store.close()
+        async with terminal_actions(get_settings()) as actions:
+            incident = await actions.set_ticket_status(ticket_id, status, note)
         if incident is not None:
-            await send_candidate(settings, incident)
             console.print(f"incident {incident.id}: {incident.status}")
 
     try:

@@ -159,23 +159,13 @@ def show_command(
 
 def _act(incident_id: str, action: str, by: str | None, reason: str | None) -> None:
     """Change the incident in the database, then publish the new version for alerting."""
-    from ioc.incidents.messages import to_alerting
-    from ioc.kafka_clients import producer
+    from ioc.incidents.service import terminal_actions
 
-    settings = get_settings()
     actor = by or getpass.getuser()
 
     async def run() -> FusedIncident:
-        async with await _connect() as conn:
-            incident = await lifecycle.change_status(conn, incident_id, action, actor, reason)
-        client = producer(settings.kafka, "ioc-cli")
-        await client.start()
-        try:
-            message = to_alerting(settings, incident)
-            await client.send_and_wait(message.topic, key=message.key, value=message.value)
-        finally:
-            await client.stop()
-        return incident
+        async with terminal_actions(get_settings()) as actions:
+            return await actions.change_incident(incident_id, action, actor, reason)
 
     try:
         incident = run_async(run())

@@ -25,6 +25,7 @@ from starlette.types import Message
 from ioc.api.open311 import field_label
 from ioc.config import Settings
 from ioc.hotline.triage import SlaTable
+from ioc.incidents.service import StaffActions
 from ioc.models import SensorRegistry
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,11 @@ async def database(
     except (psycopg.OperationalError, OSError) as error:
         log.warning("database unavailable: %s", type(error).__name__)
         raise ApiError(503, "database unavailable, retry later") from None
+
+
+def staff_actions(runtime: Runtime) -> StaffActions:
+    """Staff changes through the API's pool and producer (`ioc.incidents.service`)."""
+    return StaffActions(runtime.settings, lambda: database(runtime), runtime.producer)
 
 
 async def query(

@@ -11,13 +11,18 @@ import json
 import logging
 from typing import Annotated, Any
 
-from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from ioc.api.context import ApiError, database, read_body, runtime_of, system_of
+from ioc.api.context import (
+    ApiError,
+    database,
+    read_body,
+    runtime_of,
+    staff_actions,
+    system_of,
+)
 from ioc.incidents import lifecycle
-from ioc.incidents.messages import to_alerting
 from ioc.models import FusedIncident, FusedStatus
 
 log = logging.getLogger(__name__)
@@ -87,20 +92,14 @@ async def act(incident_id: str, action: str, request: Request) -> JSONResponse:
     if action not in ACTIONS:
         raise ApiError(404, f"action: one of {', '.join(sorted(set(ACTIONS.values())))}")
     reason = _reason(await read_body(request, runtime.settings.hotline.max_body_bytes))
-    async with database(runtime) as conn:
-        try:
-            incident = await lifecycle.change_status(
-                conn, incident_id, ACTIONS[action], staff, reason
-            )
-        except lifecycle.UnknownIncident as error:
-            raise ApiError(404, f"incident_id: {error}") from None
-        except lifecycle.IncidentTransitionError as error:
-            raise ApiError(409, f"status: {error}") from None
     try:
-        message = to_alerting(runtime.settings, incident)
-        await runtime.producer.send_and_wait(message.topic, key=message.key, value=message.value)
-    except KafkaError as error:  # recorded; the alert service's refresh picks it up
-        log.warning("incident %s not published: %s", incident.id, type(error).__name__)
+        incident = await staff_actions(runtime).change_incident(
+            incident_id, ACTIONS[action], staff, reason
+        )
+    except lifecycle.UnknownIncident as error:
+        raise ApiError(404, f"incident_id: {error}") from None
+    except lifecycle.IncidentTransitionError as error:
+        raise ApiError(409, f"status: {error}") from None
     log.info("incident %s: %s by %s", incident.id, incident.change, staff)
     return JSONResponse(_body(incident))
 

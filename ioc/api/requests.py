@@ -27,6 +27,7 @@ from ioc.api.context import (
     query,
     read_fields,
     runtime_of,
+    staff_actions,
     system_of,
 )
 from ioc.api.open311 import (
@@ -54,9 +55,7 @@ from ioc.api.open311 import (
     to_xml,
 )
 from ioc.hotline import tickets
-from ioc.hotline.corrections import Correction, CorrectionError, correct_triage
-from ioc.incidents.messages import to_fusion
-from ioc.models import Incident
+from ioc.hotline.corrections import Correction, CorrectionError
 from ioc.models.base import utc_now
 from ioc.models.categories import Category
 from ioc.models.events import Channel
@@ -263,12 +262,6 @@ async def staff_write(request: Request) -> tuple[Runtime, dict[str, object], str
     return runtime, fields, system
 
 
-async def publish_candidate(runtime: Runtime, incident: Incident) -> None:
-    """A staff change of an incident goes to fusion, which pages when it now calls for it."""
-    message = to_fusion(runtime.settings, incident)
-    await runtime.producer.send_and_wait(message.topic, key=message.key, value=message.value)
-
-
 @router.get(
     "/requests/{service_request_id}.{format}",
     response_model=list[ServiceRequest],
@@ -308,14 +301,11 @@ async def change_status(service_request_id: str, format: Format, request: Reques
     if note is not None and not isinstance(note, str):
         raise ApiError(400, "status_notes: must be text")
     try:
-        async with database(runtime) as conn:
-            incident = await tickets.set_status(conn, service_request_id, status, note)
+        await staff_actions(runtime).set_ticket_status(service_request_id, status, note)
     except tickets.UnknownTicket as error:
         raise ApiError(404, f"service_request_id: {error}") from None
     except tickets.TicketTransitionError as error:
         raise ApiError(400, f"status: {error}") from None
-    if incident is not None:
-        await publish_candidate(runtime, incident)
     log.info("ticket %s moved to %s by %s", service_request_id, status, system)
     moved = await read_request(runtime, service_request_id)
     return answer(format, "service_requests", [moved])
@@ -337,14 +327,13 @@ async def correct_request_triage(
     except ValidationError as error:
         raise ApiError(400, *describe(error.errors())) from None
     try:
-        async with database(runtime) as conn:
-            applied = await correct_triage(conn, service_request_id, correction, runtime.sla)
+        applied = await staff_actions(runtime).correct_ticket(
+            service_request_id, correction, runtime.sla
+        )
     except tickets.UnknownTicket as error:
         raise ApiError(404, f"service_request_id: {error}") from None
     except CorrectionError as error:
         raise ApiError(400, str(error)) from None
-    if applied.incident is not None:
-        await publish_candidate(runtime, applied.incident)
     log.info(
         "ticket %s triage corrected to %s p%d via %s",
         service_request_id,

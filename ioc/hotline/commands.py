@@ -17,10 +17,9 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from ioc.config import Settings, get_settings
+from ioc.config import get_settings
 from ioc.hotline.attributes import raise_for_danger
 from ioc.hotline.triage import Triage
-from ioc.models import Incident
 from ioc.models.base import VIETNAM_TIME
 from ioc.models.categories import Category
 from ioc.runtime import run_async
@@ -334,40 +333,20 @@ def correct_command(
 
 
 def _apply(ticket_id: str, correction: Any) -> Any:
-    import psycopg
-
-    from ioc.hotline.corrections import CorrectionError, correct_triage
+    from ioc.hotline.corrections import CorrectionError
     from ioc.hotline.tickets import UnknownTicket
     from ioc.hotline.triage import SLA_PATH, load_sla
+    from ioc.incidents.service import terminal_actions
 
     settings = get_settings()
     sla = load_sla(settings.hotline.sla_table or SLA_PATH)
 
     async def apply() -> Any:
-        async with await psycopg.AsyncConnection.connect(
-            settings.database.dsn, autocommit=True
-        ) as conn:
-            applied = await correct_triage(conn, ticket_id, correction, sla)
-        if applied.incident is not None:
-            await send_candidate(settings, applied.incident)
-        return applied
+        async with terminal_actions(settings) as actions:
+            return await actions.correct_ticket(ticket_id, correction, sla)
 
     try:
         return run_async(apply())
     except (UnknownTicket, CorrectionError) as error:
         _fail(error)
         raise
-
-
-async def send_candidate(settings: Settings, incident: Incident) -> None:
-    """A staff change of an incident, from a terminal, goes to fusion like any candidate."""
-    from ioc.incidents.messages import to_fusion
-    from ioc.kafka_clients import producer
-
-    message = to_fusion(settings, incident)
-    client = producer(settings.kafka, "ioc-cli")
-    await client.start()
-    try:
-        await client.send_and_wait(message.topic, key=message.key, value=message.value)
-    finally:
-        await client.stop()
