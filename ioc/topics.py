@@ -2,21 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from ioc.models.base import WireModel
+from ioc.models.events import FrameDetections, Ticket
+from ioc.models.incidents import Alert, FusedIncident, Incident
 
 if TYPE_CHECKING:
     from ioc.config import KafkaSettings
 
 HOUR_MS = 3_600_000
+Value = TypeVar("Value", bound=WireModel)
 
 
 @dataclass(frozen=True)
-class TopicSpec:
+class Topic(Generic[Value]):
+    """A topic's contract: its name, what its key is, what its values are and its configs. A
+    topic of JSON values knows their model: `decode` validates a value (a `ValidationError`
+    names what is wrong, for the dead-letter reason) and `encode` makes the record of one,
+    keyed by `key_of` unless the key is not in the value (the candidates' fusion region)."""
+
     name: str
     key: str
     value: str
     config: dict[str, str] = field(default_factory=dict)
+    model: type[Value] | None = None  # None: bytes as they came (frames, raw FIWARE, letters)
+    key_of: Callable[[Value], str] | None = None
+
+    def decode(self, raw: bytes | None) -> Value:
+        if self.model is None:
+            raise TypeError(f"{self.name} carries bytes, not a model")
+        return self.model.model_validate_json(raw or b"")
+
+    def encode(self, value: Value, key: str | None = None) -> tuple[bytes, bytes]:
+        """(key, value) bytes of the record for `value`."""
+        if key is None:
+            if self.key_of is None:
+                raise TypeError(f"{self.name} is keyed by {self.key}: give the key")
+            key = self.key_of(value)
+        return key.encode(), value.to_bytes()
 
 
 CAMERA_FRAMES = "ioc.camera.frames"
@@ -28,38 +54,70 @@ INCIDENTS = "ioc.incidents"
 ALERTS = "ioc.alerts"
 DLQ = "ioc.dlq"
 
-TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec(
-        CAMERA_FRAMES,
-        "camera id",
-        "JPEG bytes; headers camera_id, event_time, seq",
-        {"max.message.bytes": str(8 * 1024 * 1024)},
-    ),
-    TopicSpec(VISION_DETECTIONS, "camera id", "FrameDetections JSON"),
-    TopicSpec(HOTLINE_TICKETS, "ticket id", "Ticket JSON (Open311 + channel, reporter contact)"),
-    TopicSpec(SENSOR_EVENTS, "sensor id", "SensorEvent JSON (FIWARE key-value)"),
-    TopicSpec(
-        INCIDENT_CANDIDATES,
-        "fusion region",
-        "Incident JSON: one source's candidate, latest state (fusion reads a region in order)",
-    ),
-    TopicSpec(
-        INCIDENTS,
-        "incident id",
-        "FusedIncident JSON, each version (fusion, timers, staff)",
-        {"cleanup.policy": "compact,delete"},
-    ),
-    TopicSpec(ALERTS, "incident id", "Alert JSON, one per delivery"),
-    TopicSpec(
-        DLQ,
-        "source topic",
-        "original bytes; headers reason, source topic/partition/offset",
-        {"retention.ms": str(30 * 24 * HOUR_MS), "max.message.bytes": str(8 * 1024 * 1024)},
-    ),
+FRAMES = Topic[WireModel](
+    CAMERA_FRAMES,
+    "camera id",
+    "JPEG bytes; headers camera_id, event_time, seq",
+    {"max.message.bytes": str(8 * 1024 * 1024)},
+)
+DETECTIONS = Topic(
+    VISION_DETECTIONS,
+    "camera id",
+    "FrameDetections JSON",
+    model=FrameDetections,
+    key_of=lambda detections: detections.camera_id,
+)
+TICKETS = Topic(
+    HOTLINE_TICKETS,
+    "ticket id",
+    "Ticket JSON (Open311 + channel, reporter contact)",
+    model=Ticket,
+    key_of=lambda ticket: ticket.service_request_id,
+)
+SENSORS = Topic[WireModel](
+    SENSOR_EVENTS, "sensor id", "FIWARE entities as sent (NGSI-v2, NGSI-LD or key-value JSON)"
+)
+CANDIDATES = Topic(
+    INCIDENT_CANDIDATES,
+    "fusion region",
+    "Incident JSON: one source's candidate, latest state (fusion reads a region in order)",
+    model=Incident,
+)
+FUSED = Topic(
+    INCIDENTS,
+    "incident id",
+    "FusedIncident JSON, each version (fusion, timers, staff)",
+    {"cleanup.policy": "compact,delete"},
+    model=FusedIncident,
+    key_of=lambda incident: incident.id,
+)
+ALERTS_SENT = Topic(
+    ALERTS,
+    "incident id",
+    "Alert JSON, one per delivery",
+    model=Alert,
+    key_of=lambda alert: alert.incident_id,
+)
+DEAD_LETTERS = Topic[WireModel](
+    DLQ,
+    "source topic",
+    "original bytes; headers reason, source topic/partition/offset",
+    {"retention.ms": str(30 * 24 * HOUR_MS), "max.message.bytes": str(8 * 1024 * 1024)},
+)
+
+TOPICS: tuple[Topic[Any], ...] = (
+    FRAMES,
+    DETECTIONS,
+    TICKETS,
+    SENSORS,
+    CANDIDATES,
+    FUSED,
+    ALERTS_SENT,
+    DEAD_LETTERS,
 )
 
 
-def topic_configs(spec: TopicSpec, kafka: KafkaSettings) -> dict[str, str]:
+def topic_configs(spec: Topic[Any], kafka: KafkaSettings) -> dict[str, str]:
     """The spec's own configs over the default retention and the cluster's min ISR (a write
     acknowledged with acks=all is on that many replicas)."""
     return {

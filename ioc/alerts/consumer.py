@@ -78,7 +78,7 @@ class AlertConsumer:
 
     async def handle(self, record: ConsumerRecord) -> None:
         try:
-            announced = FusedIncident.model_validate_json(record.value or b"")
+            announced = topics.FUSED.decode(record.value)
         except ValidationError as error:
             await self._reject(record, describe_validation_error(error))
             return
@@ -136,10 +136,9 @@ class AlertConsumer:
             error=error_text,
         )
         await self.store.insert_alert(alert)
+        key, value = topics.ALERTS_SENT.encode(alert)
         await self.producer.send_and_wait(
-            self.settings.kafka.topic(topics.ALERTS),
-            key=incident.id.encode(),
-            value=alert.to_bytes(),
+            self.settings.kafka.topic(topics.ALERTS_SENT.name), key=key, value=value
         )
 
     async def refresh(self, stop: asyncio.Event) -> None:

@@ -35,7 +35,7 @@ from ioc.kafka_clients import producer as kafka_producer
 from ioc.models import Ticket
 from ioc.models.base import VIETNAM_TIME
 from ioc.runtime import run_async
-from ioc.topics import HOTLINE_TICKETS
+from ioc.topics import TICKETS
 
 BATCH = 500
 SHOWN_REJECTIONS = 50
@@ -91,6 +91,7 @@ async def aimport_tickets(path: Path, settings: Settings, progress: bool = True)
     report = ImportReport(path)
     seen: dict[str, int] = {}
     client = kafka_producer(settings.kafka, "ioc-import")
+    topic = settings.kafka.topic(TICKETS.name)  # under the deployment's prefix
     await client.start()
     try:
         with Progress(
@@ -112,10 +113,8 @@ async def aimport_tickets(path: Path, settings: Settings, progress: bool = True)
                     report.rejected.append(Rejection(line, "; ".join(error.problems)))
                 else:
                     seen[ticket.service_request_id] = line
-                    key = ticket.service_request_id.encode()
-                    pending.append(
-                        await client.send(HOTLINE_TICKETS, key=key, value=ticket.to_bytes())
-                    )
+                    key, value = TICKETS.encode(ticket)
+                    pending.append(await client.send(topic, key=key, value=value))
                     report.accepted_ids.append(ticket.service_request_id)
                     if len(pending) >= BATCH:
                         await asyncio.gather(*pending)

@@ -59,7 +59,7 @@ from ioc.hotline.corrections import Correction, CorrectionError
 from ioc.models.base import utc_now
 from ioc.models.categories import Category
 from ioc.models.events import Channel
-from ioc.topics import HOTLINE_TICKETS
+from ioc.topics import TICKETS
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ async def create_request(format: Format, request: Request) -> Response:
 
     if photo is not None and photo_type is not None:  # both or neither once the ticket is valid
         await store_photo(runtime, request_id, photo, photo_type)
-    await publish(runtime, HOTLINE_TICKETS, [(request_id.encode(), ticket.to_bytes())])
+    await publish(runtime, TICKETS.name, [TICKETS.encode(ticket)])
     log.info("ticket %s accepted from %s via %s", request_id, system, ticket.channel)
     notice = NOTICE.format(prefix=PREFIX, id=request_id, format=format)
     created = {"service_request_id": request_id, "service_notice": notice, "account_id": None}

@@ -21,15 +21,12 @@ class Outgoing:
 
 
 def to_fusion(settings: Settings, candidate: Incident) -> Outgoing:
-    return Outgoing(
-        settings.kafka.topic(topics.INCIDENT_CANDIDATES),
-        settings.fusion.region.encode(),
-        candidate.to_bytes(),
-    )
+    key, value = topics.CANDIDATES.encode(candidate, key=settings.fusion.region)
+    return Outgoing(settings.kafka.topic(topics.CANDIDATES.name), key, value)
 
 
 def to_alerting(settings: Settings, version: FusedIncident) -> Outgoing:
-    return Outgoing(settings.kafka.topic(topics.INCIDENTS), version.id.encode(), version.to_bytes())
+    return Outgoing(settings.kafka.topic(topics.FUSED.name), *topics.FUSED.encode(version))
 
 
 __all__ = ["Outgoing", "to_alerting", "to_fusion"]

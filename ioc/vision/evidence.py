@@ -156,7 +156,7 @@ class EvidenceWriter:
 
     async def handle(self, record: Any) -> None:
         try:
-            incident = Incident.model_validate_json(record.value or b"")
+            incident = topics.CANDIDATES.decode(record.value)
         except ValidationError as error:
             await send_dead_letter(
                 self.producer, self.dlq_topic, record, describe_validation_error(error), CONSUMER

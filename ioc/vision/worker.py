@@ -215,19 +215,14 @@ class VisionWorker:
                 self.offsets.done(*frame.offsets())
             return
         per_frame_ms = (time.perf_counter() - started) * 1000 / len(frames)
+        detections = self.settings.kafka.topic(topics.DETECTIONS.name)
         sends = []
         for frame, result in zip(frames, results, strict=True):
             if result is None:
                 await self._reject(frame, "frame value is not a decodable image")
                 continue
-            output = self._output(frame, result, per_frame_ms)
-            sends.append(
-                await self.producer.send(
-                    self.settings.kafka.topic(topics.VISION_DETECTIONS),
-                    key=frame.headers.camera_id.encode(),
-                    value=output.to_bytes(),
-                )
-            )
+            key, value = topics.DETECTIONS.encode(self._output(frame, result, per_frame_ms))
+            sends.append(await self.producer.send(detections, key=key, value=value))
         await asyncio.gather(*sends)
         for frame in frames:
             self.offsets.done(*frame.offsets())

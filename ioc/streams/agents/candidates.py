@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import faust
 
+from ioc import topics
 from ioc.incidents.composition import FusionRules
 from ioc.incidents.fusion import fuse
-from ioc.models import Incident
 from ioc.streams.acks import one_by_one
 from ioc.streams.context import Rejected, StreamContext
 
@@ -17,7 +17,7 @@ def register(ctx: StreamContext) -> None:
     region = ctx.settings.fusion.region
 
     async def process(event: faust.EventT) -> None:
-        candidate = Incident.model_validate_json(event.value or b"")
+        candidate = topics.CANDIDATES.decode(event.value)
         try:
             async with ctx.store.connection() as conn:
                 versions = await fuse(conn, candidate, rules, region)

@@ -15,6 +15,7 @@ from typing import Any
 import faust
 from pydantic import ValidationError
 
+from ioc import topics
 from ioc.dlq import describe_validation_error
 from ioc.incidents.candidates import candidate_of
 from ioc.models import FrameDetections, Incident, IncidentSource
@@ -89,7 +90,7 @@ class CameraFlow(KeyedFlow[CameraState, FrameDetections, Judged, DetectionsOutpu
 
     def decode(self, message: Message) -> tuple[str, FrameDetections] | str:
         try:
-            frame = FrameDetections.model_validate_json(message.value)
+            frame = topics.DETECTIONS.decode(message.value)
         except ValidationError as error:
             return describe_validation_error(error)
         if frame.camera_id not in self.cameras:

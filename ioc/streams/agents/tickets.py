@@ -13,11 +13,11 @@ from datetime import timedelta
 
 import faust
 
+from ioc import topics
 from ioc.hotline import tickets
 from ioc.hotline.attributes import raise_for_danger
 from ioc.hotline.privacy import reporter_of
 from ioc.hotline.triage import Triage
-from ioc.models import Ticket
 from ioc.streams.acks import concurrently
 from ioc.streams.context import StreamContext, ingested_ms
 
@@ -37,7 +37,7 @@ class TicketsAgent:
 
     async def process(self, event: faust.EventT) -> None:
         ctx, hotline = self.ctx, self.ctx.settings.hotline
-        ticket = Ticket.model_validate_json(event.value or b"")
+        ticket = topics.TICKETS.decode(event.value)
         result = raise_for_danger(
             self.triage.classify(ticket.description, ticket.service_code),
             ticket.service_code,
