@@ -964,7 +964,7 @@ def grafana_generate_command(
         bool, typer.Option(help="Write nothing; exit 1 if the files differ from the generator.")
     ] = False,
 ) -> None:
-    """Write the five walls (dashboards as code) to grafana/dashboards/*.json."""
+    """Write the six walls (dashboards as code) to grafana/dashboards/*.json."""
     from ioc.grafana.publish import REPO_DASHBOARDS, stale_files, write_dashboards
     from ioc.grafana.walls import walls
 
@@ -991,7 +991,7 @@ def grafana_push_command(
         str | None, typer.Option(help="Folder title (default: grafana.folder).")
     ] = None,
 ) -> None:
-    """Upload the datasource and the five walls to an existing Grafana (overwriting them)."""
+    """Upload the datasource and the six walls to an existing Grafana (overwriting them)."""
     from grafana_client.client import GrafanaException
 
     from ioc.grafana.publish import datasource_payload, push

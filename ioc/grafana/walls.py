@@ -1,4 +1,4 @@
-"""The five IOC walls. Titles are Vietnamese (what operators read), descriptions say in English
+"""The six IOC walls. Titles are Vietnamese (what operators read), descriptions say in English
 what each panel computes. Everything is read from the tables in `ioc/store/migrations`.
 
 Sensor thresholds are configuration, not data: they are taken from the sensor registry and the
@@ -810,8 +810,159 @@ LIMIT 50""",
     )
 
 
+# --- 6. Fused incidents (what staff act on) ------------------------------------------------------
+
+ACTIVE = "status IN ('open', 'acknowledged')"
+
+
+def incidents() -> Dashboard:
+    """The incidents staff act on: what is active and in which state, who took it, what was
+    escalated, and how long acknowledging takes."""
+    kpis = (
+        stat(
+            "Sự cố đang xử lý",
+            f"SELECT count(*) AS value FROM fused_incidents WHERE {ACTIVE}",
+            "Fused incidents open or acknowledged: what staff act on (candidates from cameras, "
+            "sensors and 1022 reports fused into one incident each).",
+            (Step("green"), Step("orange", 1), Step("red", 10)),
+        ),
+        stat(
+            "Khẩn cấp chưa tiếp nhận",
+            "SELECT count(*) AS value FROM fused_incidents"
+            " WHERE status = 'open' AND severity = 'urgent'",
+            "Urgent incidents nobody has acknowledged yet.",
+            (Step("green"), Step("red", 1)),
+        ),
+        stat(
+            "Nhiều nguồn xác nhận",
+            f"SELECT count(*) AS value FROM fused_incidents WHERE {ACTIVE} AND sources >= 2",
+            "Active incidents confirmed by two or more kinds of source (camera, sensor, 1022).",
+            (Step("blue"),),
+        ),
+        stat(
+            "Báo vượt cấp hôm nay",
+            f"SELECT count(*) AS value FROM fused_incidents WHERE escalated_at >= {TODAY_ICT}",
+            "Incidents escalated since midnight, Vietnam time: urgent and not acknowledged in "
+            "time (alerts.escalate_after_s).",
+            (Step("green"), Step("orange", 1)),
+        ),
+        stat(
+            "Đã xử lý xong hôm nay",
+            f"SELECT count(*) AS value FROM fused_incidents WHERE resolved_at >= {TODAY_ICT}",
+            "Incidents resolved since midnight, Vietnam time, by staff or automatically.",
+            (Step("blue"),),
+            width=4,
+        ),
+    )
+    active = table(
+        "Danh sách sự cố đang xử lý",
+        f"""
+SELECT opened_at AS time, severity, status, kind, title, district, sources, reports, episode,
+       acknowledged_by, status_since
+FROM fused_incidents
+WHERE {ACTIVE}
+ORDER BY {SEVERITY_LEVEL} DESC, (status = 'open') DESC, opened_at DESC
+LIMIT 200""",
+        "Active fused incidents, most severe and unacknowledged first: how many kinds of source "
+        "confirm each, how many citizens reported it, its episode (one more each time it "
+        "reopened) and who acknowledged it.",
+        (
+            "time",
+            "severity",
+            "status",
+            "kind",
+            "title",
+            "district",
+            "sources",
+            "reports",
+            "episode",
+            "acknowledged_by",
+            "status_since",
+        ),
+        width=24,
+        height=12,
+    )
+    by_state = bars(
+        "Đang xử lý theo trạng thái",
+        f"""
+SELECT status || ' · ' || severity AS state, count(*) AS value
+FROM fused_incidents
+WHERE {ACTIVE}
+GROUP BY 1
+ORDER BY 2 DESC""",
+        "Active incidents by state and severity.",
+        ("state", "value"),
+        width=8,
+    )
+    opened = series(
+        "Sự cố mới theo loại",
+        """
+SELECT $__timeGroupAlias(opened_at, $__interval), kind AS metric, count(*) AS value
+FROM fused_incidents
+WHERE $__timeFilter(opened_at)
+GROUP BY 1, 2
+ORDER BY 1""",
+        "Fused incidents opened per interval, by kind.",
+        bars=True,
+        width=8,
+    )
+    changes = series(
+        "Thay đổi trạng thái",
+        """
+SELECT $__timeGroupAlias(at, $__interval), change AS metric, count(*) AS value
+FROM fused_incident_events
+WHERE $__timeFilter(at)
+GROUP BY 1, 2
+ORDER BY 1""",
+        "Every change of a fused incident per interval: opened, updated, merged, acknowledged, "
+        "escalated, resolved, reopened.",
+        bars=True,
+        width=8,
+    )
+    to_acknowledge = series(
+        "Thời gian tiếp nhận",
+        """
+SELECT $__timeGroupAlias(acknowledged_at, $__interval),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM acknowledged_at - opened_at))
+           / 60 AS "p50",
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM acknowledged_at - opened_at))
+           / 60 AS "p90"
+FROM fused_incidents
+WHERE acknowledged_at IS NOT NULL AND $__timeFilter(acknowledged_at)
+GROUP BY 1
+ORDER BY 1""",
+        "Minutes from an incident opening to staff acknowledging it, by when it was "
+        "acknowledged: median and 90th percentile.",
+        unit="m",
+        custom={"showPoints": "always"},
+    )
+    log = table(
+        "Nhật ký xử lý",
+        """
+SELECT e.at AS time, e.incident_id, i.title, e.change, e.status, e.severity, e.actor, e.reason
+FROM fused_incident_events AS e
+JOIN fused_incidents AS i ON i.id = e.incident_id
+WHERE $__timeFilter(e.at)
+ORDER BY e.at DESC
+LIMIT 200""",
+        "The latest changes, newest first: who (a staff member, or ioc for fusion and timers) "
+        "changed what, and why.",
+        ("time", "incident_id", "title", "change", "status", "severity", "actor", "reason"),
+        width=12,
+    )
+    return Dashboard(
+        "ioc-incidents",
+        "IOC Thái Nguyên · Sự cố hợp nhất",
+        "Fused incidents wall: what staff act on, their state, who took them, escalations, time "
+        "to acknowledge and every change.",
+        (*kpis, active, by_state, opened, changes, to_acknowledge, log),
+        tags=("incidents",),
+        time_from="now-24h",
+    )
+
+
 def walls(registry_path: Path | None = None, rules_path: Path | None = None) -> list[Dashboard]:
     """Every wall; sensor thresholds from the given (default: bundled) registry and rules."""
     registry = load_sensor_registry(registry_path)
     rules = RuleSet.load(rules_path)
-    return [overview(), hotline(), environment(registry, rules), cameras(), pipeline()]
+    return [overview(), incidents(), hotline(), environment(registry, rules), cameras(), pipeline()]

@@ -46,9 +46,10 @@ def test_every_grafana_command_has_help(command: list[str]) -> None:
     assert result.exit_code == 0 and "Usage" in result.output
 
 
-def test_five_walls_with_unique_uids_and_vietnam_time() -> None:
+def test_six_walls_with_unique_uids_and_vietnam_time() -> None:
     assert [wall.uid for wall in WALLS] == [
         "ioc-overview",
+        "ioc-incidents",
         "ioc-hotline-1022",
         "ioc-environment",
         "ioc-cameras-ai",
@@ -103,6 +104,9 @@ def test_required_walls_content() -> None:
         assert personal not in hotline_sql
     camera_sql = " ".join(p.sql for p in by_uid["ioc-cameras-ai"].panels)
     assert "camera_id AS metric" in camera_sql and "latency_ms" in camera_sql
+    incidents_sql = " ".join(p.sql for p in by_uid["ioc-incidents"].panels)
+    for needle in ("FROM fused_incidents", "FROM fused_incident_events", "acknowledged_at"):
+        assert needle in incidents_sql
     pipeline_sql = " ".join(p.sql for p in by_uid["ioc-pipeline-health"].panels)
     assert "ingested_at" in pipeline_sql and "NOT ok" in pipeline_sql
 

@@ -36,6 +36,7 @@ NUMBERS = (int, float, Decimal)
 MAY_BE_EMPTY = {
     "Vi phạm SLA": "SLA deadlines are hours after the scenario's tickets",
     "Sự cố cảm biến đang mở": "production rules hold 2-5 min and offline takes 15 min",
+    "Thời gian tiếp nhận": "nobody acknowledges an incident in the scenario",
 }
 # Thresholds are drawn per sensor of the registry the workers use (the tests' registry).
 PANELS = [(wall.uid, panel) for wall in walls(registry_path=TEST_REGISTRY) for panel in wall.panels]
@@ -203,6 +204,8 @@ def test_panels_show_the_scenario(
     if scenario.astimezone(vietnam).date() == datetime.now(vietnam).date():
         assert rows("Phản ánh hôm nay")[0][0] >= 33, "the scenario's tickets, received today"
     assert rows("Sự cố đang mở")[0][0] >= 1
+    assert rows("Sự cố đang xử lý")[0][0] >= 1, "fused from the scenario's candidates"
+    assert "opened" in {row[1] for row in rows("Thay đổi trạng thái")}
     assert rows("Camera trực tuyến")[0][0] >= 1
     assert {"test-wl-1"} <= {row[1] for row in rows("Mực nước")}
     assert {"test-aq-1"} <= {row[1] for row in rows("Bụi mịn PM2.5")}
