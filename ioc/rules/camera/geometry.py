@@ -9,13 +9,27 @@ from __future__ import annotations
 from ioc.models.events import BoundingBox, Detection, FrameDetections
 from ioc.models.registry import Point, Zone
 
+Rect = tuple[float, float, float, float]  # x1, y1, x2, y2 in fractions of the frame
+
 
 def anchor(box: BoundingBox, width: int, height: int) -> Point:
     return (box.x1 + box.x2) / 2 / max(width, 1), box.y2 / max(height, 1)
 
 
-def centre(box: BoundingBox, width: int, height: int) -> Point:
-    return (box.x1 + box.x2) / 2 / max(width, 1), (box.y1 + box.y2) / 2 / max(height, 1)
+def rect_of(box: BoundingBox, width: int, height: int) -> Rect:
+    w, h = max(width, 1), max(height, 1)
+    return box.x1 / w, box.y1 / h, box.x2 / w, box.y2 / h
+
+
+def overlap(a: Rect, b: Rect) -> float:
+    """Intersection over union: 1 for the same box, 0 for boxes apart (or without area)."""
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    shared = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - shared
+    return shared / union
 
 
 def inside(point: Point, polygon: tuple[Point, ...]) -> bool:
@@ -47,4 +61,4 @@ def in_zone(d: Detection, zone: Zone, min_score: float, frame: FrameDetections) 
     )
 
 
-__all__ = ["anchor", "centre", "crosses", "in_zone", "inside", "side"]
+__all__ = ["Rect", "anchor", "crosses", "in_zone", "inside", "overlap", "rect_of", "side"]

@@ -188,12 +188,23 @@ def _from_version_1(data: dict[str, Any]) -> dict[str, Any]:
     and `line_counts`, each by zone."""
     lines, counts = data.pop("lines", {}), data.pop("line_counts", {})
     data["fire"] = {**data.get("fire", {}), "window": data.pop("fire_window", [])}
-    data["stopped_vehicle"] = {zone: {"stays": s} for zone, s in data.pop("stays", {}).items()}
+    data["stopped_vehicle"] = {
+        zone: {"stays": [_stay_from_version_1(track, stay) for track, stay in stays.items()]}
+        for zone, stays in data.pop("stays", {}).items()
+    }
     data["line"] = {
         zone: {"tracks": lines.get(zone, {}), "counts": counts.get(zone, {})}
         for zone in lines | counts
     }
     return {**data, "version": STATE_VERSION}
+
+
+def _stay_from_version_1(track: str, stay: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 kept a stop by track id and its centre. With no box to overlap, the stop ends at
+    the first frame that shows its track again (or once unseen for `track_lost_s`): its incident
+    resolves, and a stop kept by position starts where the vehicle is."""
+    x, y = stay.pop("x"), stay.pop("y")
+    return stay | {"box": (x, y, x, y), "track_id": int(track)}
 
 
 __all__ = [

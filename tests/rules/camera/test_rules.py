@@ -223,6 +223,42 @@ def test_stopped_vehicle_ids_follow_the_track_and_its_stop(rules: CameraRules) -
     assert opened[0].incident_id != opened[1].incident_id
 
 
+def test_a_restart_or_a_lost_track_does_not_open_a_second_stop_for_the_same_car(
+    rules: CameraRules,
+) -> None:
+    """Stops are kept by position: the track ids a restarted worker gives, or a track lost and
+    found again under a new id, continue the same stop."""
+    run = Run(rules)
+    for second in range(0, 35, 5):
+        run.feed(second, [det("car", 0.8, 200, 300, size=120, track=7)])
+    (opened,) = run.of("stopped_vehicle")
+    stored = run.state.model_dump_json().encode()  # the worker restarts from its changelog
+    run.state = CameraState.from_json(stored)
+    for second in range(35, 60, 5):
+        run.feed(second, [det("car", 0.8, 203, 302, size=120, track=1_000_007)])
+    run.feed(80)  # 20 s unseen: a bus in front of it
+    run.feed(85, [det("car", 0.9, 198, 300, size=118, track=1_000_031)])
+    assert run.actions("stopped_vehicle") == ["open", "update"], "one stop, however named"
+    assert {incident for _, incident in run.of("stopped_vehicle")} == {opened[1]}
+    updated = run.transitions[-1]
+    assert updated.details["track_id"] == 1_000_031 and "#1000031" in updated.title
+    run.feed(120)
+    assert run.of("stopped_vehicle")[-1] == ("resolve", opened[1])
+    assert run.transitions[-1].details["dwell_s"] == 85.0
+
+
+def test_an_untracked_sighting_continues_a_stop_but_never_starts_one(rules: CameraRules) -> None:
+    run = Run(rules)
+    for second in range(0, 40, 5):  # the tracker dropped the car after the first frame
+        track = 4 if second == 0 else None
+        run.feed(
+            second,
+            [det("car", 0.8, 200, 300, size=120, track=track), det("bus", 0.8, 350, 300, size=120)],
+        )
+    assert run.actions("stopped_vehicle") == ["open"]
+    assert run.transitions[0].details["track_id"] == 4
+
+
 # --- Line crossings -------------------------------------------------------------------------
 
 
