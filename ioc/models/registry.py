@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import tomllib
+from datetime import datetime, time
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from ioc.assets import CAMERA_REGISTRY_PATH, SENSOR_REGISTRY_PATH
+from ioc.models.base import VIETNAM_TIME
 
 
 class SensorSpec(BaseModel):
@@ -80,13 +82,44 @@ def load_sensor_registry(path: Path | None = None) -> SensorRegistry:
 
 Point = tuple[float, float]
 VEHICLE_CLASSES = ("car", "motorbike", "bus", "truck")
-ZoneKind = Literal["crowd", "no_stopping", "line"]
+ZoneKind = Literal["crowd", "no_stopping", "line", "loitering", "mask"]
+Direction = Literal["left_to_right", "right_to_left"]
+
+
+class Window(BaseModel):
+    """When a zone is watched, in Vietnam time: on these ISO weekdays (1 is Monday), from `start`
+    to `end`; an `end` before `start` runs past midnight (22:00 to 05:00)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    days: tuple[int, ...] = Field((1, 2, 3, 4, 5, 6, 7), min_length=1)
+    start: time
+    end: time
+
+    @model_validator(mode="after")
+    def _days(self) -> Window:
+        if any(not 1 <= day <= 7 for day in self.days):
+            raise ValueError("days are ISO weekdays, 1 (Monday) to 7 (Sunday)")
+        if self.start == self.end:
+            raise ValueError("a window from a time to the same time is empty; leave it out")
+        return self
+
+    def covers(self, moment: datetime) -> bool:
+        local = moment.astimezone(VIETNAM_TIME)
+        now, day = local.time(), local.isoweekday()
+        if self.start < self.end:
+            return day in self.days and self.start <= now < self.end
+        if now >= self.start:  # the evening part belongs to the day it starts on
+            return day in self.days
+        return now < self.end and (day - 2) % 7 + 1 in self.days
 
 
 class Zone(BaseModel):
     """A region of one camera's view, in fractions of the frame (0..1), so it survives a change of
-    resolution. `crowd` and `no_stopping` are polygons (3+ points); `line` is 2 points and counts
-    tracked objects crossing it."""
+    resolution. `crowd`, `no_stopping`, `loitering` and `mask` are polygons (3+ points); `line`
+    is 2 points and counts tracked objects crossing it (with a `direction`, crossing it the other
+    way is wrong-way). A `mask` hides what stands in it from every rule (a poster of a fire, a
+    car park); with `classes`, only those. A zone with a `schedule` is watched only within it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -94,14 +127,23 @@ class Zone(BaseModel):
     kind: ZoneKind
     points: tuple[Point, ...]
     classes: tuple[str, ...] = Field(
-        (), description="Classes counted; default persons for crowd, vehicles otherwise."
+        (),
+        description="Classes counted; default persons for crowd and loitering, vehicles for "
+        "no_stopping and line, every class for mask.",
     )
     limit: int | None = Field(None, ge=1, description="crowd: more persons than this is crowding.")
     hold_s: float | None = Field(None, gt=0, description="crowd: for this long; default in rules.")
     dwell_s: float | None = Field(
         None,
         gt=0,
-        description="no_stopping: a vehicle staying longer has stopped; default in rules.",
+        description="no_stopping: a vehicle staying longer has stopped; loitering: a person "
+        "staying longer loiters; default in rules.",
+    )
+    direction: Direction | None = Field(
+        None, description="line: the way traffic may cross; the other way is wrong-way."
+    )
+    schedule: tuple[Window, ...] = Field(
+        (), description="When the zone is watched (Vietnam time); always when empty."
     )
 
     @model_validator(mode="after")
@@ -114,13 +156,18 @@ class Zone(BaseModel):
             raise ValueError(f"zone {self.name}: a polygon needs at least 3 points")
         if self.kind == "crowd" and self.limit is None:
             raise ValueError(f"zone {self.name}: a crowd zone needs a limit")
+        if self.direction is not None and self.kind != "line":
+            raise ValueError(f"zone {self.name}: only a line has a direction")
         return self
+
+    def watched(self, moment: datetime) -> bool:
+        return not self.schedule or any(window.covers(moment) for window in self.schedule)
 
     @property
     def counted_classes(self) -> tuple[str, ...]:
         if self.classes:
             return self.classes
-        return ("person",) if self.kind == "crowd" else VEHICLE_CLASSES
+        return ("person",) if self.kind in ("crowd", "loitering") else VEHICLE_CLASSES
 
 
 class CameraSpec(BaseModel):

@@ -1,13 +1,18 @@
 """The camera rules applied to one camera: each frame's detections through every enabled rule in
 stage order (zone rules once per zone of their kind), and clock ticks through the camera-wide
-rules. Both update the camera's state in place and return what the rules found."""
+rules. Both update the camera's state in place and return what the rules found.
+
+Before any rule, a frame loses the detections no rule should see: those standing in a mask zone
+and those whose box is not a size their class can have (`objects` in the rules file). A zone
+outside its schedule is shown no detections, so its episodes end as they would on an empty
+scene."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from ioc.models.events import FrameDetections
+from ioc.models.events import Detection, FrameDetections
 from ioc.models.registry import CameraSpec
 from ioc.rules.camera.base import (
     Crossing,
@@ -20,6 +25,7 @@ from ioc.rules.camera.base import (
     Transition,
     evidence_of,
 )
+from ioc.rules.camera.geometry import anchor, inside
 from ioc.rules.camera.registry import RULES, AnyRule, CameraRules, CameraState
 
 Outcome = tuple[list[Transition], list[Crossing]]
@@ -31,6 +37,25 @@ def _reporter(rule: AnyRule, config: RuleConfig, camera: CameraSpec, at: datetim
     return Reporter(camera, rule.name, rule.kind, severity, at)
 
 
+def _visible(frame: FrameDetections, camera: CameraSpec, rules: CameraRules) -> list[Detection]:
+    masks = [
+        zone for zone in camera.zones if zone.kind == "mask" and zone.watched(frame.event_time)
+    ]
+    area = max(frame.width, 1) * max(frame.height, 1)
+
+    def shown(d: Detection) -> bool:
+        size = rules.objects.get(d.class_name)
+        if size is not None and not size.fits((d.box.x2 - d.box.x1) * (d.box.y2 - d.box.y1) / area):
+            return False
+        point = anchor(d.box, frame.width, frame.height)
+        return not any(
+            (not mask.classes or d.class_name in mask.classes) and inside(point, mask.points)
+            for mask in masks
+        )
+
+    return [d for d in frame.detections if shown(d)]
+
+
 def evaluate(
     state: CameraState, frame: FrameDetections, camera: CameraSpec, rules: CameraRules
 ) -> Outcome:
@@ -38,7 +63,9 @@ def evaluate(
     at = frame.event_time.astimezone(UTC)
     arrived = datetime.fromtimestamp(frame.ingested_at_ms / 1000, UTC)
     state.last_arrival = arrived if state.last_arrival is None else max(state.last_arrival, arrived)
-    seen = Seen(frame, camera, rules, at, latest=evidence_of(frame, [], 0.0))
+    visible = frame.model_copy(update={"detections": _visible(frame, camera, rules)})
+    unwatched = frame.model_copy(update={"detections": []})
+    seen = Seen(visible, camera, rules, at, latest=evidence_of(frame, [], 0.0))
     zone_names = {zone.name for zone in camera.zones}
     transitions: list[Transition] = []
     crossings: list[Crossing] = []
@@ -61,7 +88,7 @@ def evaluate(
                 for finding in rule.on_frame(
                     config,
                     by_zone.setdefault(zone.name, rule.state()),
-                    replace(seen, zone=zone),
+                    replace(seen, zone=zone, frame=visible if zone.watched(at) else unwatched),
                     out,
                 )
             ]

@@ -55,9 +55,29 @@ class _Strict(BaseModel):
 # --- The rules file ------------------------------------------------------------------------
 
 
+class ObjectSize(_Strict):
+    """The boxes a class may have, as shares of the frame's area: a "person" filling half the
+    frame or a "car" of a few pixels is not one."""
+
+    min_area: float = Field(0.0, ge=0, lt=1)
+    max_area: float = Field(1.0, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ObjectSize:
+        if self.min_area >= self.max_area:
+            raise ValueError("min_area must be below max_area")
+        return self
+
+    def fits(self, area: float) -> bool:
+        return self.min_area <= area <= self.max_area
+
+
 class _Common(_Strict):
     track_lost_s: float = Field(gt=0, description="A track unseen this long has gone.")
     labels: dict[str, str] = Field(default_factory=dict, description="Class names in titles.")
+    objects: dict[str, ObjectSize] = Field(
+        default_factory=dict, description="Box sizes per class; detections outside are ignored."
+    )
 
 
 _RuleBlocks = create_model(
@@ -93,6 +113,7 @@ CameraOverride = create_model(
     __doc__="Partial rules for one camera; merged into the defaults and validated when loaded.",
     track_lost_s=(float | None, None),
     labels=(dict[str, str] | None, None),
+    objects=(dict[str, dict[str, float]] | None, None),
     **{name: (dict[str, Any] | None, None) for name in RULES},
 )
 
@@ -214,5 +235,6 @@ __all__ = [
     "CameraRuleSet",
     "CameraRules",
     "CameraState",
+    "ObjectSize",
     "discover",
 ]
