@@ -33,6 +33,8 @@ class IncidentKind(StrEnum):
     SENSOR_OFFLINE = "sensor_offline"
     CROWDING = "crowding"
     STOPPED_VEHICLE = "stopped_vehicle"
+    WRONG_WAY = "wrong_way"
+    LOITERING = "loitering"
     CAMERA_OFFLINE = "camera_offline"
     CAMERA_FROZEN = "camera_frozen"
     CAMERA_BLACKOUT = "camera_blackout"  # black, white or covered lens

@@ -30,6 +30,8 @@ KINDS: dict[IncidentKind, KindInfo] = {
     IncidentKind.SENSOR_OFFLINE: KindInfo("Sensor offline", "environment", None),
     IncidentKind.CROWDING: KindInfo("Crowding", "traffic", "crowdRisk"),
     IncidentKind.STOPPED_VEHICLE: KindInfo("Stopped vehicle", "traffic", "carStopped"),
+    IncidentKind.WRONG_WAY: KindInfo("Wrong-way traffic", "traffic", "carWrongDirection"),
+    IncidentKind.LOITERING: KindInfo("Loitering", "security", "suspiciousAction"),
     IncidentKind.CAMERA_OFFLINE: KindInfo("Camera offline", "security", None),
     IncidentKind.CAMERA_FROZEN: KindInfo("Camera frozen", "security", None),
     IncidentKind.CAMERA_BLACKOUT: KindInfo("Camera blacked out", "security", None),
