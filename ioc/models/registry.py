@@ -30,6 +30,12 @@ class SensorSpec(BaseModel):
         description="Full FIWARE entity ids this sensor also answers to, for devices and brokers "
         "whose ids are not `<id>` or `urn:ngsi-ld:<Type>:<id>`.",
     )
+    camera: str | None = Field(
+        None,
+        description="A camera's line counting traffic: its silence is the camera's offline "
+        "incident, not a sensor's.",
+        exclude=True,
+    )
 
 
 NGSI_LD_PREFIX = "urn:ngsi-ld:"
@@ -69,6 +75,21 @@ class SensorRegistry(BaseModel):
     def get(self, sensor_id: str) -> SensorSpec | None:
         return self._by_id.get(sensor_id)
 
+    def with_camera_lines(self, cameras: CameraRegistry) -> SensorRegistry:
+        """This registry and a `TrafficFlowObserved` sensor per line zone and direction."""
+        return SensorRegistry(
+            sensors=[
+                *self.sensors,
+                *(
+                    line_sensor(camera, zone, direction)
+                    for camera in cameras.cameras
+                    for zone in camera.zones
+                    if zone.kind == "line"
+                    for direction in DIRECTIONS
+                ),
+            ]
+        )
+
     def resolve(self, entity_id: str) -> SensorSpec | None:
         """The sensor a FIWARE entity id names: an `entity_ids` entry or a sensor id, matched on
         the full id first, then on its natural id (`natural_sensor_id`); never on a suffix."""
@@ -84,6 +105,8 @@ Point = tuple[float, float]
 VEHICLE_CLASSES = ("car", "motorbike", "bus", "truck")
 ZoneKind = Literal["crowd", "no_stopping", "line", "loitering", "mask"]
 Direction = Literal["left_to_right", "right_to_left"]
+DIRECTIONS: tuple[Direction, ...] = ("left_to_right", "right_to_left")
+FLOW_CEILING = 100_000  # vehicles a minute: the alert level of a line nobody gave one
 
 
 class Window(BaseModel):
@@ -142,6 +165,9 @@ class Zone(BaseModel):
     direction: Direction | None = Field(
         None, description="line: the way traffic may cross; the other way is wrong-way."
     )
+    flow_alert_per_min: float | None = Field(
+        None, gt=0, description="line: vehicles a minute one way that make heavy traffic."
+    )
     schedule: tuple[Window, ...] = Field(
         (), description="When the zone is watched (Vietnam time); always when empty."
     )
@@ -156,8 +182,8 @@ class Zone(BaseModel):
             raise ValueError(f"zone {self.name}: a polygon needs at least 3 points")
         if self.kind == "crowd" and self.limit is None:
             raise ValueError(f"zone {self.name}: a crowd zone needs a limit")
-        if self.direction is not None and self.kind != "line":
-            raise ValueError(f"zone {self.name}: only a line has a direction")
+        if (self.direction or self.flow_alert_per_min) is not None and self.kind != "line":
+            raise ValueError(f"zone {self.name}: only a line has a direction or a flow alert")
         return self
 
     def watched(self, moment: datetime) -> bool:
@@ -216,6 +242,26 @@ class CameraRegistry(BaseModel):
             return camera.url
         path = Path(camera.url).expanduser()
         return str(path if path.is_absolute() else (self.base_dir / path).resolve())
+
+
+def line_sensor_id(camera_id: str, line: str, direction: Direction) -> str:
+    return f"{camera_id}.{line}.{'ltr' if direction == 'left_to_right' else 'rtl'}"
+
+
+def line_sensor(camera: CameraSpec, zone: Zone, direction: Direction) -> SensorSpec:
+    """A camera's line as a traffic counter, one way: vehicles crossing a minute."""
+    return SensorSpec(
+        id=line_sensor_id(camera.id, zone.name, direction),
+        name=f"{camera.name} – {zone.name} ({'→' if direction == 'left_to_right' else '←'})",
+        type="TrafficFlowObserved",
+        property="intensity",
+        unit="vehicles",
+        alert_level=zone.flow_alert_per_min or float(FLOW_CEILING),
+        district=camera.district,
+        lat=camera.lat,
+        lon=camera.lon,
+        camera=camera.id,
+    )
 
 
 def load_camera_registry(path: Path | None = None) -> CameraRegistry:

@@ -281,6 +281,8 @@ class RuleSet(_Strict):
                 severity=rules.flatline.severity,
             )
         offline = rules.offline if rules.offline is not None and rules.offline.enabled else None
+        if spec.camera is not None:
+            offline = None  # a camera's line: the camera's own offline incident covers it
         return SensorRules(
             sensor_id=spec.id,
             name=spec.name,

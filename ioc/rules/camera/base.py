@@ -13,6 +13,7 @@ the light streams install runs the rules.
 from __future__ import annotations
 
 from abc import ABC
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
@@ -153,7 +154,18 @@ class Crossing(_Finding):
     total: int = Field(description="This line's crossings of the class in this direction.")
 
 
-Finding = Transition | Crossing
+class Flow(_Finding):
+    """A line's crossings in one period, by direction (zeros included): the camera as a traffic
+    counter, published as a FIWARE `TrafficFlowObserved` reading."""
+
+    camera_id: str
+    line: str
+    start: datetime
+    end: datetime
+    counts: dict[Direction, int]
+
+
+Finding = Transition | Crossing | Flow
 
 
 @dataclass(frozen=True)
@@ -262,7 +274,7 @@ class CameraRule(ABC, Generic[ConfigT, StateT]):
 
     def on_frame(
         self, config: ConfigT, state: StateT, seen: Seen, out: Reporter
-    ) -> list[Transition] | list[Crossing]:
+    ) -> Sequence[Finding]:
         return []
 
     def on_tick(
@@ -280,6 +292,7 @@ __all__ = [
     "Episode",
     "Evidence",
     "Finding",
+    "Flow",
     "FrameRef",
     "IncidentRuleConfig",
     "Reporter",

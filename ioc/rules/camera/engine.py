@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from ioc.models.events import Detection, FrameDetections
 from ioc.models.registry import CameraSpec
 from ioc.rules.camera.base import (
     Crossing,
+    Flow,
     IncidentRuleConfig,
     Reporter,
     RuleConfig,
@@ -28,7 +30,13 @@ from ioc.rules.camera.base import (
 from ioc.rules.camera.geometry import anchor, inside
 from ioc.rules.camera.registry import RULES, AnyRule, CameraRules, CameraState
 
-Outcome = tuple[list[Transition], list[Crossing]]
+
+class Outcome(NamedTuple):
+    transitions: list[Transition]
+    crossings: list[Crossing]
+    flows: list[Flow]
+
+
 _IN_ORDER = sorted(RULES.values(), key=lambda rule: (rule.stage, rule.name))
 
 
@@ -67,8 +75,7 @@ def evaluate(
     unwatched = frame.model_copy(update={"detections": []})
     seen = Seen(visible, camera, rules, at, latest=evidence_of(frame, [], 0.0))
     zone_names = {zone.name for zone in camera.zones}
-    transitions: list[Transition] = []
-    crossings: list[Crossing] = []
+    outcome = Outcome([], [], [])
     for rule in _IN_ORDER:
         config = rules.of(rule)
         if rule.zone_kind is not None:
@@ -94,11 +101,13 @@ def evaluate(
             ]
         for finding in found:
             if isinstance(finding, Transition):
-                transitions.append(finding)
+                outcome.transitions.append(finding)
+            elif isinstance(finding, Crossing):
+                outcome.crossings.append(finding)
             else:
-                crossings.append(finding)
+                outcome.flows.append(finding)
     state.latest = seen.latest
-    return transitions, crossings
+    return outcome
 
 
 def evaluate_timer(

@@ -6,6 +6,7 @@ offline check.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,11 +20,12 @@ from ioc import topics
 from ioc.dlq import describe_validation_error
 from ioc.incidents.candidates import candidate_of
 from ioc.models import FrameDetections, Incident, IncidentSource
-from ioc.models.registry import CameraRegistry, CameraSpec, load_camera_registry
+from ioc.models.registry import CameraRegistry, CameraSpec, line_sensor_id, load_camera_registry
 from ioc.retry import retried
-from ioc.rules.camera.base import Crossing, Transition
-from ioc.rules.camera.engine import evaluate, evaluate_timer
+from ioc.rules.camera.base import Crossing, Flow, Transition
+from ioc.rules.camera.engine import Outcome, evaluate, evaluate_timer
 from ioc.rules.camera.registry import CameraRules, CameraRuleSet, CameraState
+from ioc.sensors import fiware
 from ioc.streams.acks import one_by_one
 from ioc.streams.context import Rejected, StreamContext, message_of
 from ioc.streams.keyed import FlowOutput, KeyedFlow, Message, is_tick
@@ -35,9 +37,30 @@ log = logging.getLogger(__name__)
 class DetectionsOutput(FlowOutput[CameraState]):
     frames: list[FrameDetections] = field(default_factory=list)  # to store
     crossings: list[Crossing] = field(default_factory=list)
+    flows: list[tuple[bytes, bytes]] = field(default_factory=list)  # to the sensors topic
 
 
-Judged = tuple[list[Transition], list[Crossing]]
+Judged = Outcome
+
+
+def flow_readings(flow: Flow, camera: CameraSpec) -> list[tuple[bytes, bytes]]:
+    """A line's minute as one FIWARE `TrafficFlowObserved` reading per direction, keyed by the
+    line's sensor id, for the sensor path (`SensorRegistry.with_camera_lines`). `laneDirection`
+    is `forward` for the line's allowed direction (left to right when it has none)."""
+    (zone,) = [zone for zone in camera.zones if zone.name == flow.line]
+    readings = []
+    for direction, count in flow.counts.items():
+        sensor_id = line_sensor_id(camera.id, flow.line, direction)
+        entity = fiware.entity(sensor_id, "TrafficFlowObserved", flow.end, intensity=count)
+        forward = direction == (zone.direction or "left_to_right")
+        entity |= {
+            "dateObservedFrom": flow.start.isoformat(),
+            "dateObservedTo": flow.end.isoformat(),
+            "laneDirection": "forward" if forward else "backward",
+            "name": f"{camera.name} – {flow.line}",
+        }
+        readings.append((sensor_id.encode(), json.dumps(entity, ensure_ascii=False).encode()))
+    return readings
 
 
 def incident_of(transition: Transition, camera: CameraSpec, ingested_ms: int) -> Incident:
@@ -110,11 +133,15 @@ class CameraFlow(KeyedFlow[CameraState, FrameDetections, Judged, DetectionsOutpu
         message: Message,
         out: DetectionsOutput,
     ) -> None:
-        transitions, crossings = judged
         out.frames.append(item)
         camera = self.cameras[key]
-        out.incidents.extend(incident_of(t, camera, item.ingested_at_ms) for t in transitions)
-        out.crossings.extend(crossings)
+        out.incidents.extend(
+            incident_of(t, camera, item.ingested_at_ms) for t in judged.transitions
+        )
+        out.crossings.extend(judged.crossings)
+        out.flows.extend(
+            reading for flow in judged.flows for reading in flow_readings(flow, camera)
+        )
 
     def store_again(
         self, key: str, item: FrameDetections, message: Message, out: DetectionsOutput
@@ -122,13 +149,14 @@ class CameraFlow(KeyedFlow[CameraState, FrameDetections, Judged, DetectionsOutpu
         out.frames.append(item)
 
     def judge_tick(self, state: CameraState, key: str, now: datetime) -> Judged:
-        return evaluate_timer(state, self.cameras[key], self.rules[key], now), []
+        return Outcome(evaluate_timer(state, self.cameras[key], self.rules[key], now), [], [])
 
     def emit_tick(self, key: str, judged: Judged, message: Message, out: DetectionsOutput) -> bool:
-        transitions, _ = judged
         camera = self.cameras[key]
-        out.incidents.extend(incident_of(t, camera, message.timestamp_ms) for t in transitions)
-        return bool(transitions)
+        out.incidents.extend(
+            incident_of(t, camera, message.timestamp_ms) for t in judged.transitions
+        )
+        return bool(judged.transitions)
 
 
 def register(ctx: StreamContext) -> None:
@@ -151,6 +179,8 @@ def register(ctx: StreamContext) -> None:
                 await ctx.store.insert_frame(frame)
             for incident in output.incidents:  # opened, better frame, resolved
                 await ctx.raise_incident(incident)
+            for key, value in output.flows:  # the lines' minutes, to the sensor path
+                await ctx.topics.sensors.send(key=key, value=value)
         except Exception:
             flow.forget(output.changed)  # a retry judges again from the table's state
             raise

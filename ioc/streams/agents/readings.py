@@ -27,6 +27,7 @@ from ioc.models import (
     load_sensor_registry,
 )
 from ioc.models.base import from_epoch_ms
+from ioc.models.registry import load_camera_registry
 from ioc.retry import retried
 from ioc.sensors import fiware
 from ioc.sensors.engine import (
@@ -185,7 +186,9 @@ def register(ctx: StreamContext) -> None:
     streams = ctx.settings.streams
     states = ctx.state_table("sensor-state")
     flow = SensorFlow(
-        load_sensor_registry(streams.sensor_registry),
+        load_sensor_registry(streams.sensor_registry).with_camera_lines(
+            load_camera_registry(ctx.settings.cameras.registry)
+        ),
         RuleSet.load(streams.sensor_rules),
         ctx.settings.kafka.partitions,
         stored_state=lambda sensor_id: states.get(sensor_id.encode()),

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from ioc.models import BoundingBox, Detection, FrameDetections, FrameStats
 from ioc.models.registry import CameraSpec, Zone
-from ioc.rules.camera.base import Crossing, Transition
+from ioc.rules.camera.base import Crossing, Flow, Transition
 from ioc.rules.camera.engine import evaluate, evaluate_timer
 from ioc.rules.camera.registry import CameraRules, CameraState
 
@@ -87,18 +87,20 @@ class Run:
         self.state = state or CameraState.start(camera.id, T0)
         self.transitions: list[Transition] = []
         self.crossings: list[Crossing] = []
+        self.flows: list[Flow] = []
         self.seq = 0
 
     def feed(
         self, at_s: float, detections: Iterable[Detection] = (), st: FrameStats | None = None
     ) -> list[Transition]:
-        transitions, crossings = evaluate(
+        outcome = evaluate(
             self.state, frame(self.seq, at_s, detections, st), self.camera, self.rules
         )
         self.seq += 1
-        self.transitions += transitions
-        self.crossings += crossings
-        return transitions
+        self.transitions += outcome.transitions
+        self.crossings += outcome.crossings
+        self.flows += outcome.flows
+        return outcome.transitions
 
     def tick(self, at_s: float) -> list[Transition]:
         found = evaluate_timer(self.state, self.camera, self.rules, T0 + timedelta(seconds=at_s))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from ioc.rules.camera.registry import CameraRules, CameraRuleSet
-from tests.rules.camera.scene import CAMERA, Run, det
+from tests.rules.camera.scene import CAMERA, T0, Run, det
 
 ONE_WAY = CAMERA.model_copy(
     update={
@@ -68,3 +69,28 @@ def test_a_box_jittering_on_the_line_counts_nothing_when_crossings_must_hold(
     run.feed(7, [det("car", 0.8, 700, 310, track=21)])
     run.feed(8, [det("car", 0.8, 700, 330, track=21)])
     assert [(c.track_id, c.direction) for c in run.crossings] == [(21, "left_to_right")]
+
+
+def test_each_minute_s_crossings_close_as_a_flow_once_a_later_minute_is_seen(
+    rules: CameraRules,
+) -> None:
+    """T0 is on a minute. Minutes without a frame have no flow: no data is not no traffic."""
+    run = Run(rules)
+    for second, y in enumerate([250, 290, 320]):  # a car down, at 2 s
+        run.feed(second, [det("car", 0.8, 700, y, track=1)])
+    for second, y in enumerate([400, 350, 280], start=10):  # a motorbike up, at 12 s
+        run.feed(second, [det("motorbike", 0.8, 900, y, track=2)])
+    for second, y in enumerate([250, 290, 330], start=20):  # another car down, at 22 s
+        run.feed(second, [det("car", 0.8, 650, y, track=3)])
+    assert not run.flows, "the minute is still open"
+    run.feed(61)
+    run.feed(200)  # minutes 2 and 3 had no frame
+    assert [(f.line, f.start, f.end, f.counts) for f in run.flows] == [
+        ("vach", T0, T0 + timedelta(minutes=1), {"left_to_right": 2, "right_to_left": 1}),
+        (
+            "vach",
+            T0 + timedelta(minutes=1),
+            T0 + timedelta(minutes=2),
+            {"left_to_right": 0, "right_to_left": 0},
+        ),
+    ]

@@ -56,7 +56,7 @@ except ValueError as error:
 rules = CameraRuleSet.load(Path(sys.argv[2])).for_camera(CAMERA.id)
 state = CameraState.start(CAMERA.id, T0)
 people = [det("person", 0.9, 100 + 60 * n, 200) for n in range(3)]
-found, _ = evaluate(state, frame(0, 0, people), CAMERA, rules)
+found = evaluate(state, frame(0, 0, people), CAMERA, rules).transitions
 print(json.dumps({
     "found": [[t.rule, t.action, t.kind, t.severity, t.details] for t in found],
     "state": json.loads(state.model_dump_json())["persons"],

@@ -16,8 +16,10 @@ from ioc import topics
 from ioc.config import Settings
 from ioc.models import BoundingBox, Detection, FrameDetections, FrameStats
 from ioc.models.base import epoch_ms, utc_now
-from ioc.models.registry import CameraRegistry, CameraSpec, Zone
+from ioc.models.registry import CameraRegistry, CameraSpec, Zone, load_sensor_registry
 from ioc.rules.camera.registry import CameraRuleSet
+from ioc.sensors import fiware
+from ioc.sensors.engine import RuleSet
 from ioc.streams.agents import detections as cameras_module
 from ioc.streams.agents.detections import CameraFlow
 from ioc.streams.keyed import Message, partition_of
@@ -296,3 +298,37 @@ def test_detections_of_an_unregistered_camera_are_dead_lettered_and_the_agent_go
     letters = wait_for(lambda: dead_letters(workers, stranger.encode()), what="the dead letter")
     assert "not in the camera registry" in letters[0].headers["reason"]
     assert letters[0].headers["consumer"] == "camera"
+
+
+def test_a_line_s_minutes_reach_the_sensor_path_as_traffic_flow_readings() -> None:
+    """The camera's flow readings parse as the line's TrafficFlowObserved sensors, one per
+    direction, and those sensors leave offline to the camera."""
+    line = Zone(
+        name="vach", kind="line", points=((0.0, 0.5), (1.0, 0.5)), direction="left_to_right"
+    )
+    camera = spec("cam-line").model_copy(update={"zones": (line,)})
+    cameras = CameraRegistry(cameras=[camera])
+    counting = CameraFlow(cameras, CameraRuleSet.load(), PARTITIONS, stored_state={}.get)
+    log = Log()
+
+    def car(y: float) -> Detection:
+        box = BoundingBox(x1=480, y1=y - 40, x2=520, y2=y)
+        return Detection(class_name="car", score=0.9, box=box, track_id=7)
+
+    output = counting.process(
+        [log.frame("cam-line", seq, [car(400 + 60 * seq)]) for seq in range(4)]
+    )
+    assert not output.flows
+    output = counting.process([log.frame("cam-line", 31)])  # 62 s: the first minute closes
+    registry = load_sensor_registry().with_camera_lines(cameras)
+    events = {
+        key.decode(): fiware.parse_observation(value, registry) for key, value in output.flows
+    }
+    assert {key: event.measurements for key, event in events.items()} == {
+        "cam-line.vach.ltr": {"intensity": 1.0},
+        "cam-line.vach.rtl": {"intensity": 0.0},
+    }
+    assert all(event.date_observed == T0 + timedelta(minutes=1) for event in events.values())
+    sensor = registry.get("cam-line.vach.ltr")
+    assert sensor is not None and sensor.type == "TrafficFlowObserved" and sensor.district
+    assert RuleSet.load().for_sensor(sensor).offline is None, "the camera's offline covers it"
