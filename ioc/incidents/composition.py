@@ -27,6 +27,12 @@ class FusionGroup(BaseModel):
     window_minutes: float = Field(gt=0)
     raise_per_source: int = Field(1, ge=0, le=2)
     district_wide_members: int | None = Field(None, ge=2)
+    raise_at_devices: int | None = Field(
+        None,
+        ge=2,
+        description="Members from this many devices raise the severity one step: several at "
+        "once is an area's outage, not one device's fault.",
+    )
 
     @model_validator(mode="after")
     def _primary_in_kinds(self) -> FusionGroup:
@@ -83,15 +89,17 @@ def compose(members: list[Member], group: FusionGroup | None) -> Composition:
     primary = [m for m in members if group is not None and m.kind == group.primary]
     named = earliest(primary) if primary else head
     sources = len({m.source for m in members})
+    devices = len({(m.source, m.source_key) for m in members})
     base = min((m.severity for m in members), key=lambda s: s.rank)
     steps = (sources - 1) * (group.raise_per_source if group else 0)
-    severity = list(Severity)[max(0, base.rank - steps)]
+    together = group is not None and devices >= (group.raise_at_devices or devices + 1)
+    severity = list(Severity)[max(0, base.rank - steps - int(together))]
     wide_at = group.district_wide_members if group is not None else None
     return Composition(
         head=head,
         kind=named.kind,
         severity=severity,
-        title=named.title,
+        title=f"{devices} thiết bị cùng lúc · {named.title}" if together else named.title,
         sources=sources,
         reports=sum(m.reports for m in members if m.source == IncidentSource.HOTLINE),
         scope="district" if wide_at is not None and len(members) >= wide_at else "local",

@@ -378,6 +378,18 @@ def test_a_sudden_lasting_change_of_view_is_tamper_and_its_return_resolves(
     assert run.transitions[-1].event_time == T0 + timedelta(seconds=120)
 
 
+def test_a_camera_moved_at_night_is_raised_so_it_pages(rules: CameraRules) -> None:
+    """T0 is 15:00 in Vietnam; 8 hours on it is 23:00, within the bundled night."""
+    run = Run(rules)
+    night = 8 * 3600
+    for second in range(20):
+        run.feed(night + second, st=stats(signature=VIEW))
+    for second in range(20, 60, 2):
+        run.feed(night + second, st=stats(signature=OTHER_VIEW))
+    (opened,) = [t for t in run.transitions if t.rule == "tamper"]
+    assert (opened.action, opened.severity) == ("open", "high")
+
+
 def test_a_moved_camera_s_new_view_becomes_the_reference_after_a_while(
     rules: CameraRules,
 ) -> None:

@@ -3,15 +3,18 @@
 the running share of frames with that bit set, and frames that match keep it moving with slow
 changes (light, seasons). Resolves when the view is back for `clear_s`, or when the new view has
 lasted `accept_after_s` (it becomes the reference). Near-uniform frames (the blackout rule's
-`max_luma_std`) are skipped: their signature is noise."""
+`max_luma_std`) are skipped: their signature is noise. A camera moved at `night` (Vietnam time)
+is raised with `night_severity`: nobody services cameras then."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from pydantic import Field
 
-from ioc.models.incidents import IncidentKind
+from ioc.models.incidents import IncidentKind, Severity
+from ioc.models.registry import Window
 from ioc.rules.camera.base import (
     CameraRule,
     Episode,
@@ -34,6 +37,8 @@ class TamperConfig(IncidentRuleConfig):
     accept_after_s: float | None = Field(
         None, gt=0, description="A view changed this long becomes the reference; unset: never."
     )
+    night: Window | None = Field(None, description="When a change of view is suspect.")
+    night_severity: Severity | None = Field(None, description="The severity then.")
 
 
 class TamperState(Episode):
@@ -74,6 +79,8 @@ class Tamper(CameraRule[TamperConfig, TamperState]):
         action = state.held(changed, at, config.hold_s, config.clear_s)
         if action == "open":
             assert state.since is not None
+            if config.night is not None and config.night.covers(state.since):
+                out = replace(out, severity=config.night_severity or out.severity)
             out.open(state, state.since)
             title = f"góc quay thay đổi đột ngột ({distance}/{SIGNATURE_BITS} bit khác)"
             return [out.report(state, "open", title, seen.latest, bits=distance)]
