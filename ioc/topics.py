@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from ioc.config import KafkaSettings
 
 HOUR_MS = 3_600_000
+# A message a worker derived from other input (a camera line's traffic flow on the sensors topic):
+# a replay regenerates it from those inputs, so it skips the recorded one.
+DERIVED_HEADER = "ioc-derived"
 Value = TypeVar("Value", bound=WireModel)
 
 

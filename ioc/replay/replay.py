@@ -25,7 +25,7 @@ from ioc import topics
 from ioc.config import Settings
 from ioc.kafka_clients import producer
 from ioc.lag import consumer_lag
-from ioc.replay.recording import Recording
+from ioc.replay.recording import RecordedMessage, Recording
 from ioc.replay.sandbox import RulesFile, Sandbox, SandboxError
 from ioc.runtime import run_async
 from ioc.scenario.workers import Workers
@@ -41,6 +41,11 @@ INPUT_TOPICS = (
 WORKER_START_TIMEOUT_S = 120.0
 STALL_TIMEOUT_S = 120.0  # no progress for this long while messages wait: the sandbox is stuck
 SEND_WINDOW = 2000  # produce futures in flight before waiting for their acknowledgements
+
+
+def derived(message: RecordedMessage) -> bool:
+    """A message a worker derived from inputs: the sandbox's workers derive it again."""
+    return any(name == topics.DERIVED_HEADER for name, _ in message.headers)
 
 
 def logical_topic(name: str) -> str | None:
@@ -198,6 +203,8 @@ async def _republish(
                     await asyncio.sleep(delay)
             name = logical_topic(message.topic)
             assert name is not None
+            if derived(message):
+                continue
             pending.append(
                 await client.send(
                     sandbox.kafka.topic(name),

@@ -24,6 +24,8 @@ from ioc.replay.recording import (
     RecordingWriter,
     open_recording,
 )
+from ioc.replay.replay import derived
+from ioc.topics import DERIVED_HEADER
 
 START = datetime(2026, 3, 1, 1, 0, tzinfo=UTC)
 END = START + timedelta(hours=1)
@@ -380,3 +382,11 @@ def test_reads_well_over_5k_messages_per_second(tmp_path: Path) -> None:
     elapsed = time.perf_counter() - began
     assert read == 30_000
     assert read / elapsed > 10_000, f"{read / elapsed:.0f} msg/s (verification included)"
+
+
+def test_a_message_a_worker_derived_is_left_for_the_sandbox_to_derive_again() -> None:
+    """A camera line's traffic flow rides the sensors topic beside the devices' readings; the
+    sandbox's camera agent publishes it again from the replayed detections."""
+    reading = RecordedMessage("ioc.sensor.events", 0, 7, 1, b"s", b"{}", ())
+    flow = RecordedMessage("ioc.sensor.events", 0, 8, 2, b"l", b"{}", ((DERIVED_HEADER, b"x"),))
+    assert not derived(reading) and derived(flow)

@@ -31,6 +31,7 @@ from ioc.streams.context import Rejected, StreamContext, message_of
 from ioc.streams.keyed import FlowOutput, KeyedFlow, Message, is_tick
 
 log = logging.getLogger(__name__)
+DERIVED = {topics.DERIVED_HEADER: b"camera-line"}
 
 
 @dataclass
@@ -180,7 +181,7 @@ def register(ctx: StreamContext) -> None:
             for incident in output.incidents:  # opened, better frame, resolved
                 await ctx.raise_incident(incident)
             for key, value in output.flows:  # the lines' minutes, to the sensor path
-                await ctx.topics.sensors.send(key=key, value=value)
+                await ctx.topics.sensors.send(key=key, value=value, headers=DERIVED)
         except Exception:
             flow.forget(output.changed)  # a retry judges again from the table's state
             raise
