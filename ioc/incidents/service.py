@@ -74,11 +74,32 @@ class StaffActions:
         await self.producer.send_and_wait(message.topic, key=message.key, value=message.value)
 
 
+class _OnFirstSend:
+    """A producer started when the first message goes out, after the change is committed: with
+    Kafka away, the change is still made (and an incident's alerting catches up from the
+    database)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from ioc.kafka_clients import producer
+
+        self._client = producer(settings.kafka, "ioc-cli")
+        self._started = False
+
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes) -> Any:
+        if not self._started:
+            await self._client.start()
+            self._started = True
+        return await self._client.send_and_wait(topic, key=key, value=value)
+
+    async def stop(self) -> None:
+        if self._started:
+            await self._client.stop()
+
+
 @asynccontextmanager
 async def terminal_actions(settings: Settings) -> AsyncIterator[StaffActions]:
     """Staff actions from a terminal on the IOC's servers: a connection per change and a producer
     for the command's life."""
-    from ioc.kafka_clients import producer
 
     @asynccontextmanager
     async def connect() -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -87,8 +108,7 @@ async def terminal_actions(settings: Settings) -> AsyncIterator[StaffActions]:
         ) as conn:
             yield conn
 
-    client = producer(settings.kafka, "ioc-cli")
-    await client.start()
+    client = _OnFirstSend(settings)
     try:
         yield StaffActions(settings, connect, client)
     finally:
