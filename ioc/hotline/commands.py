@@ -227,9 +227,29 @@ def _print_scores(title: str, scores: Any, show_missed: bool) -> None:
             cells.append(f"[bold]{count}[/]" if truth == guess else str(count or "·"))
         table.add_row(truth.value, *cells)
     console.print(table)
+    console.print(_urgency_table(scores))
     if show_missed:
         for text in scores.missed:
             console.print(f"  missed urgent: {text}")
+
+
+def _urgency_table(scores: Any) -> Table:
+    """Where urgency errs, by labelled category and priority: urgent tickets missed, and calm ones
+    (p3, and p4: questions, ideas, thanks) flagged urgent."""
+    table = Table(title="urgency by labelled category", title_justify="left")
+    for name in ("", "p1–2 missed", "p3 flagged", "p4 flagged"):
+        table.add_column(name, justify="right" if name else "left")
+    for category in Category:
+        cells = []
+        for priorities, wanted in (((1, 2), False), ((3,), True), ((4,), True)):
+            counts = [scores.flagged_by_label.get((category, p), (0, 0)) for p in priorities]
+            tickets = sum(t for t, _ in counts)
+            flagged = sum(f for _, f in counts)
+            errors = flagged if wanted else tickets - flagged
+            cells.append(f"{errors}/{tickets}" if tickets else "·")
+        if any(cell != "·" for cell in cells):
+            table.add_row(category.value, *cells)
+    return table
 
 
 @triage_app.command("train")

@@ -121,6 +121,8 @@ class Scores:
     fires_urgent: int
     confusion: dict[tuple[Category, Category], int] = field(default_factory=dict)
     missed: tuple[str, ...] = ()
+    flagged_by_label: dict[tuple[Category, int], tuple[int, int]] = field(default_factory=dict)
+    """(labelled category, labelled priority) -> (tickets, flagged urgent): where urgency errs."""
 
     @property
     def category_accuracy(self) -> float:
@@ -141,6 +143,7 @@ class Scores:
 
 def score(examples: Sequence[Example], predicted: Sequence[tuple[Category, bool]]) -> Scores:
     confusion: dict[tuple[Category, Category], int] = {}
+    flagged_by_label: dict[tuple[Category, int], tuple[int, int]] = {}
     missed: list[str] = []
     counts = dict.fromkeys(
         ("correct", "urgent", "found", "calm", "false", "flagged", "fires", "fires_urgent"), 0
@@ -148,6 +151,9 @@ def score(examples: Sequence[Example], predicted: Sequence[tuple[Category, bool]
     for example, (category, urgent) in zip(examples, predicted, strict=True):
         key = (example.category, category)
         confusion[key] = confusion.get(key, 0) + 1
+        label = (example.category, example.priority)
+        tickets, flagged = flagged_by_label.get(label, (0, 0))
+        flagged_by_label[label] = (tickets + 1, flagged + urgent)
         counts["correct"] += category == example.category
         counts["flagged"] += urgent
         if example.urgent:
@@ -173,6 +179,7 @@ def score(examples: Sequence[Example], predicted: Sequence[tuple[Category, bool]
         fires_urgent=counts["fires_urgent"],
         confusion=confusion,
         missed=tuple(missed),
+        flagged_by_label=flagged_by_label,
     )
 
 

@@ -110,6 +110,12 @@ def test_scores_count_recall_precision_and_the_confusion() -> None:
     assert (scores.fires, scores.fires_urgent) == (1, 1)
     assert scores.confusion[(Category.GIAO_THONG, Category.CHAY_NO)] == 1
     assert scores.missed == ("c",)
+    assert scores.flagged_by_label == {
+        (Category.CHAY_NO, 1): (1, 1),
+        (Category.CHAY_NO, 3): (1, 1),
+        (Category.GIAO_THONG, 2): (1, 0),
+        (Category.KHAC, 4): (1, 0),
+    }
 
 
 def test_training_reaches_the_target_recall_out_of_fold_and_learns_corrections(
