@@ -58,11 +58,12 @@ def _matches(
     stays: list[Stay], detections: list[Detection], frame: FrameDetections, min_overlap: float
 ) -> dict[int, int]:
     """Stay index -> detection index, one to one, the largest overlaps first."""
+    boxes = [rect_of(d.box, frame.width, frame.height) for d in detections]
     pairs = sorted(
         (
-            (overlap(stay.box, rect_of(d.box, frame.width, frame.height)), s, k)
+            (overlap(stay.box, box), s, k)
             for s, stay in enumerate(stays)
-            for k, d in enumerate(detections)
+            for k, box in enumerate(boxes)
         ),
         reverse=True,
     )
