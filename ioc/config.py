@@ -298,6 +298,11 @@ class StreamsSettings(Section):
         "change-me", description="Key for hashing reporter contact data at intake."
     )
 
+    @property
+    def sensors_group_id(self) -> str:
+        """The sensor readings' own consumer group (`ioc.streams.batched`), beside the app's."""
+        return f"{self.app_id}.sensors"
+
 
 class HotlineSettings(Section):
     """The 1022 intake (Open311 API), triage, duplicates and SLA."""

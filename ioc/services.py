@@ -32,11 +32,11 @@ def worker_specs(settings: Settings) -> list[WorkerSpec]:
             settings.streams.app_id,
             (
                 topic(topics.HOTLINE_TICKETS),
-                topic(topics.SENSOR_EVENTS),
                 topic(topics.VISION_DETECTIONS),
                 topic(topics.INCIDENT_CANDIDATES),
                 topic(topics.DLQ),
             ),
+            side_groups=((settings.streams.sensors_group_id, (topic(topics.SENSOR_EVENTS),)),),
         ),
         WorkerSpec(
             "vision",

@@ -283,12 +283,14 @@ class Replayer:
     ) -> None:
         spec = workers.specs[0]
         # What the sandbox's streams app reads of the inputs (frames only wait there, to look at).
-        inputs = [settings.kafka.topic(name) for name in INPUT_TOPICS]
-        inputs = [name for name in inputs if name in spec.topics]
+        inputs = {settings.kafka.topic(name) for name in INPUT_TOPICS}
+        groups = spec.groups()
 
         async def lags() -> tuple[int, int]:
-            found = await asyncio.to_thread(consumer_lag, settings.kafka, spec.groups())
-            waiting_inputs = sum(found[(spec.group_id, t)] for t in inputs)
+            found = await asyncio.to_thread(consumer_lag, settings.kafka, groups)
+            waiting_inputs = sum(
+                found[(group, t)] for group, names in groups.items() for t in names if t in inputs
+            )
             return waiting_inputs, sum(found.values())
 
         publishing = asyncio.create_task(

@@ -232,8 +232,9 @@ class Sandbox:
                 if time.monotonic() > deadline:
                     raise SandboxError(f"sandbox {self.name!r}: old topics not deleted in time")
                 time.sleep(0.2)
-            if self.app_id in _group_ids(admin):
-                admin.delete_groups([self.app_id])
+            ours = {self.app_id, self.settings(live).streams.sensors_group_id} & _group_ids(admin)
+            if ours:
+                admin.delete_groups(sorted(ours))
         finally:
             admin.close()
         with psycopg.connect(live.database.dsn, autocommit=True) as conn:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 
@@ -33,6 +33,8 @@ BatchWork = Callable[[Sequence[faust.EventT]], Awaitable[None]]
 
 RETRY_MAX_S = 30.0
 
+Item = TypeVar("Item")
+
 
 async def acknowledge_batches(
     stream: faust.StreamT[Any], work: BatchWork, what: str, size: int, wait_s: float
@@ -40,7 +42,7 @@ async def acknowledge_batches(
     """Batches of at most `size` events (or what came within `wait_s`), each done in full, then
     acknowledged in offset order: for flows that write a batch at once."""
     async for events in stream.noack_take(size, wait_s):
-        await _until_done(work, events, what)
+        await until_done(work, events, what)
         for event in events:
             await stream.ack(event)
 
@@ -74,11 +76,14 @@ def one_by_one(work: EventWork) -> BatchWork:
     return run
 
 
-async def _until_done(work: BatchWork, events: Sequence[faust.EventT], what: str) -> None:
+async def until_done(
+    work: Callable[[Sequence[Item]], Awaitable[None]], items: Sequence[Item], what: str
+) -> None:
+    """Do a batch until it is done: it never goes unfinished past this point."""
     delay = 0.5
     while True:
         try:
-            await work(events)
+            await work(items)
             return
         except Exception:
             log.exception("%s failed; retrying in %.1f s, unacknowledged", what, delay)
@@ -86,4 +91,4 @@ async def _until_done(work: BatchWork, events: Sequence[faust.EventT], what: str
             delay = min(delay * 2, RETRY_MAX_S)
 
 
-__all__ = ["acknowledge_batches", "concurrently", "one_by_one"]
+__all__ = ["acknowledge_batches", "concurrently", "one_by_one", "until_done"]

@@ -17,17 +17,19 @@ from functools import partial
 from typing import Any
 
 import faust
+from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
 from ioc import topics
 from ioc.config import Settings
-from ioc.dlq import DeadLetter, describe_validation_error
+from ioc.dlq import DeadLetter, SourceRecord, describe_validation_error
 from ioc.hotline.privacy import redact_ticket_bytes
 from ioc.incidents.messages import to_alerting, to_fusion
 from ioc.models import FusedIncident, Incident
 from ioc.retry import ATTEMPTS, retried
 from ioc.store.writer import Store
 from ioc.streams.acks import BatchWork, EventWork, acknowledge_batches
+from ioc.streams.batched import BatchedConsumer, PartitionedWork
 from ioc.streams.keyed import Message, is_tick
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,17 @@ def message_of(event: faust.EventT) -> Message:
         offset=event.message.offset,
         timestamp_ms=ingested_ms(event),
         tick=is_tick(event.message.headers),
+    )
+
+
+def record_message(record: ConsumerRecord) -> Message:
+    """What a keyed flow needs of a record a plain consumer fetched (`ioc.streams.batched`)."""
+    return Message(
+        value=record.value or b"",
+        partition=record.partition,
+        offset=record.offset,
+        timestamp_ms=record.timestamp,
+        tick=is_tick(record.headers),
     )
 
 
@@ -119,6 +132,33 @@ class StreamContext:
 
         self.app.agent(topic, name=f"ioc.streams.{name}")(run)
 
+    def batched(
+        self,
+        topic: str,
+        group_id: str,
+        work: PartitionedWork,
+        what: str,
+        max_records: int,
+        wait_s: float,
+    ) -> None:
+        """A plain consumer group of its own, started with the app and stopped before the store
+        closes: for a flow too busy for Faust's per-event cost (see `ioc.streams.batched`)."""
+        consumer = BatchedConsumer(
+            self.settings.kafka,
+            group_id,
+            topic,
+            work,
+            what,
+            max_records,
+            wait_s,
+        )
+
+        @self.app.task
+        async def start() -> None:
+            consumer.start()
+
+        self.closers.insert(0, consumer.stop)
+
     def timer(
         self, interval: float, on_leader: bool = False
     ) -> Callable[[Callable[[], Awaitable[None]]], Any]:
@@ -151,19 +191,19 @@ class StreamContext:
                 lambda: process(event), consumer, permanent=(Rejected, ValidationError)
             )
         except Rejected as error:
-            await self.dead_letter(event, str(error), consumer)
+            await self.dead_letter(event.message, str(error), consumer)
             return
         except ValidationError as error:
-            await self.dead_letter(event, describe_validation_error(error), consumer)
+            await self.dead_letter(event.message, describe_validation_error(error), consumer)
             return
         if failure is not None:
             log.error(
                 "giving up on %s@%s", event.message.topic, event.message.offset, exc_info=failure
             )
-            await self.dead_letter(event, gave_up(failure), consumer)
+            await self.dead_letter(event.message, gave_up(failure), consumer)
 
-    async def dead_letter(self, event: faust.EventT, reason: str, consumer: str) -> None:
-        letter = DeadLetter.of(event.message, reason, consumer)
+    async def dead_letter(self, record: SourceRecord, reason: str, consumer: str) -> None:
+        letter = DeadLetter.of(record, reason, consumer)
         if letter.source_topic == self.settings.kafka.topic(topics.HOTLINE_TICKETS):
             letter = replace(letter, value=redact_ticket_bytes(letter.value))  # contact stays
         await self.topics.dlq.send(
@@ -212,4 +252,5 @@ __all__ = [
     "ingested_ms",
     "message_of",
     "raw_topic",
+    "record_message",
 ]

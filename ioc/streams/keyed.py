@@ -2,9 +2,10 @@
 and incidents out, with one rules state per device.
 
 A flow is kept free of Kafka and database calls, so it is tested on its own; its agent
-(`ioc.streams.agents`) does the I/O. The states live in a Faust table backed by a changelog; a
-flow caches the decoded states of the devices it owns and hands back the ones a batch changed,
-to be written to the table once per batch, after the batch's rows and incidents are stored.
+(`ioc.streams.agents`) does the I/O. The states live in a Faust table backed by a changelog
+(cameras) or in the database (sensors, `ioc.streams.batched`); a flow caches the decoded states
+of the devices it owns and hands back the ones a batch changed, to be written once per batch,
+after the batch's rows and incidents are stored.
 
 Exactly-once state, at-least-once output: a device is always on one partition (it is the key),
 so its state records the offset of the last message applied, and a message redelivered after a
@@ -140,6 +141,10 @@ class KeyedFlow(ABC, Generic[S, Item, Judged, Out]):
         """Emit what a tick changed; whether that is worth a changelog write."""
 
     # --- The flow -----------------------------------------------------------------------------
+
+    def keys_in(self, partitions: Iterable[int]) -> list[str]:
+        """The devices whose messages go to these partitions."""
+        return [key for partition in partitions for key in self.by_partition.get(partition, ())]
 
     def forget(self, keys: Iterable[str] | None = None) -> None:
         """Drop cached states (after a rebalance, or output that could not be stored): the

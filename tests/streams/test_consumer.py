@@ -233,7 +233,7 @@ def test_a_hole_the_log_really_has_is_passed_after_one_seek_back(delivery: Deliv
 
 
 def test_changelog_records_pass_as_fetched(delivery: Delivery) -> None:
-    changelog = "ioc-streams-sensor-state-changelog"
+    changelog = "ioc-streams-camera-state-changelog"
     delivery.fetch(7, 3, topic=changelog)
     assert delivery.delivered == [(changelog, 7), (changelog, 3)]
 

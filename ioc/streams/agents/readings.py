@@ -2,9 +2,10 @@
 incidents out, with per-sensor rule state (`ioc.sensors.engine.SensorState`, see
 `ioc.streams.keyed`).
 
-Readings are handled in batches: one database round trip for the batch's rows (through the sink:
-batched idempotent COPY that waits out a database outage instead of failing) and one state write
-per sensor per batch, instead of per reading.
+The busiest flow, so it is not a Faust agent: a plain consumer (`ioc.streams.batched`) hands it
+whole fetches. Per batch, one database round trip for the rows (through the sink: batched
+idempotent COPY that waits out a database outage instead of failing), one for the closed
+windows and one for the states the batch changed (table `flow_states`), then the commit.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-import faust
+from aiokafka import ConsumerRecord
 
+from ioc import topics
 from ioc.incidents.candidates import candidate_of
 from ioc.models import (
     Incident,
@@ -41,7 +42,7 @@ from ioc.sensors.engine import (
 )
 from ioc.store.sink import CopySink, SinkError, sink_from_settings
 from ioc.store.writer import READING_COLUMNS, READING_KEY, ReadingRow
-from ioc.streams.context import StreamContext, gave_up, message_of
+from ioc.streams.context import StreamContext, gave_up, record_message
 from ioc.streams.keyed import FlowOutput, KeyedFlow, Message, is_tick
 
 log = logging.getLogger(__name__)
@@ -182,54 +183,89 @@ class ReadingsSink:
         await self.sink.close()
 
 
+class ReadingsWork:
+    """The flow, its sink and its stored states, driven by a `BatchedConsumer` (see
+    `ioc.streams.batched`): the states of a partition are read from the database before its
+    first batch, and the states a batch changed are written after its rows, windows and
+    incidents, before its offsets are committed."""
+
+    def __init__(
+        self,
+        ctx: StreamContext,
+        flow: SensorFlow,
+        sink: ReadingsSink,
+        group: str,
+        stored: dict[str, bytes],
+    ) -> None:
+        self.ctx = ctx
+        self.flow = flow
+        self.sink = sink
+        self.group = group
+        self.stored = stored  # the flow's `stored_state` reads it
+        self.unloaded: set[int] = set()
+
+    async def assigned(self, partitions: set[int]) -> None:
+        self.unloaded |= partitions
+
+    async def revoked(self, partitions: set[int]) -> None:
+        self.unloaded -= partitions
+        keys = self.flow.keys_in(partitions)
+        self.flow.forget(keys)
+        for key in keys:
+            self.stored.pop(key, None)
+
+    async def process(self, records: Sequence[ConsumerRecord]) -> None:
+        if self.unloaded:  # raises while the database is down: the batch is tried again
+            self.stored.update(
+                await self.ctx.store.flow_states(self.group, self.flow.keys_in(self.unloaded))
+            )
+            self.unloaded.clear()
+        output = self.flow.process(map(record_message, records))
+        states = {key: state.model_dump_json() for key, state in output.changed.items()}
+
+        async def store_output() -> None:
+            await self.sink.write(output.readings)
+            await self.ctx.store.upsert_windows(output.windows)
+            for incident in output.incidents:
+                await self.ctx.raise_incident(incident)
+            await self.ctx.store.save_flow_states(self.group, states)
+
+        reasons = dict(output.rejected)
+        failure = await retried(store_output, "sensors")
+        if failure is None:
+            self.stored.update((key, state.encode()) for key, state in states.items())
+        else:
+            log.error("giving up on a batch of %d sensor messages", len(records), exc_info=failure)
+            self.flow.forget(output.changed)  # the stored states are the ones before it
+            reasons = {
+                index: reasons.get(index, gave_up(failure))
+                for index, record in enumerate(records)
+                if not is_tick(record.headers)
+            }
+        for index, reason in reasons.items():
+            await self.ctx.dead_letter(records[index], reason, "sensors")
+
+
 def register(ctx: StreamContext) -> None:
     streams = ctx.settings.streams
-    states = ctx.state_table("sensor-state")
+    group = streams.sensors_group_id
+    stored: dict[str, bytes] = {}  # the database's states of the partitions this worker owns
     flow = SensorFlow(
         load_sensor_registry(streams.sensor_registry).with_camera_lines(
             load_camera_registry(ctx.settings.cameras.registry)
         ),
         RuleSet.load(streams.sensor_rules),
         ctx.settings.kafka.partitions,
-        stored_state=lambda sensor_id: states.get(sensor_id.encode()),
+        stored_state=stored.get,
         max_future=timedelta(seconds=streams.sensor_max_future_s),
     )
-    sink = ReadingsSink(ctx)
-    ctx.closers.append(sink.close)
-
-    @ctx.app.on_partitions_revoked.connect
-    async def forget_states(_app: faust.App, _revoked: Any, **_: Any) -> None:
-        flow.forget()
-
-    async def process_batch(events: Sequence[faust.EventT]) -> None:
-        output = flow.process(message_of(event) for event in events)
-
-        async def store_output() -> None:
-            await sink.write(output.readings)
-            await ctx.store.upsert_windows(output.windows)
-            for incident in output.incidents:
-                await ctx.raise_incident(incident)
-
-        reasons = dict(output.rejected)
-        failure = await retried(store_output, "sensors")
-        if failure is not None:
-            log.error("giving up on a batch of %d sensor messages", len(events), exc_info=failure)
-            flow.forget(output.changed)  # the table keeps the state before it
-            output.changed.clear()
-            reasons = {
-                index: reasons.get(index, gave_up(failure))
-                for index, event in enumerate(events)
-                if not is_tick(event.message.headers)
-            }
-        for index, reason in reasons.items():
-            await ctx.dead_letter(events[index], reason, "sensors")
-        for sensor_id, state in output.changed.items():
-            states[sensor_id.encode()] = state.model_dump_json().encode()
-
-    ctx.agent(
-        ctx.topics.sensors,
+    work = ReadingsWork(ctx, flow, ReadingsSink(ctx), group, stored)
+    ctx.batched(
+        ctx.settings.kafka.topic(topics.SENSOR_EVENTS),
+        group,
+        work,
         "sensors",
-        process_batch,
         streams.sensor_batch_size,
         streams.sensor_batch_wait_s,
     )
+    ctx.closers.append(work.sink.close)
