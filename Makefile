@@ -25,11 +25,18 @@ $(STAMP): pyproject.toml
 # once, as root only; without them their tests skip.
 DEBIAN_TOOLS := mosquitto:mosquitto prometheus-alertmanager:prometheus-alertmanager kcat:kcat \
                 openssl:openssl
+# Libraries, checked by package: GStreamer's RTSP server for the system Python, with the H.264
+# (ugly) and H.265 (bad) encoders, as the real camera of tests/vision/test_rtsp.py.
+DEBIAN_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
+                   gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad
 
 debian-tools:
 	@missing=""; for tool in $(DEBIAN_TOOLS); do command=$${tool##*:}; \
 	  command -v $$command >/dev/null 2>&1 || [ -x /usr/sbin/$$command ] \
 	    || missing="$$missing $${tool%%:*}"; done; \
+	for package in $(DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q "install ok installed" \
+	    || missing="$$missing $$package"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing$$missing (apt-get)"; \

@@ -828,6 +828,13 @@ def bench_sensors_command(
         float, typer.Option(min=1, help="Readings/s for the latency phase (below capacity).")
     ] = 1000.0,
     seconds: Annotated[float, typer.Option(min=1, help="Length of the latency phase.")] = 20.0,
+    workers: Annotated[
+        int, typer.Option(min=1, max=8, help="Streams worker processes (one consumer group).")
+    ] = 1,
+    partitions: Annotated[
+        int | None,
+        typer.Option(min=1, help="Partitions of every topic (default: kafka.partitions)."),
+    ] = None,
 ) -> None:
     """Events/s through sensor topic → agent → DB vs a plain aiokafka+COPY loop; p50/p99
     event-to-incident latency."""
@@ -836,7 +843,7 @@ def bench_sensors_command(
     _clean_up_on_sigterm()
 
     try:
-        run_bench(count, rounds, sensors, rate, seconds, console)
+        run_bench(count, rounds, sensors, rate, seconds, console, workers, partitions)
     except StackError as error:
         _fail(error)
 

@@ -298,10 +298,10 @@ class StreamsSettings(Section):
         "change-me", description="Key for hashing reporter contact data at intake."
     )
 
-    @property
-    def sensors_group_id(self) -> str:
-        """The sensor readings' own consumer group (`ioc.streams.batched`), beside the app's."""
-        return f"{self.app_id}.sensors"
+    def group_of(self, flow: str) -> str:
+        """The consumer group of a flow the worker runs on a plain consumer of its own
+        (`ioc.streams.batched`: sensors, hotline), beside the Faust app's group."""
+        return f"{self.app_id}.{flow}"
 
 
 class HotlineSettings(Section):

@@ -31,12 +31,14 @@ def worker_specs(settings: Settings) -> list[WorkerSpec]:
             ("streams", "run"),
             settings.streams.app_id,
             (
-                topic(topics.HOTLINE_TICKETS),
                 topic(topics.VISION_DETECTIONS),
                 topic(topics.INCIDENT_CANDIDATES),
                 topic(topics.DLQ),
             ),
-            side_groups=((settings.streams.sensors_group_id, (topic(topics.SENSOR_EVENTS),)),),
+            side_groups=(
+                (settings.streams.group_of("hotline"), (topic(topics.HOTLINE_TICKETS),)),
+                (settings.streams.group_of("sensors"), (topic(topics.SENSOR_EVENTS),)),
+            ),
         ),
         WorkerSpec(
             "vision",

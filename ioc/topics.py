@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -17,6 +17,12 @@ HOUR_MS = 3_600_000
 # A message a worker derived from other input (a camera line's traffic flow on the sensors topic):
 # a replay regenerates it from those inputs, so it skips the recorded one.
 DERIVED_HEADER = "ioc-derived"
+
+
+def is_derived(headers: Iterable[tuple[str, bytes]]) -> bool:
+    return any(name == DERIVED_HEADER for name, _ in headers)
+
+
 Value = TypeVar("Value", bound=WireModel)
 
 

@@ -424,7 +424,14 @@ def test_consumer_lag_of_every_group_is_recorded_for_the_walls(db: psycopg.Conne
         ),
         what="lag samples of the three groups",
     )
-    assert groups == {"ioc-streams", "ioc-vision", "ioc-vision-evidence", "ioc-alerts"}
+    assert groups == {
+        "ioc-streams",
+        "ioc-streams.hotline",
+        "ioc-streams.sensors",
+        "ioc-vision",
+        "ioc-vision-evidence",
+        "ioc-alerts",
+    }
     topics_sampled = {r[0] for r in db.execute("SELECT DISTINCT topic FROM consumer_lag")}
     assert topics.DLQ in topics_sampled and topics.CAMERA_FRAMES in topics_sampled
 

@@ -9,6 +9,7 @@ import platform
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -56,13 +57,23 @@ def ephemeral_settings(root: Path, **env: str) -> Iterator[Settings]:
 
 @contextmanager
 def bench_stack(
-    settings: Settings, console: Console, baseline_topic: str, baseline_ddl: str
+    settings: Settings,
+    console: Console,
+    baseline_topic: str,
+    baseline_ddl: str,
+    copies: int = 1,
 ) -> Iterator[Workers]:
-    """Kafka, PostgreSQL, the baseline's topic and table, and the real streams worker, ready;
-    all stopped afterwards."""
+    """Kafka, PostgreSQL, the baseline's topic and table, and `copies` real streams workers
+    (members of the same groups), ready; all stopped afterwards."""
     with console.status("starting an ephemeral stack…"):
         stack_up(settings)
-    workers = Workers(settings, [s for s in worker_specs(settings) if s.name == "streams"])
+    (streams,) = (spec for spec in worker_specs(settings) if spec.name == "streams")
+    workers = Workers(
+        settings,
+        [streams]
+        if copies == 1
+        else [replace(streams, name=f"streams-{n}") for n in range(copies)],
+    )
     try:
         _create_baseline(settings, baseline_topic, baseline_ddl)
         with console.status("starting the streams worker…"):

@@ -24,7 +24,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ioc import kafka_clients
+from ioc import kafka_clients, topics
 from ioc.assets import SAMPLES_DIR
 from ioc.bench.common import ephemeral_settings
 from ioc.config import Settings
@@ -97,13 +97,16 @@ async def raw_copy(settings: Settings, sources: list[str]) -> tuple[int, float]:
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         remaining = sum(ends.values())
-        copied = 0
+        read = copied = 0
         started = time.perf_counter()
-        while copied < remaining:
+        while read < remaining:
             batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
             pending = []
             for tp, records in batches.items():
+                read += len(records)
                 for record in records:
+                    if topics.is_derived(record.headers):
+                        continue  # the sandbox's own output (camera counts), not the recording
                     pending.append(
                         await client.send(
                             COPY_PREFIX + tp.topic,

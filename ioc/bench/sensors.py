@@ -438,7 +438,14 @@ def _check_alive(workers: Workers, baseline: BaseProcess) -> None:
 
 
 def run_bench(
-    count: int, rounds: int, sensors: int, rate: float, seconds: float, console: Console
+    count: int,
+    rounds: int,
+    sensors: int,
+    rate: float,
+    seconds: float,
+    console: Console,
+    workers: int = 1,
+    partitions: int | None = None,
 ) -> SensorBenchResult:
     fleet = sensor_specs(sensors)
     alarms = sensor_specs(ALARM_SENSORS, ALARM_PREFIX, ("FloodMonitoring",))
@@ -456,13 +463,15 @@ def run_bench(
         registry = Path(root) / "sensors.toml"
         registry.write_text(registry_toml(fleet + alarms), encoding="utf-8")
         with (
-            ephemeral_settings(Path(root), IOC_STREAMS__SENSOR_REGISTRY=str(registry)) as settings,
-            bench_stack(settings, console, BASELINE_TOPIC, BASELINE_DDL) as workers,
+            ephemeral_settings(
+                Path(root), IOC_STREAMS__SENSOR_REGISTRY=str(registry), **partitions_env(partitions)
+            ) as settings,
+            bench_stack(settings, console, BASELINE_TOPIC, BASELINE_DDL, workers) as running,
             baseline_process(settings) as process,
             psycopg.connect(settings.database.dsn, autocommit=True) as conn,
             Progress(console=console, transient=True) as bar,
         ):
-            bench = BenchRun(settings, conn, lambda: _check_alive(workers, process))
+            bench = BenchRun(settings, conn, lambda: _check_alive(running, process))
             task = bar.add_task("bench", total=2 * rounds + 1)
             for index in range(rounds):  # alternate, so drift hits both sides
                 since = origin + index * per_round
@@ -475,8 +484,12 @@ def run_bench(
             latency = bench.steady_latencies(steady, since, {a.id for a in alarms}, rate)
             bar.advance(task)
     result = SensorBenchResult(pipeline, baseline, latency, len(alarms))
-    render(result, count, rounds, sensors, rate, seconds, console)
+    render(result, count, rounds, sensors, rate, seconds, workers, settings, console)
     return result
+
+
+def partitions_env(partitions: int | None) -> dict[str, str]:
+    return {} if partitions is None else {"IOC_KAFKA__PARTITIONS": str(partitions)}
 
 
 def render(
@@ -486,6 +499,8 @@ def render(
     sensors: int,
     rate: float,
     seconds: float,
+    workers: int,
+    settings: Settings,
     console: Console,
 ) -> None:
     pipeline, baseline = result.pipeline, result.baseline
@@ -496,7 +511,8 @@ def render(
         "ratio",
         title=(
             f"ioc bench sensors · {count:,} readings of {sensors} sensors × {rounds} rounds;"
-            f" latency at {rate:g}/s for {seconds:g} s"
+            f" latency at {rate:g}/s for {seconds:g} s; {workers} streams worker(s),"
+            f" {settings.kafka.partitions} partitions"
         ),
     )
     table.add_row(

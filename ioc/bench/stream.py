@@ -1,21 +1,21 @@
-"""`ioc bench stream`: what the Faust streams runtime itself costs, against a plain aiokafka
+"""`ioc bench stream`: what the streams worker's two runtimes cost, against a plain aiokafka
 consume → produce loop doing the same work on the same messages, in the same run, on an
 ephemeral Kafka of its own (no database: nothing in the measured path writes to one).
 
 Every agent of the streams app stores what it validated, so none runs without PostgreSQL. The
-bench therefore runs the hotline agent's intake step on its own: a Faust app configured as
-`create_app` configures the worker, with one agent that reads raw bytes, validates each as a
-`Ticket` (as `process_ticket` does) and forwards it, or dead-letters it with the reason and the
-reporter's contact redacted (as `handle` and `dead_letter` do). That decode → validate → route
-step is shared with the baseline (`route`), so the difference is the runtime: Faust's streams,
-its consumer and producer, its offset commits, against aiokafka used directly (commit after
-each fetch once its outputs are acknowledged). Each side runs in a process of its own, like the
-streams worker, on topics of its own.
+bench therefore runs the hotline intake step on its own, on each runtime: a Faust app configured
+as `create_app` configures the worker (the runtime of fusion, the camera rules and the dead
+letters), and `ioc.streams.batched` (the runtime of the tickets and sensor readings). Each reads
+raw bytes, validates each as a `Ticket` and forwards it, or dead-letters it with the reason and
+the reporter's contact redacted. That decode → validate → route step is shared with the baseline
+(`route`), so the difference is the runtime: consumer, producer, offset commits, against
+aiokafka used directly (commit after each fetch once its outputs are acknowledged). Each side
+runs in a process of its own, like the streams worker, on topics of its own.
 
 Throughput: N tickets (one in `BAD_EVERY` malformed) published as fast as the client can while
-both consumers run; the figure is N / (time from the first publish until N messages are on the
-side's output and dead-letter topics), median over rounds, alternating sides so drift hits both.
-A warm-up batch per side first (group join, first fetches) is not counted.
+every consumer runs; the figure is N / (time from the first publish until N messages are on the
+side's output and dead-letter topics), median over rounds, the sides' order rotating so drift
+hits each. A warm-up batch per side first (group join, first fetches) is not counted.
 """
 
 from __future__ import annotations
@@ -27,13 +27,14 @@ import multiprocessing
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import Progress
@@ -51,6 +52,7 @@ from ioc.models import Ticket
 from ioc.runtime import run_async
 from ioc.stack.kafka import KafkaService
 from ioc.stack.process import StackError
+from ioc.streams.batched import PartitionedWork
 
 CONSUMER = "bench-stream"
 BAD_EVERY = 20  # one ticket in 20 is malformed and goes to the dead-letter topic
@@ -78,6 +80,10 @@ FAUST_TOPICS = SideTopics(
 PLAIN_TOPICS = SideTopics(
     "bench.stream.plain.in", "bench.stream.plain.out", "bench.stream.plain.dlq"
 )
+BATCHED_TOPICS = SideTopics(
+    "bench.stream.batched.in", "bench.stream.batched.out", "bench.stream.batched.dlq"
+)
+SIDES = (FAUST_TOPICS, BATCHED_TOPICS, PLAIN_TOPICS)
 
 
 def route(record: SourceRecord) -> tuple[bool, bytes | None, list[tuple[str, bytes]]]:
@@ -202,6 +208,60 @@ def _plain_main(kafka: KafkaSettings) -> None:
     run_async(plain_loop(kafka))
 
 
+class RoutedBatches(PartitionedWork):
+    """The batched side's work: `route` each record of a fetch, produce, await the acks."""
+
+    def __init__(self, writer: AIOKafkaProducer) -> None:
+        self.writer = writer
+
+    async def process(self, records: Sequence[ConsumerRecord]) -> None:
+        pending = []
+        for record in records:
+            valid, value, headers = route(record)
+            if valid:
+                sent = self.writer.send(BATCHED_TOPICS.output, key=record.key, value=value)
+            else:
+                sent = self.writer.send(
+                    BATCHED_TOPICS.dlq,
+                    key=BATCHED_TOPICS.source.encode(),
+                    value=value,
+                    headers=headers,
+                )
+            pending.append(await sent)
+        await asyncio.gather(*pending)
+
+
+async def batched_loop(kafka: KafkaSettings) -> None:
+    """ioc's path for its busy flows (`ioc.streams.batched`: tickets, sensor readings), with the
+    batch sizes the streams worker uses for tickets; until SIGTERM."""
+    from ioc.config import StreamsSettings
+    from ioc.streams.batched import BatchedConsumer
+
+    logging.disable(logging.WARNING)
+    settings = StreamsSettings()
+    writer = producer(kafka, f"{CONSUMER}-batched")
+    await writer.start()
+    batched = BatchedConsumer(
+        kafka,
+        f"{CONSUMER}-batched",
+        BATCHED_TOPICS.source,
+        RoutedBatches(writer),
+        "bench",
+        settings.event_batch_size,
+        settings.event_batch_wait_s,
+    )
+    batched.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await batched.stop()
+        await writer.stop()
+
+
+def _batched_main(kafka: KafkaSettings) -> None:
+    run_async(batched_loop(kafka))
+
+
 @contextmanager
 def side_process(
     target: Callable[..., None], args: tuple[Any, ...], name: str
@@ -230,7 +290,7 @@ def create_topics(settings: Settings) -> None:
         admin.create_topics(
             [
                 NewTopic(name, settings.kafka.partitions, settings.kafka.replication_factor)
-                for side in (FAUST_TOPICS, PLAIN_TOPICS)
+                for side in SIDES
                 for name in side.all
             ]
         )
@@ -263,8 +323,10 @@ class StreamBenchResult:
     count: int
     rounds: int
     faust: list[float]  # messages/s per round
+    batched: list[float]
     plain: list[float]
     faust_publisher: list[float]
+    batched_publisher: list[float]
     plain_publisher: list[float]
     dead_letters: int  # per round and side
 
@@ -273,12 +335,20 @@ class StreamBenchResult:
         return statistics.median(self.faust)
 
     @property
+    def batched_median(self) -> float:
+        return statistics.median(self.batched)
+
+    @property
     def plain_median(self) -> float:
         return statistics.median(self.plain)
 
     @property
     def ratio(self) -> float:
         return self.faust_median / self.plain_median
+
+    @property
+    def batched_ratio(self) -> float:
+        return self.batched_median / self.plain_median
 
 
 class OutputCounter:
@@ -294,7 +364,7 @@ class OutputCounter:
                 for name in (side.output, side.dlq)
                 for partition in range(settings.kafka.partitions)
             ]
-            for side in (FAUST_TOPICS, PLAIN_TOPICS)
+            for side in SIDES
         }
 
     def count(self, side: SideTopics) -> int:
@@ -350,23 +420,26 @@ def run_bench(count: int, rounds: int, console: Console) -> StreamBenchResult:
         ephemeral_settings(Path(root)) as settings,
         kafka_only(settings, console),
         side_process(_faust_main, (settings.kafka, root), "ioc-bench-faust") as faust_process,
+        side_process(_batched_main, (settings.kafka,), "ioc-bench-batched") as batched_process,
         side_process(_plain_main, (settings.kafka,), "ioc-bench-plain") as plain_process,
         Progress(console=console, transient=True) as bar,
     ):
         counter = OutputCounter(settings)
         faust = Side("the Faust agent", FAUST_TOPICS, faust_process)
+        batched = Side("the batched consumer", BATCHED_TOPICS, batched_process)
         plain = Side("the plain aiokafka loop", PLAIN_TOPICS, plain_process)
+        sides = [plain, faust, batched]
         try:
-            task = bar.add_task("bench stream", total=2 * rounds + 1)
+            task = bar.add_task("bench stream", total=len(sides) * rounds + 1)
             warm = bench_messages(WARM_UP, "warm-up")
-            for side in (plain, faust):  # group joins and first fetches, not counted
+            for side in sides:  # group joins and first fetches, not counted
                 one_round(settings, counter, side, warm)
                 side.throughput.clear()
                 side.publisher.clear()
             bar.advance(task)
-            for index in range(rounds):  # alternate, so drift hits both sides
+            for index in range(rounds):  # rotate the order, so drift hits every side
                 batch = bench_messages(count, f"round-{index}")
-                for side in (plain, faust) if index % 2 == 0 else (faust, plain):
+                for side in sides[index % 3 :] + sides[: index % 3]:
                     one_round(settings, counter, side, batch)
                     bar.advance(task)
         finally:
@@ -375,8 +448,10 @@ def run_bench(count: int, rounds: int, console: Console) -> StreamBenchResult:
         count,
         rounds,
         faust.throughput,
+        batched.throughput,
         plain.throughput,
         faust.publisher,
+        batched.publisher,
         plain.publisher,
         rejected_count(count),
     )
@@ -387,30 +462,39 @@ def run_bench(count: int, rounds: int, console: Console) -> StreamBenchResult:
 def render(result: StreamBenchResult, console: Console) -> None:
     table = Table(
         "metric",
-        "Faust agent (validate, forward / dead-letter)",
+        "Faust agent (fusion, cameras, dead letters)",
+        "batched consumer (tickets, sensors)",
         "baseline (plain aiokafka loop)",
         "Faust / plain",
+        "batched / plain",
         title=(
             f"ioc bench stream · {result.count:,} tickets × {result.rounds} rounds,"
-            f" {result.dead_letters:,} of them malformed each round"
+            f" {result.dead_letters:,} of them malformed each round; each side validates,"
+            " forwards or dead-letters"
         ),
     )
     table.add_row(
         "throughput, median messages/s",
         f"{result.faust_median:,.0f}",
+        f"{result.batched_median:,.0f}",
         f"{result.plain_median:,.0f}",
         f"{result.ratio:.2f}×",
+        f"{result.batched_ratio:.2f}×",
     )
     table.add_row(
         "throughput per round",
         ", ".join(f"{v:,.0f}" for v in result.faust),
+        ", ".join(f"{v:,.0f}" for v in result.batched),
         ", ".join(f"{v:,.0f}" for v in result.plain),
+        "",
         "",
     )
     table.add_row(
         "publisher alone, median messages/s",
         f"{statistics.median(result.faust_publisher):,.0f}",
+        f"{statistics.median(result.batched_publisher):,.0f}",
         f"{statistics.median(result.plain_publisher):,.0f}",
+        "",
         "",
     )
     console.print(table)

@@ -233,7 +233,7 @@ class _Matcher:
         self.index: dict[str, list[int]] = defaultdict(list)
         for position, token in enumerate(self.tokens):
             self.index[token.folded].append(position)
-        self._cache: dict[tuple[Pattern, bool], list[Span]] = {}
+        self._cache: dict[tuple[int, bool], list[Span]] = {}
 
     def _agreement(self, token: Syllable, wanted: Syllable, exact: bool) -> float:
         if exact and wanted.marked and not token.marked:
@@ -248,7 +248,7 @@ class _Matcher:
         """
         if pattern[0].folded not in self.index:
             return []
-        key = (pattern, exact)
+        key = (id(pattern), exact)  # patterns live as long as the rules (hashing one is slow)
         if key in self._cache:
             return self._cache[key]
         found: list[Span] = []
@@ -394,6 +394,11 @@ class Triage:
             for category, table in rules.categories.items()
             for phrase in table.phrases
         ]
+        # Each rule by the folded form of its first word: a ticket only tries the rules whose
+        # first word it contains (profiled: trying all 1,300 took 40 % of triage).
+        self._by_first: dict[str, list[int]] = defaultdict(list)
+        for index, rule in enumerate(self._rules):
+            self._by_first[rule.pattern[0].folded].append(index)
         self._cues = [
             _Rule(None, cue.text, _pattern(cue.text), cue.weight, 0.0, cue.exact, (), 0)
             for cue in rules.urgency.cues
@@ -432,11 +437,16 @@ class Triage:
             load_rules(rules or RULES_PATH), load_sla(sla or SLA_PATH), TriageModel.load(model)
         )
 
+    def _rules_starting(self, matcher: _Matcher) -> list[_Rule]:
+        """The rules whose first word is in the text, in the rules' order."""
+        found = sorted(index for token in matcher.index for index in self._by_first.get(token, ()))
+        return [self._rules[index] for index in found]
+
     def _matches(self, matcher: _Matcher) -> list[_Hit]:
         """The phrases found: the strongest rule per category and phrase text (each phrase counts
         once), less those lying inside a longer phrase of the same category found in the text."""
         best: dict[tuple[Category | None, str], _Hit] = {}
-        for rule in self._rules:
+        for rule in self._rules_starting(matcher):
             spans = matcher.spans(rule.pattern, rule.exact)
             if rule.near:
                 spans = [span for span in spans if matcher.near(span, rule.near, rule.window)]

@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from ioc.assets import CAMERA_REGISTRY_PATH, SENSOR_REGISTRY_PATH
 from ioc.models.base import VIETNAM_TIME
 
+RtspTransport = Literal["tcp", "udp"]
+
 
 class SensorSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -209,6 +211,11 @@ class CameraSpec(BaseModel):
     lat: float
     lon: float
     fps: float = Field(1.0, gt=0, le=60, description="Frames sampled per second.")
+    rtsp_transport: RtspTransport = Field(
+        "tcp",
+        description="RTSP media interleaved in the TCP connection (through firewalls and NAT, "
+        "nothing lost) or over UDP (a clean LAN; losses show as smeared frames).",
+    )
     zones: tuple[Zone, ...] = ()
 
     @model_validator(mode="after")

@@ -45,7 +45,7 @@ SEND_WINDOW = 2000  # produce futures in flight before waiting for their acknowl
 
 def derived(message: RecordedMessage) -> bool:
     """A message a worker derived from inputs: the sandbox's workers derive it again."""
-    return any(name == topics.DERIVED_HEADER for name, _ in message.headers)
+    return topics.is_derived(message.headers)
 
 
 def logical_topic(name: str) -> str | None:

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from ioc import kafka_clients
 from ioc.config import ENV_PREFIX, Settings
 from ioc.rulefiles import deep_merge
+from ioc.services import worker_specs
 from ioc.stack.kafka import ensure_topics
 from ioc.store.migrate import migrate
 
@@ -232,7 +233,8 @@ class Sandbox:
                 if time.monotonic() > deadline:
                     raise SandboxError(f"sandbox {self.name!r}: old topics not deleted in time")
                 time.sleep(0.2)
-            ours = {self.app_id, self.settings(live).streams.sensors_group_id} & _group_ids(admin)
+            streams = worker_specs(self.settings(live))[0]  # every group the worker runs
+            ours = set(streams.groups()) & _group_ids(admin)
             if ours:
                 admin.delete_groups(sorted(ours))
         finally:

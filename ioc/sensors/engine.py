@@ -626,7 +626,12 @@ def _rate_of_rise(state: SensorState, rules: SensorRules) -> list[Transition]:
         return []
     at, value = history[-1].t, history[-1].v
     start = at - timedelta(minutes=check.window_minutes)
-    rise = value - min(reading.v for reading in history if reading.t >= start)
+    lowest = value
+    for reading in reversed(history):  # in event-time order: only the window's tail is read
+        if reading.t < start:
+            break
+        lowest = min(lowest, reading.v)
+    rise = value - lowest
     cs = _condition(state, "rate_of_rise")
     window = _fmt_minutes(check.window_minutes)
 

@@ -139,14 +139,14 @@ class Store:
             await conn.execute(
                 "INSERT INTO sensor_windows (sensor_id, property, window_start, window_end,"
                 " count, min, max, mean, last)"
-                " SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[],"
-                " %s::timestamptz[], %s::int[], %s::float8[], %s::float8[], %s::float8[],"
-                " %s::float8[])"
+                " SELECT * FROM unnest(%b::text[], %b::text[], %b::timestamptz[],"
+                " %b::timestamptz[], %b::int[], %b::float8[], %b::float8[], %b::float8[],"
+                " %b::float8[])"
                 " ON CONFLICT (sensor_id, property, window_start) DO UPDATE SET"
                 " count = EXCLUDED.count, min = EXCLUDED.min, max = EXCLUDED.max,"
                 " mean = EXCLUDED.mean, last = EXCLUDED.last",
+                # %b: arrays in binary; the text form quotes and escapes each element (profiled)
                 [list(column) for column in zip(*rows, strict=True)],
-                binary=True,  # arrays in binary: the text form escapes every element (profiled)
             )
 
     async def flow_states(self, flow: str, keys: Sequence[str]) -> dict[str, bytes]:
@@ -169,11 +169,10 @@ class Store:
         async with pool.connection() as conn:
             await conn.execute(
                 "INSERT INTO flow_states (flow, key, state, updated_at)"
-                " SELECT %s, key, state, now() FROM unnest(%s::text[], %s::text[]) AS s(key, state)"
+                " SELECT %s, key, state, now() FROM unnest(%b::text[], %b::text[]) AS s(key, state)"
                 " ON CONFLICT (flow, key) DO UPDATE SET"
                 " state = EXCLUDED.state, updated_at = EXCLUDED.updated_at",
                 (flow, list(states), list(states.values())),
-                binary=True,
             )
 
     async def insert_frame(self, frame: FrameDetections) -> None:

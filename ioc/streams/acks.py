@@ -47,18 +47,20 @@ async def acknowledge_batches(
             await stream.ack(event)
 
 
-def concurrently(work: EventWork, limit: int) -> BatchWork:
-    """A batch with up to `limit` events in progress at once (their database round trips
-    overlap); it ends when the slowest does, and a failure is raised only after every event of
+def concurrently(
+    work: Callable[[Item], Awaitable[None]], limit: int
+) -> Callable[[Sequence[Item]], Awaitable[None]]:
+    """A batch with up to `limit` items in progress at once (their database round trips
+    overlap); it ends when the slowest does, and a failure is raised only after every item of
     the batch ran to its end, so a retry never overlaps a straggler."""
     slots = asyncio.Semaphore(limit)
 
-    async def bounded(event: faust.EventT) -> None:
+    async def bounded(item: Item) -> None:
         async with slots:
-            await work(event)
+            await work(item)
 
-    async def run(events: Sequence[faust.EventT]) -> None:
-        outcomes = await asyncio.gather(*map(bounded, events), return_exceptions=True)
+    async def run(items: Sequence[Item]) -> None:
+        outcomes = await asyncio.gather(*map(bounded, items), return_exceptions=True)
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome

@@ -21,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
@@ -36,15 +36,20 @@ log = logging.getLogger(__name__)
 RETRY_FIRST_S = 0.5
 
 
-class PartitionedWork(Protocol):
-    """What a batched consumer drives: partitions coming and going, and batches of records."""
+class PartitionedWork(ABC):
+    """What a batched consumer drives: batches of records, and partitions coming and going
+    (a flow that keeps state per partition loads and forgets it there)."""
 
     async def assigned(self, partitions: set[int]) -> None:
-        """Partitions this member now owns (their state is loaded before their first batch)."""
+        """Partitions this member now owns; their first batch comes after this. Nothing to do
+        for a flow without state per partition."""
+        return None
 
     async def revoked(self, partitions: set[int]) -> None:
         """Partitions another member will own: forget what is cached for them."""
+        return None
 
+    @abstractmethod
     async def process(self, records: Sequence[ConsumerRecord]) -> None:
         """A batch, in offset order per partition; raises only when it could not be done."""
 

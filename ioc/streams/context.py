@@ -13,7 +13,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import partial
 from typing import Any
 
 import faust
@@ -79,10 +78,9 @@ def raw_topic(app: faust.App, name: str) -> faust.TopicT:
 
 @dataclass(frozen=True)
 class StreamTopics:
-    """The topics the streams worker reads or writes, as raw bytes: every agent validates."""
+    """The topics the Faust app reads or writes, as raw bytes: every agent validates."""
 
-    tickets: faust.TopicT
-    sensors: faust.TopicT
+    sensors: faust.TopicT  # written only (clock ticks, camera traffic counts)
     detections: faust.TopicT
     candidates: faust.TopicT
     incidents: faust.TopicT
@@ -92,7 +90,6 @@ class StreamTopics:
     def of(cls, app: faust.App, settings: Settings) -> StreamTopics:
         name = settings.kafka.topic
         return cls(
-            tickets=raw_topic(app, name(topics.HOTLINE_TICKETS)),
             sensors=raw_topic(app, name(topics.SENSOR_EVENTS)),
             detections=raw_topic(app, name(topics.VISION_DETECTIONS)),
             candidates=raw_topic(app, name(topics.INCIDENT_CANDIDATES)),
@@ -180,27 +177,29 @@ class StreamContext:
         )
 
     def each_event(self, consumer: str, process: EventProcess) -> EventWork:
-        return partial(self.handle, consumer=consumer, process=process)
+        async def handled(event: faust.EventT) -> None:
+            await self.handle(event.message, consumer, lambda: process(event))
+
+        return handled
 
     # --- What agents do -----------------------------------------------------------------------
 
-    async def handle(self, event: faust.EventT, consumer: str, process: EventProcess) -> None:
-        """Process one event; bad input and exhausted retries become dead letters, never a crash."""
+    async def handle(
+        self, record: SourceRecord, consumer: str, process: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Process one record; bad input and exhausted retries become dead letters, never a
+        crash."""
         try:
-            failure = await retried(
-                lambda: process(event), consumer, permanent=(Rejected, ValidationError)
-            )
+            failure = await retried(process, consumer, permanent=(Rejected, ValidationError))
         except Rejected as error:
-            await self.dead_letter(event.message, str(error), consumer)
+            await self.dead_letter(record, str(error), consumer)
             return
         except ValidationError as error:
-            await self.dead_letter(event.message, describe_validation_error(error), consumer)
+            await self.dead_letter(record, describe_validation_error(error), consumer)
             return
         if failure is not None:
-            log.error(
-                "giving up on %s@%s", event.message.topic, event.message.offset, exc_info=failure
-            )
-            await self.dead_letter(event.message, gave_up(failure), consumer)
+            log.error("giving up on %s@%s", record.topic, record.offset, exc_info=failure)
+            await self.dead_letter(record, gave_up(failure), consumer)
 
     async def dead_letter(self, record: SourceRecord, reason: str, consumer: str) -> None:
         letter = DeadLetter.of(record, reason, consumer)

@@ -159,7 +159,12 @@ class CameraReader:
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set() and not self._done():
             try:
-                source = open_source(self.url, 1 / self.camera.fps, self.settings.loop_files)
+                source = open_source(
+                    self.url,
+                    1 / self.camera.fps,
+                    self.settings.loop_files,
+                    self.camera.rtsp_transport,
+                )
             except SourceError as error:
                 self._wait_to_reconnect(str(error), stop)
                 continue

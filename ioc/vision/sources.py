@@ -4,6 +4,8 @@ so that the camera reader samples, paces and reconnects them all the same way.""
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +13,8 @@ from typing import Protocol
 
 import cv2
 import numpy as np
+
+from ioc.models.registry import RtspTransport
 
 log = logging.getLogger(__name__)
 
@@ -44,24 +48,53 @@ class FrameSource(Protocol):
     def close(self) -> None: ...
 
 
+def capture_options(url: str, transport: RtspTransport) -> str:
+    """FFmpeg's options for a live stream, in OpenCV's `key;value|…` form.
+
+    Without `nobuffer`, FFmpeg's stream probing queued about 3 s of frames at open that the reader
+    then decoded in order, so the first frames of every (re)connection were seconds old
+    (tests/vision/test_rtsp.py measures the age of each frame). `rtsp_transport` picks interleaved
+    TCP or UDP media."""
+    options = ["fflags;nobuffer", "flags;low_delay"]
+    if url.lower().startswith("rtsp"):
+        options.insert(0, f"rtsp_transport;{transport}")
+    return "|".join(options)
+
+
+# OpenCV reads FFmpeg's options from the environment when a stream opens, and cameras open in
+# threads of their own: one opens at a time, with its own options.
+_OPENING = threading.Lock()
+OPTIONS_VARIABLE = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+
+
 class StreamSource:
     """rtsp:// or http(s):// (MJPEG) through FFmpeg, with timeouts so a stalled camera is noticed
-    instead of blocking its reader for ever."""
+    instead of blocking its reader for ever, and without buffering, so each frame read is the
+    newest."""
 
     live: bool = True
     frame_interval_s: float | None = None
 
-    def __init__(self, url: str) -> None:
-        self._capture = cv2.VideoCapture(
-            url,
-            cv2.CAP_FFMPEG,
-            [
-                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
-                STREAM_TIMEOUT_MS,
-                cv2.CAP_PROP_READ_TIMEOUT_MSEC,
-                STREAM_TIMEOUT_MS,
-            ],
-        )
+    def __init__(self, url: str, transport: RtspTransport = "tcp") -> None:
+        with _OPENING:
+            saved = os.environ.get(OPTIONS_VARIABLE)
+            os.environ[OPTIONS_VARIABLE] = capture_options(url, transport)
+            try:
+                self._capture = cv2.VideoCapture(
+                    url,
+                    cv2.CAP_FFMPEG,
+                    [
+                        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                        STREAM_TIMEOUT_MS,
+                        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                        STREAM_TIMEOUT_MS,
+                    ],
+                )
+            finally:
+                if saved is None:
+                    os.environ.pop(OPTIONS_VARIABLE, None)
+                else:
+                    os.environ[OPTIONS_VARIABLE] = saved
         if not self._capture.isOpened():
             raise SourceError("cannot open the stream")
 
@@ -142,10 +175,12 @@ class ImageFolderSource:
         return None
 
 
-def open_source(url: str, interval_s: float, loop: bool) -> FrameSource:
+def open_source(
+    url: str, interval_s: float, loop: bool, transport: RtspTransport = "tcp"
+) -> FrameSource:
     """A live stream for any URL, else a folder of images or a video file."""
     if "://" in url:
-        return StreamSource(url)
+        return StreamSource(url, transport)
     path = Path(url)
     if path.is_dir():
         return ImageFolderSource(path, interval_s, loop)

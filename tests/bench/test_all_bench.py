@@ -30,16 +30,17 @@ def test_route_forwards_valid_tickets_and_dead_letters_redacted_bad_ones() -> No
 
 
 @pytest.mark.timeout(300)
-def test_bench_stream_measures_faust_and_the_plain_loop_on_the_same_messages() -> None:
-    console = Console(record=True, width=160)
+def test_bench_stream_measures_both_runtimes_and_the_plain_loop_on_the_same_messages() -> None:
+    console = Console(record=True, width=200)
     result = stream.run_bench(count=400, rounds=1, console=console)
-    assert len(result.faust) == len(result.plain) == 1
-    assert result.faust_median > 0 and result.plain_median > 0
+    assert len(result.faust) == len(result.batched) == len(result.plain) == 1
+    assert result.faust_median > 0 and result.batched_median > 0 and result.plain_median > 0
     assert result.ratio == pytest.approx(result.faust_median / result.plain_median)
+    assert result.batched_ratio == pytest.approx(result.batched_median / result.plain_median)
     assert result.dead_letters == 400 // stream.BAD_EVERY
     text = console.export_text()
     assert "ioc bench stream" in text and "plain aiokafka loop" in text
-    assert f"{result.ratio:.2f}×" in text
+    assert f"{result.ratio:.2f}×" in text and f"{result.batched_ratio:.2f}×" in text
 
 
 @pytest.mark.timeout(900)

@@ -16,14 +16,14 @@ from kafka.admin import NewTopic
 
 from ioc import kafka_clients
 from ioc.config import Settings
-from ioc.streams.batched import BatchedConsumer
+from ioc.streams.batched import BatchedConsumer, PartitionedWork
 
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 2
 
 
-class Recorded:
+class Recorded(PartitionedWork):
     """A flow that records what it was given, and can be held in the middle of a batch."""
 
     def __init__(self, failures: int = 0) -> None:

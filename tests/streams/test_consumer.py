@@ -241,7 +241,7 @@ def test_changelog_records_pass_as_fetched(delivery: Delivery) -> None:
 def test_the_apps_input_topics_have_no_gaps_in_their_offsets(app: faust.App) -> None:
     # The commit rule needs consecutive offsets: no compaction, no transaction markers.
     consumed = {agent.channel.get_topic_name() for agent in app.agents.values()}
-    assert topics.HOTLINE_TICKETS in consumed
+    assert topics.INCIDENT_CANDIDATES in consumed
     for spec in TOPICS:
         if spec.name in consumed:
             assert "compact" not in spec.config.get("cleanup.policy", "delete"), spec.name

@@ -217,6 +217,6 @@ def register(ctx: StreamContext) -> None:
         if is_tick(event.message.headers):
             await process_tick(event)
         else:
-            await ctx.handle(event, "camera", process_detections)
+            await ctx.handle(event.message, "camera", lambda: process_detections(event))
 
     ctx.agent(ctx.topics.detections, "camera", one_by_one(process_event))

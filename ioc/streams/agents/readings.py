@@ -42,6 +42,7 @@ from ioc.sensors.engine import (
 )
 from ioc.store.sink import CopySink, SinkError, sink_from_settings
 from ioc.store.writer import READING_COLUMNS, READING_KEY, ReadingRow
+from ioc.streams.batched import PartitionedWork
 from ioc.streams.context import StreamContext, gave_up, record_message
 from ioc.streams.keyed import FlowOutput, KeyedFlow, Message, is_tick
 
@@ -183,7 +184,7 @@ class ReadingsSink:
         await self.sink.close()
 
 
-class ReadingsWork:
+class ReadingsWork(PartitionedWork):
     """The flow, its sink and its stored states, driven by a `BatchedConsumer` (see
     `ioc.streams.batched`): the states of a partition are read from the database before its
     first batch, and the states a batch changed are written after its rows, windows and
@@ -248,7 +249,7 @@ class ReadingsWork:
 
 def register(ctx: StreamContext) -> None:
     streams = ctx.settings.streams
-    group = streams.sensors_group_id
+    group = streams.group_of("sensors")
     stored: dict[str, bytes] = {}  # the database's states of the partitions this worker owns
     flow = SensorFlow(
         load_sensor_registry(streams.sensor_registry).with_camera_lines(
