@@ -248,6 +248,12 @@ class StreamsSettings(Section):
 
     app_id: str = "ioc-streams"
     web_port: int | None = Field(None, description="Faust's web server port; off when unset.")
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Prometheus `/metrics` of the worker; off when unset."
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Where `/metrics` listens (0.0.0.0 in a container)."
+    )
     hotline_concurrency: int = Field(
         4,
         ge=1,

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from kafka import KafkaProducer
@@ -18,7 +19,14 @@ from ioc.config import Settings
 from ioc.models import FrameHeaders
 from ioc.scenario.workers import Workers
 from ioc.sensors import fiware
-from tests.conftest import WebhookReceiver, caught_up, dead_letters, wait_for
+from tests.conftest import (
+    METRICS_PORT,
+    WebhookReceiver,
+    caught_up,
+    dead_letters,
+    letters_marker,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -363,7 +371,7 @@ def test_malformed_message_goes_to_dlq_and_agent_continues(
     bad_value: bytes,
     reason_part: str,
 ) -> None:
-    marker = uuid.uuid4().hex.encode()
+    marker = letters_marker().encode()
     key = "test-wl-1" if topic == topics.SENSOR_EVENTS else f"T-{marker.decode()[:8]}"
     send(producer, topic, key, bad_value.replace(b"MARK", marker))
     # The next message on the same key (same partition) must still be processed.
@@ -494,3 +502,32 @@ def test_a_candidate_stored_but_never_published_is_fused_by_the_sweep(
         what="the orphan candidate fused",
     )
     assert row(db, "SELECT status FROM fused_incidents WHERE id = %s", fused[0]) == ("open",)
+
+
+def test_the_streams_worker_serves_its_own_health_to_prometheus(
+    producer: KafkaProducer, workers: Settings
+) -> None:
+    ticket_id = f"METRICS-{uuid.uuid4().hex[:8]}"
+    send(producer, topics.HOTLINE_TICKETS, ticket_id, ticket(ticket_id, "Cháy nhà ở tổ 5"))
+    send(producer, topics.HOTLINE_TICKETS, f"{ticket_id}-BAD", b'{"service_request_id": ')
+    url = f"http://127.0.0.1:{METRICS_PORT}/metrics"
+
+    def scraped() -> dict[str, float]:
+        found = {}
+        for line in httpx.get(url, timeout=10).text.splitlines():
+            name, _, number = line.rpartition(" ")
+            if name.startswith("ioc_"):
+                found[name] = float(number)
+        return found
+
+    page = wait_for(
+        lambda: (
+            (found := scraped()).get('ioc_records_total{flow="hotline"}', 0) >= 2
+            and found.get('ioc_dead_letters_total{flow="hotline"}', 0) >= 1
+            and any(name.startswith("ioc_consumer_lag{") for name in found)
+            and found
+        ),
+        what="the hotline's records, its dead letter and the lag on /metrics",
+    )
+    assert page['ioc_last_batch_timestamp_seconds{flow="sensors"}'] > 0  # the clock ticks
+    assert page['ioc_batch_seconds_count{flow="hotline"}'] >= 1

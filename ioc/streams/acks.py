@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import faust
+
+from ioc import metrics
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +45,11 @@ async def acknowledge_batches(
     """Batches of at most `size` events (or what came within `wait_s`), each done in full, then
     acknowledged in offset order: for flows that write a batch at once."""
     async for events in stream.noack_take(size, wait_s):
+        started = time.perf_counter()
         await until_done(work, events, what)
         for event in events:
             await stream.ack(event)
+        metrics.batch_done(what, len(events), started)
 
 
 def concurrently(

@@ -8,6 +8,7 @@ from typing import Any
 
 import faust
 
+from ioc import metrics
 from ioc.config import Settings
 from ioc.kafka_clients import MAX_MESSAGE_BYTES, faust_credentials, hide_produced_payloads
 from ioc.store.writer import Store
@@ -60,6 +61,8 @@ def create_app(settings: Settings) -> faust.App:
 def run_worker(settings: Settings) -> None:
     """Run the agents until SIGTERM/SIGINT (Faust's worker handles the signals)."""
     app = create_app(settings)
+    if settings.streams.metrics_port is not None:
+        metrics.serve(settings.streams.metrics_host, settings.streams.metrics_port)
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
     worker.execute_from_commandline()
 

@@ -21,13 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from ioc import kafka_clients
+from ioc import kafka_clients, metrics
 from ioc.config import KafkaSettings
 from ioc.streams.acks import RETRY_MAX_S, until_done
 
@@ -146,6 +147,7 @@ class BatchedConsumer(ConsumerRebalanceListener):
     async def _do(
         self, consumer: AIOKafkaConsumer, fetched: dict[TopicPartition, list[ConsumerRecord]]
     ) -> None:
+        started = time.perf_counter()
         records = [record for batch in fetched.values() for record in batch]
         await until_done(self.work.process, records, self.what)
         offsets = {tp: batch[-1].offset + 1 for tp, batch in fetched.items()}
@@ -155,6 +157,7 @@ class BatchedConsumer(ConsumerRebalanceListener):
             # The group moved on without this member (it was too slow, or kicked out): the
             # records are done and stored, and the partition's next owner does them again.
             log.warning("%s: commit refused after a rebalance (%s)", self.what, error)
+        metrics.batch_done(self.what, len(records), started)
 
 
 __all__ = ["BatchedConsumer", "PartitionedWork"]

@@ -19,7 +19,7 @@ import faust
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
-from ioc import topics
+from ioc import metrics, topics
 from ioc.config import Settings
 from ioc.dlq import DeadLetter, SourceRecord, describe_validation_error
 from ioc.hotline.privacy import redact_ticket_bytes
@@ -208,6 +208,7 @@ class StreamContext:
         await self.topics.dlq.send(
             key=letter.source_topic.encode(), value=letter.value, headers=letter.headers()
         )
+        metrics.dead_lettered(consumer)
 
     async def announce(self, incident: Incident) -> None:
         """To fusion, once stored. A crash before this leaves the candidate unfused, and the

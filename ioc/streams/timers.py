@@ -10,6 +10,7 @@ import asyncio
 import logging
 from datetime import timedelta
 
+from ioc import metrics
 from ioc.hotline import tickets
 from ioc.incidents import lifecycle as incident_lifecycle
 from ioc.incidents.fusion import unfused_candidates
@@ -40,6 +41,7 @@ def register(ctx: StreamContext) -> None:
         groups = {g: t for spec in worker_specs(settings) for g, t in spec.groups().items()}
         try:
             lags = await asyncio.to_thread(consumer_lag, settings.kafka, groups)
+            metrics.lag_sampled(lags)
             await ctx.store.record_lag(utc_now(), lags)
         except Exception:  # Kafka or the database may be restarting: the next sample tries
             log.exception("lag sample failed")

@@ -15,7 +15,7 @@ from kafka import KafkaProducer
 from ioc import topics
 from ioc.config import Settings
 from ioc.hotline import tickets
-from tests.conftest import WebhookReceiver, caught_up, dead_letters, wait_for
+from tests.conftest import WebhookReceiver, caught_up, dead_letters, letters_marker, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -229,7 +229,7 @@ def test_personal_data_stops_at_intake(
     )
     assert "987 654 321" not in json.dumps(alerted, ensure_ascii=False)
 
-    marker = uuid.uuid4().hex
+    marker = letters_marker()
     broken = (
         f'{{"service_request_id": "{marker}", "phone": "0912345678", "last_name": "Trần",'
         f' "description": "lh 0987654321"'
