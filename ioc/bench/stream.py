@@ -98,6 +98,17 @@ def route(record: SourceRecord) -> tuple[bool, bytes | None, list[tuple[str, byt
     return True, record.value, []
 
 
+async def send_routed(
+    writer: AIOKafkaProducer, side: SideTopics, record: SourceRecord
+) -> asyncio.Future[Any]:
+    """`route` a record and send it to the side's output or dead-letter topic, as aiokafka
+    sides do; the delivery to await."""
+    valid, value, headers = route(record)
+    if valid:
+        return await writer.send(side.output, key=record.key, value=value)
+    return await writer.send(side.dlq, key=side.source.encode(), value=value, headers=headers)
+
+
 def bench_messages(count: int, seed: str) -> list[Reading]:
     """`count` synthetic tickets, every `BAD_EVERY`-th malformed (outside the country)."""
     out = []
@@ -182,20 +193,7 @@ async def plain_loop(kafka: KafkaSettings) -> None:
             batches = await reader.getmany(timeout_ms=100)
             pending = []
             for record in (record for records in batches.values() for record in records):
-                valid, value, headers = route(record)
-                if valid:
-                    pending.append(
-                        await writer.send(PLAIN_TOPICS.output, key=record.key, value=value)
-                    )
-                else:
-                    pending.append(
-                        await writer.send(
-                            PLAIN_TOPICS.dlq,
-                            key=PLAIN_TOPICS.source.encode(),
-                            value=value,
-                            headers=headers,
-                        )
-                    )
+                pending.append(await send_routed(writer, PLAIN_TOPICS, record))
             if pending:
                 await asyncio.gather(*pending)
                 await reader.commit()
@@ -215,19 +213,7 @@ class RoutedBatches(PartitionedWork):
         self.writer = writer
 
     async def process(self, records: Sequence[ConsumerRecord]) -> None:
-        pending = []
-        for record in records:
-            valid, value, headers = route(record)
-            if valid:
-                sent = self.writer.send(BATCHED_TOPICS.output, key=record.key, value=value)
-            else:
-                sent = self.writer.send(
-                    BATCHED_TOPICS.dlq,
-                    key=BATCHED_TOPICS.source.encode(),
-                    value=value,
-                    headers=headers,
-                )
-            pending.append(await sent)
+        pending = [await send_routed(self.writer, BATCHED_TOPICS, record) for record in records]
         await asyncio.gather(*pending)
 
 

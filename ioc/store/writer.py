@@ -134,8 +134,7 @@ class Store:
             (w.sensor_id, w.property, w.start, w.end, w.count, w.min, w.max, w.mean, w.last)
             for w in windows
         ]
-        pool = await self._ready()
-        async with pool.connection() as conn:
+        async with self.connection() as conn:
             await conn.execute(
                 "INSERT INTO sensor_windows (sensor_id, property, window_start, window_end,"
                 " count, min, max, mean, last)"
@@ -153,8 +152,7 @@ class Store:
         """The stored states of these devices (see migration 0012); absent ones are new."""
         if not keys:
             return {}
-        pool = await self._ready()
-        async with pool.connection() as conn:
+        async with self.connection() as conn:
             cursor = await conn.execute(
                 "SELECT key, state FROM flow_states WHERE flow = %s AND key = ANY(%s)",
                 (flow, list(keys)),
@@ -165,8 +163,7 @@ class Store:
         """The states a batch changed, in one statement."""
         if not states:
             return
-        pool = await self._ready()
-        async with pool.connection() as conn:
+        async with self.connection() as conn:
             await conn.execute(
                 "INSERT INTO flow_states (flow, key, state, updated_at)"
                 " SELECT %s, key, state, now() FROM unnest(%b::text[], %b::text[]) AS s(key, state)"

@@ -9,6 +9,8 @@ the reader hands it over is measured, not assumed.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import cv2
@@ -59,11 +61,17 @@ class Frames:
         self.ages_s.append(frame.headers.event_time.timestamp() - made_ms / 1000)
 
 
-def read(reader: CameraReader) -> tuple[threading.Thread, threading.Event]:
+@contextmanager
+def reading(reader: CameraReader) -> Iterator[threading.Thread]:
+    """The reader in its thread, as `ioc cameras run` runs it; stopped at the block's end."""
     stop = threading.Event()
     thread = threading.Thread(target=reader.run, args=(stop,), daemon=True)
     thread.start()
-    return thread, stop
+    try:
+        yield thread
+    finally:
+        stop.set()
+        thread.join(timeout=30)
 
 
 @needs_server
@@ -79,8 +87,8 @@ def test_frames_from_a_real_rtsp_server_are_the_newest(codec: str, transport: st
             frames,
             max_frames=8,
         )
-        thread, _ = read(reader)
-        thread.join(timeout=60)
+        with reading(reader) as thread:
+            thread.join(timeout=60)
     assert not thread.is_alive() and reader.stats.state == "done", reader.stats
     assert len(frames.images) == 8
     assert frames.images[0].shape == (240, 320, 3)
@@ -100,8 +108,7 @@ def test_a_camera_that_drops_is_read_again_when_it_returns_and_its_password_is_n
         reader = CameraReader(
             camera(), server.url("operator", password), SETTINGS, frames, max_frames=12
         )
-        thread, stop = read(reader)
-        try:
+        with reading(reader) as thread:
             wait_for(lambda: len(frames.images) >= 4, timeout=60, what="frames before the drop")
             server.stop()
             dropped_at = datetime.now(UTC)
@@ -109,8 +116,6 @@ def test_a_camera_that_drops_is_read_again_when_it_returns_and_its_password_is_n
             before = len(frames.images)
             server.start()
             thread.join(timeout=60)
-        finally:
-            stop.set()
     assert reader.stats.state == "done" and len(frames.images) == 12, reader.stats
     assert reader.stats.last_error == "cannot open the stream"
     # The frames after the return were made after it: nothing stale was kept across the drop.
@@ -130,12 +135,8 @@ def test_a_wrong_password_is_retried_without_reaching_a_log(
     frames = Frames()
     with rtsp.RtspCamera("h264", "operator", "the-password") as server:
         reader = CameraReader(camera(), server.url("operator", wrong), SETTINGS, frames)
-        thread, stop = read(reader)
-        try:
+        with reading(reader):
             wait_for(lambda: reader.stats.reconnects >= 2, timeout=60, what="refused tries")
-        finally:
-            stop.set()
-            thread.join(timeout=30)
     assert not frames.images
     logged = caplog.text + "".join(capfd.readouterr())
     assert "cannot open the stream" in logged and wrong not in logged
