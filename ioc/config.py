@@ -254,12 +254,6 @@ class StreamsSettings(Section):
     metrics_host: str = Field(
         "127.0.0.1", description="Where `/metrics` listens (0.0.0.0 in a container)."
     )
-    hotline_concurrency: int = Field(
-        4,
-        ge=1,
-        description="Tickets of a batch in progress at once (database latency overlaps); the "
-        "batch is acknowledged once all of it is done.",
-    )
     event_batch_size: int = Field(
         256, ge=1, description="Tickets, candidates or detections taken as one batch at most."
     )

@@ -1,13 +1,16 @@
 """A ticket's way through the IOC: stored triaged, linked to the incident it reports (a new one,
 or an open one of the same category nearby and recently), and watched against its SLA.
 
-Linking runs in one transaction under a per-category advisory lock, so two workers that receive
-two reports of the same fire at the same moment still make one incident with two reports.
+A batch of tickets is linked in one transaction, under advisory locks on the grid cells of each
+report's category around its place, so two workers that receive two reports of the same fire at
+the same moment still make one incident with two reports, while reports far apart go in parallel.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +21,7 @@ from psycopg.types.json import Jsonb
 
 from ioc.hotline.privacy import Reporter, redact_answers, redact_text
 from ioc.hotline.triage import TriageResult
-from ioc.incidents.rows import DISTANCE_M, incident_from_row
+from ioc.incidents.rows import distance_m, distance_sql, incident_from_row
 from ioc.models import Incident, IncidentKind, IncidentSource, Severity, Ticket
 from ioc.models.base import VIETNAM_TIME, deterministic_id, epoch_ms, from_epoch_ms, utc_now
 from ioc.models.categories import CATEGORY_NAMES, Category
@@ -45,9 +48,76 @@ METRES_PER_DEGREE = 111_320  # of latitude; of longitude times cos(latitude)
 
 
 @dataclass(frozen=True)
-class Linked:
-    incident: Incident
-    created: bool  # the first report of this incident
+class Intake:
+    """A triaged ticket, ready to be stored and linked."""
+
+    ticket: Ticket
+    result: TriageResult
+    sla_due: datetime
+    reporter: Reporter
+    ingested_ms: int
+
+
+@dataclass(frozen=True)
+class Linking:
+    """Which open incident a report joins: same category, within `radius_m` and `window`."""
+
+    radius_m: float
+    window: timedelta
+
+    def box(self, lat: float) -> tuple[float, float]:
+        """Half the sides, in degrees, of the box around a point at `lat` that holds the radius."""
+        dlat = self.radius_m / METRES_PER_DEGREE
+        return dlat, self.radius_m / (METRES_PER_DEGREE * max(math.cos(math.radians(lat)), 0.01))
+
+    def lock_keys(self, intake: Intake) -> set[int]:
+        """Advisory locks that serialise a report with every report it could join or be joined
+        by: its category's grid cells (4 radii a side) under its box. Two reports within the
+        radius share the cell of either point. A report without a place links to nothing, and
+        locks only its own id, against a second delivery of itself."""
+        ticket, category = intake.ticket, intake.result.category
+        if ticket.lat is None or ticket.long is None:
+            return {advisory_key(f"hotline:ticket:{ticket.service_request_id}")}
+        cell = 4 * self.radius_m / METRES_PER_DEGREE
+        dlat, dlon = self.box(ticket.lat)
+        rows = range(
+            math.floor((ticket.lat - dlat) / cell), math.floor((ticket.lat + dlat) / cell) + 1
+        )
+        columns = range(
+            math.floor((ticket.long - dlon) / cell), math.floor((ticket.long + dlon) / cell) + 1
+        )
+        return {advisory_key(f"hotline:{category}:{r}:{c}") for r in rows for c in columns}
+
+    def joins(self, intake: Intake, incident: Incident) -> float | None:
+        """The distance to an incident a report may join (opened earlier in the same batch),
+        or None where it may not."""
+        ticket = intake.ticket
+        if (
+            ticket.lat is None
+            or ticket.long is None
+            or incident.lat is None
+            or incident.lon is None
+            or incident.category != intake.result.category
+            or abs(incident.event_time - ticket.requested_datetime) > self.window
+        ):
+            return None
+        distance = distance_m(ticket.lat, ticket.long, incident.lat, incident.lon)
+        return distance if distance <= self.radius_m else None
+
+
+def advisory_key(name: str) -> int:
+    """A signed 64-bit key for `pg_advisory_xact_lock`."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), signed=True)
+
+
+@dataclass
+class Join:
+    """An incident a batch opened or joined, and what the batch adds to it."""
+
+    id: str
+    severity: Severity
+    first_ingested_ms: int
+    added_reports: int = 0
 
 
 def ticket_incident(ticket: Ticket, result: TriageResult, ingested_ms: int) -> Incident:
@@ -77,144 +147,194 @@ def ticket_incident(ticket: Ticket, result: TriageResult, ingested_ms: int) -> I
     )
 
 
-async def record_ticket(
-    conn: AsyncConnection,
-    ticket: Ticket,
-    result: TriageResult,
-    sla_due: datetime,
-    reporter: Reporter,
-    ingested_ms: int,
-    radius_m: float,
-    window: timedelta,
-) -> Linked:
-    """Store the triaged ticket and link it to its incident, atomically and idempotently."""
-    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        lock = f"hotline:{result.category}"
-        await cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
-        await cur.execute(
-            "SELECT i.* FROM tickets t JOIN incidents i ON i.id = t.incident_id"
-            " WHERE t.service_request_id = %s",
-            (ticket.service_request_id,),
-        )
-        if existing := await cur.fetchone():
-            return Linked(incident_from_row(existing, ingested_ms), created=False)
+async def record_tickets(
+    conn: AsyncConnection, intakes: Sequence[Intake], linking: Linking
+) -> list[Incident]:
+    """Store a batch of triaged tickets and link each to its incident, in one transaction, and
+    idempotently: a ticket already stored changes nothing. A report joins the nearest open
+    hotline incident of its category within the radius and window, whether stored before or
+    opened by an earlier report of the same batch, else it opens its own. Returns every incident
+    the batch touched as stored after it, in the order first touched.
 
-        fresh = ticket_incident(ticket, result, ingested_ms)
-        match = await _nearby_open_incident(cur, ticket, result.category, radius_m, window)
-        if match:
-            severity = min(Severity(match["severity"]), fresh.severity, key=lambda s: s.rank)
-            await cur.execute(
-                "UPDATE incidents SET reports = reports + 1, severity = %s, updated_at = now()"
-                " WHERE id = %s RETURNING *",
-                (severity, match["id"]),
-            )
-            row = await cur.fetchone()
-            status, note = "duplicate", f"linked to incident {match['id']}"
-        else:
-            await cur.execute(
+    About six statements per batch instead of eight per ticket: the profile showed the tickets
+    flow waiting on database round trips, one ticket at a time behind a per-category lock."""
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        keys = sorted(set().union(*(linking.lock_keys(intake) for intake in intakes)))
+        await cur.execute(
+            "SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest(%s::bigint[]) AS k ORDER BY k) l",
+            (keys,),
+        )
+        await cur.execute(
+            "SELECT service_request_id, incident_id FROM tickets"
+            " WHERE service_request_id = ANY(%s)",
+            ([intake.ticket.service_request_id for intake in intakes],),
+        )
+        known: dict[str, str] = {
+            row["service_request_id"]: row["incident_id"] for row in await cur.fetchall()
+        }
+        touched: dict[str, int] = {}  # incident id → ingested_ms of its first report here
+        fresh: list[Intake] = []
+        for intake in intakes:
+            ticket_id = intake.ticket.service_request_id
+            if ticket_id in known:  # stored before, or earlier in this batch: announced again
+                touched.setdefault(known[ticket_id], intake.ingested_ms)
+            else:
+                known[ticket_id] = ""
+                fresh.append(intake)
+        stored_matches = await _nearby_open_incidents(cur, fresh, linking)
+        joins: dict[str, Join] = {}
+        opened: list[Incident] = []
+        ticket_rows, event_rows = [], []
+        for index, intake in enumerate(fresh):
+            new = ticket_incident(intake.ticket, intake.result, intake.ingested_ms)
+            near = [
+                (d, i.id, i.severity)
+                for i in opened
+                if (d := linking.joins(intake, i)) is not None  # 0.0: the very same spot
+            ]
+            if index in stored_matches:
+                near.append(stored_matches[index])
+            if near:
+                _, incident_id, severity = min(near)
+                join = joins.setdefault(
+                    incident_id, Join(incident_id, severity, intake.ingested_ms)
+                )
+                join.severity = min(join.severity, new.severity, key=lambda s: s.rank)
+                join.added_reports += 1
+                status, note = "duplicate", f"linked to incident {incident_id}"
+            else:
+                opened.append(new)
+                joins[new.id] = Join(new.id, new.severity, intake.ingested_ms)
+                incident_id, status, note = new.id, "triaged", None
+            known[intake.ticket.service_request_id] = incident_id
+            touched.setdefault(incident_id, intake.ingested_ms)
+            ticket_rows.append(_ticket_row(intake, incident_id, status, note))
+            event_rows.append((intake.ticket.service_request_id, status, note))
+        if opened:
+            await cur.executemany(
                 "INSERT INTO incidents (id, kind, severity, source, source_key, title, status,"
                 " district, lat, lon, event_time, category, reports, evidence)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1, %s)"
-                " ON CONFLICT (id) DO UPDATE SET updated_at = now() RETURNING *",
-                (
-                    fresh.id,
-                    fresh.kind,
-                    fresh.severity,
-                    fresh.source,
-                    fresh.source_key,
-                    fresh.title,
-                    fresh.status,
-                    fresh.district,
-                    fresh.lat,
-                    fresh.lon,
-                    fresh.event_time,
-                    fresh.category,
-                    Jsonb(fresh.evidence),
-                ),
+                " ON CONFLICT (id) DO UPDATE SET updated_at = now()",
+                [_incident_row(incident) for incident in opened],
             )
-            row = await cur.fetchone()
-            status, note = "triaged", None
-        assert row is not None
-        await cur.execute(
-            "INSERT INTO tickets (service_request_id, requested_at, channel, description, address,"
-            " lat, lon, reporter_hash, reporter_masked, urgent, ingested_at, service_code,"
-            " category, priority, triage_confidence, sla_due, status, status_notes, media_url,"
-            " incident_id, triage_model, urgency_confidence, attributes)"
-            f" VALUES ({', '.join(['%s'] * 23)})"
-            " ON CONFLICT (service_request_id) DO NOTHING",
-            (
-                ticket.service_request_id,
-                ticket.requested_datetime,
-                ticket.channel,
-                redact_text(ticket.description),
-                ticket.address_string,
-                ticket.lat,
-                ticket.long,
-                reporter.hash,
-                reporter.masked,
-                result.urgent,
-                from_epoch_ms(ingested_ms),
-                ticket.service_code,
-                result.category,
-                result.priority,
-                result.confidence,
-                sla_due,
-                status,
-                note,
-                ticket.media_url,
-                row["id"],
-                result.model,
-                result.urgency_confidence,
-                Jsonb(redact_answers(ticket.attributes)),
-            ),
-        )
-        await cur.execute(
-            "INSERT INTO ticket_events (service_request_id, status, note) VALUES (%s, %s, %s)",
-            (ticket.service_request_id, status, note),
-        )
-        return Linked(incident_from_row(row, ingested_ms), created=match is None)
+        if added := [j for j in joins.values() if j.added_reports]:
+            await cur.executemany(
+                "UPDATE incidents SET reports = reports + %s, severity = %s, updated_at = now()"
+                " WHERE id = %s",
+                [(j.added_reports, j.severity, j.id) for j in added],
+            )
+        if ticket_rows:
+            await cur.executemany(
+                "INSERT INTO tickets (service_request_id, requested_at, channel, description,"
+                " address, lat, lon, reporter_hash, reporter_masked, urgent, ingested_at,"
+                " service_code, category, priority, triage_confidence, sla_due, status,"
+                " status_notes, media_url, incident_id, triage_model, urgency_confidence,"
+                f" attributes) VALUES ({', '.join(['%s'] * 23)})"
+                " ON CONFLICT (service_request_id) DO NOTHING",
+                ticket_rows,
+            )
+            await cur.executemany(
+                "INSERT INTO ticket_events (service_request_id, status, note) VALUES (%s, %s, %s)",
+                event_rows,
+            )
+        await cur.execute("SELECT * FROM incidents WHERE id = ANY(%s)", (list(touched),))
+        rows = {row["id"]: row for row in await cur.fetchall()}
+    return [incident_from_row(rows[id_], ms) for id_, ms in touched.items() if id_ in rows]
 
 
-async def current_incident(
-    conn: AsyncConnection, incident_id: str, ingested_ms: int
-) -> Incident | None:
-    """The incident as stored now."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute("SELECT * FROM incidents WHERE id = %s", (incident_id,))
-        row = await cur.fetchone()
-    return incident_from_row(row, ingested_ms) if row else None
-
-
-async def _nearby_open_incident(
-    cur: Any, ticket: Ticket, category: Category, radius_m: float, window: timedelta
-) -> dict[str, Any] | None:
-    """The nearest open hotline incident of the category within the radius and time window."""
-    if ticket.lat is None or ticket.long is None:
-        return None
-    dlat = radius_m / METRES_PER_DEGREE
-    dlon = radius_m / (METRES_PER_DEGREE * max(math.cos(math.radians(ticket.lat)), 0.01))
-    params = {
-        "category": category,
-        "lat": ticket.lat,
-        "lon": ticket.long,
-        "radius": radius_m,
-        "since": ticket.requested_datetime - window,
-        "until": ticket.requested_datetime + window,
-        "lat_min": ticket.lat - dlat,
-        "lat_max": ticket.lat + dlat,
-        "lon_min": ticket.long - dlon,
-        "lon_max": ticket.long + dlon,
-    }
-    await cur.execute(
-        f"SELECT id, severity, {DISTANCE_M} AS distance_m FROM incidents"
-        " WHERE source = 'hotline' AND category = %(category)s AND status = 'open'"
-        " AND kind <> 'sla_breach'"  # a breach shares its ticket's place: never a report's match
-        " AND lat BETWEEN %(lat_min)s AND %(lat_max)s AND lon BETWEEN %(lon_min)s AND %(lon_max)s"
-        " AND event_time BETWEEN %(since)s AND %(until)s"
-        f" AND {DISTANCE_M} <= %(radius)s ORDER BY distance_m LIMIT 1",
-        params,
+def _incident_row(incident: Incident) -> tuple[Any, ...]:
+    return (
+        incident.id,
+        incident.kind,
+        incident.severity,
+        incident.source,
+        incident.source_key,
+        incident.title,
+        incident.status,
+        incident.district,
+        incident.lat,
+        incident.lon,
+        incident.event_time,
+        incident.category,
+        Jsonb(incident.evidence),
     )
-    return await cur.fetchone()
+
+
+def _ticket_row(intake: Intake, incident_id: str, status: str, note: str | None) -> tuple[Any, ...]:
+    ticket, result = intake.ticket, intake.result
+    return (
+        ticket.service_request_id,
+        ticket.requested_datetime,
+        ticket.channel,
+        redact_text(ticket.description),
+        ticket.address_string,
+        ticket.lat,
+        ticket.long,
+        intake.reporter.hash,
+        intake.reporter.masked,
+        result.urgent,
+        from_epoch_ms(intake.ingested_ms),
+        ticket.service_code,
+        result.category,
+        result.priority,
+        result.confidence,
+        intake.sla_due,
+        status,
+        note,
+        ticket.media_url,
+        incident_id,
+        result.model,
+        result.urgency_confidence,
+        Jsonb(redact_answers(ticket.attributes)),
+    )
+
+
+async def _nearby_open_incidents(
+    cur: Any, fresh: Sequence[Intake], linking: Linking
+) -> dict[int, tuple[float, str, Severity]]:
+    """Per report (its index in `fresh`), the nearest stored open hotline incident of its
+    category within the radius and window: (distance, id, severity). One statement."""
+    columns: dict[str, list[Any]] = {
+        name: [] for name in ("n", "category", "lat", "lon", "since", "until", "dlat", "dlon")
+    }
+    for index, intake in enumerate(fresh):
+        ticket = intake.ticket
+        if ticket.lat is None or ticket.long is None:
+            continue
+        dlat, dlon = linking.box(ticket.lat)
+        for name, value in (
+            ("n", index),
+            ("category", str(intake.result.category)),
+            ("lat", ticket.lat),
+            ("lon", ticket.long),
+            ("since", ticket.requested_datetime - linking.window),
+            ("until", ticket.requested_datetime + linking.window),
+            ("dlat", dlat),
+            ("dlon", dlon),
+        ):
+            columns[name].append(value)
+    if not columns["n"]:
+        return {}
+    distance = distance_sql("q.lat", "q.lon", row="i")
+    await cur.execute(
+        "SELECT q.n, m.id, m.severity, m.distance_m FROM unnest(%(n)s::int[],"
+        " %(category)s::text[], %(lat)s::float8[], %(lon)s::float8[], %(since)s::timestamptz[],"
+        " %(until)s::timestamptz[], %(dlat)s::float8[], %(dlon)s::float8[])"
+        " AS q(n, category, lat, lon, since, until, dlat, dlon)"
+        f" CROSS JOIN LATERAL (SELECT i.id, i.severity, {distance} AS distance_m FROM incidents i"
+        " WHERE i.source = 'hotline' AND i.category = q.category AND i.status = 'open'"
+        " AND i.kind <> 'sla_breach'"  # a breach shares its ticket's place: never a report's match
+        " AND i.lat BETWEEN q.lat - q.dlat AND q.lat + q.dlat"
+        " AND i.lon BETWEEN q.lon - q.dlon AND q.lon + q.dlon"
+        " AND i.event_time BETWEEN q.since AND q.until"
+        f" AND {distance} <= %(radius)s ORDER BY distance_m LIMIT 1) m",
+        columns | {"radius": linking.radius_m},
+    )
+    return {
+        row["n"]: (row["distance_m"], row["id"], Severity(row["severity"]))
+        for row in await cur.fetchall()
+    }
 
 
 def breach_incident(row: dict[str, Any]) -> Incident:

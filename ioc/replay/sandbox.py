@@ -137,15 +137,15 @@ class Sandbox:
 
     def overrides(self, live: Settings) -> dict[str, str]:
         """The settings (as environment) that turn a streams worker into this sandbox's: one
-        partition and one ticket at a time, so processing order, and with it every incident,
-        is the same on every replay; no wall-clock timers, the recording's ticks stand in."""
+        partition, so processing order, and with it every incident, is the same on every
+        replay (tickets are linked a batch at a time, in offset order); no wall-clock timers,
+        the recording's ticks stand in."""
         return {
             "IOC_KAFKA__TOPIC_PREFIX": self.topic_prefix,
             "IOC_KAFKA__PARTITIONS": "1",
             "IOC_KAFKA__RETENTION_HOURS": str(RETENTION_HOURS),
             "IOC_DATABASE__DSN": with_search_path(live.database.dsn, self.schema),
             "IOC_STREAMS__APP_ID": self.app_id,
-            "IOC_STREAMS__HOTLINE_CONCURRENCY": "1",
             "IOC_STREAMS__WALL_CLOCK_TIMERS": "false",
         }
 
@@ -166,7 +166,6 @@ class Sandbox:
                 "streams": live.streams.model_copy(
                     update={
                         "app_id": self.app_id,
-                        "hotline_concurrency": 1,
                         "wall_clock_timers": False,
                     }
                 ),

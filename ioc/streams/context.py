@@ -17,6 +17,7 @@ from typing import Any
 
 import faust
 from aiokafka import ConsumerRecord
+from psycopg import DataError
 from pydantic import ValidationError
 
 from ioc import metrics, topics
@@ -190,9 +191,14 @@ class StreamContext:
         """Process one record; bad input and exhausted retries become dead letters, never a
         crash."""
         try:
-            failure = await retried(process, consumer, permanent=(Rejected, ValidationError))
+            failure = await retried(
+                process, consumer, permanent=(Rejected, ValidationError, DataError)
+            )
         except Rejected as error:
             await self.dead_letter(record, str(error), consumer)
+            return
+        except DataError as error:  # the values, not the database: it would refuse them again
+            await self.dead_letter(record, f"refused by the database: {error}", consumer)
             return
         except ValidationError as error:
             await self.dead_letter(record, describe_validation_error(error), consumer)

@@ -266,3 +266,25 @@ def test_staff_cli_moves_a_ticket_and_refuses_invalid_moves(
     refused = cli("duplicate")
     assert refused.returncode == 1 and "cannot move" in refused.stdout
     assert stored(db, ticket_id)["status"] == "in_progress"
+
+
+def test_a_ticket_the_database_refuses_is_dead_lettered_and_its_batch_kept(
+    producer: KafkaProducer,
+    db: psycopg.Connection,
+    settings: Settings,
+    place: tuple[float, float, datetime],
+) -> None:
+    """A NUL character passes JSON and the model, but PostgreSQL text cannot hold it: the batch
+    is linked again one ticket at a time, and only that ticket is dead-lettered."""
+    lat, lon, when = place
+    marker = letters_marker()
+    before = report(producer, "Ngập nước sau mưa", lat, lon, when)
+    refused = report(producer, f"Ngập {marker}\u0000 nước", lat, lon + 0.02, when)
+    after = report(producer, "Cây đổ chắn đường", lat, lon + 0.04, when)
+    assert stored(db, before)["status"] == "triaged"
+    assert stored(db, after)["status"] == "triaged"
+    letters = wait_for(lambda: dead_letters(settings, marker.encode()), what="dead letter")
+    assert letters[0].headers["reason"].startswith("refused by the database")
+    assert db.execute(
+        "SELECT count(*) FROM tickets WHERE service_request_id = %s", (refused,)
+    ).fetchone() == (0,)

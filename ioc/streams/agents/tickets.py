@@ -1,83 +1,94 @@
-"""The 1022 tickets agent: each ticket triaged, linked to the incident of its duplicates (in SQL)
-and stored, then that incident's latest state announced to fusion.
+"""The 1022 tickets agent: a batch of tickets triaged, stored and linked to the incidents of
+their duplicates in one transaction (`ioc.hotline.tickets.record_tickets`), then each incident it
+touched announced to fusion in its latest state.
 
 A plain batched consumer (`ioc.streams.batched`), not a Faust agent: Faust's per-event cost was
-as large as the triage's. Tickets are independent of each other (linking is serialised in SQL),
-so several of a batch are processed at once to overlap database round trips
-(`streams.hotline_concurrency`), and the batch is committed once all of it is done.
+as large as the triage's, and one transaction per ticket left the flow waiting on the database.
+A ticket that cannot be read is dead-lettered alone; a batch the database refuses is done again
+ticket by ticket, so only the ticket at fault is dead-lettered and the good ones are kept.
 """
 
 from __future__ import annotations
 
-import asyncio
+import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
 from aiokafka import ConsumerRecord
+from psycopg import DataError
 
 from ioc import topics
 from ioc.hotline import tickets
 from ioc.hotline.attributes import raise_for_danger
 from ioc.hotline.privacy import reporter_of
 from ioc.hotline.triage import Triage
-from ioc.streams.acks import concurrently
+from ioc.retry import retried
 from ioc.streams.batched import PartitionedWork
 from ioc.streams.context import StreamContext
 
+CONSUMER = "hotline"
 
-class TicketsAgent:
-    """One ticket in, its incident stored and announced."""
-
-    def __init__(self, ctx: StreamContext) -> None:
-        self.ctx = ctx
-        hotline = ctx.settings.hotline
-        self.triage = Triage.load(hotline.triage_rules, hotline.sla_table, hotline.triage_model)
-        # Reports of one incident are linked in turn (in SQL) but announced from concurrent
-        # tasks, which could send the 10th report's state before the 9th's; fusion folds states
-        # in the order it receives them. So announcements go one at a time, each the row as it
-        # is then.
-        self.announcing = asyncio.Lock()
-
-    async def process(self, record: ConsumerRecord) -> None:
-        ctx, hotline = self.ctx, self.ctx.settings.hotline
-        ticket = topics.TICKETS.decode(record.value or b"")
-        result = raise_for_danger(
-            self.triage.classify(ticket.description, ticket.service_code),
-            ticket.service_code,
-            ticket.attributes,
-        )
-        async with ctx.store.connection() as conn:
-            linked = await tickets.record_ticket(
-                conn,
-                ticket,
-                result,
-                sla_due=self.triage.sla_due(result, ticket.requested_datetime),
-                reporter=reporter_of(ticket, ctx.settings.streams.pii_key),
-                ingested_ms=record.timestamp,
-                radius_m=hotline.duplicate_radius_m,
-                window=timedelta(minutes=hotline.duplicate_window_minutes),
-            )
-        # Also on a replay: the first delivery may have crashed before it published. Fusion
-        # folds the incident's latest state, so a second message changes nothing.
-        async with self.announcing:
-            async with ctx.store.connection() as conn:
-                latest = await tickets.current_incident(conn, linked.incident.id, record.timestamp)
-            await ctx.announce(latest or linked.incident)
+log = logging.getLogger(__name__)
 
 
 class TicketsWork(PartitionedWork):
     """Batches of tickets: no state per partition."""
 
     def __init__(self, ctx: StreamContext) -> None:
-        agent = TicketsAgent(ctx)
+        self.ctx = ctx
+        hotline = ctx.settings.hotline
+        self.triage = Triage.load(hotline.triage_rules, hotline.sla_table, hotline.triage_model)
+        self.linking = tickets.Linking(
+            hotline.duplicate_radius_m, timedelta(minutes=hotline.duplicate_window_minutes)
+        )
 
-        async def handled(record: ConsumerRecord) -> None:
-            await ctx.handle(record, "hotline", lambda: agent.process(record))
+    def intake(self, record: ConsumerRecord) -> tickets.Intake:
+        """The ticket decoded and triaged; raises `ValidationError` or `Rejected` for bad input."""
+        ticket = topics.TICKETS.decode(record.value or b"")
+        result = raise_for_danger(
+            self.triage.classify(ticket.description, ticket.service_code),
+            ticket.service_code,
+            ticket.attributes,
+        )
+        return tickets.Intake(
+            ticket,
+            result,
+            self.triage.sla_due(result, ticket.requested_datetime),
+            reporter_of(ticket, self.ctx.settings.streams.pii_key),
+            record.timestamp,
+        )
 
-        self.batch = concurrently(handled, ctx.settings.streams.hotline_concurrency)
+    async def link(self, intakes: Sequence[tickets.Intake]) -> None:
+        """Stored, then announced. A crash between the two leaves the incidents unfused; the
+        batch is read again, finds its tickets stored, and announces their incidents again
+        (fusion folds an incident's latest state, so a second message changes nothing)."""
+        async with self.ctx.store.connection() as conn:
+            touched = await tickets.record_tickets(conn, intakes, self.linking)
+        for incident in touched:
+            await self.ctx.announce(incident)
 
     async def process(self, records: Sequence[ConsumerRecord]) -> None:
-        await self.batch(records)
+        ready: list[tuple[ConsumerRecord, tickets.Intake]] = []
+        for record in records:
+
+            async def read(record: ConsumerRecord = record) -> None:
+                ready.append((record, self.intake(record)))
+
+            await self.ctx.handle(record, CONSUMER, read)
+        if not ready:
+            return
+        batch = [intake for _, intake in ready]
+        try:
+            if await retried(lambda: self.link(batch), CONSUMER, permanent=(DataError,)) is None:
+                return
+        except DataError:
+            log.info("the database refused a batch of %d tickets; linking one by one", len(batch))
+        for record, intake in ready:  # one by one: the refused ticket goes to the dead letters
+
+            async def link_one(intake: tickets.Intake = intake) -> None:
+                await self.link([intake])
+
+            await self.ctx.handle(record, CONSUMER, link_one)
 
 
 def register(ctx: StreamContext) -> None:
@@ -86,7 +97,7 @@ def register(ctx: StreamContext) -> None:
         ctx.settings.kafka.topic(topics.HOTLINE_TICKETS),
         streams.group_of("hotline"),
         TicketsWork(ctx),
-        "hotline",
+        CONSUMER,
         streams.event_batch_size,
         streams.event_batch_wait_s,
     )
