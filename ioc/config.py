@@ -300,7 +300,7 @@ class StreamsSettings(Section):
 
     def group_of(self, flow: str) -> str:
         """The consumer group of a flow the worker runs on a plain consumer of its own
-        (`ioc.streams.batched`: sensors, hotline), beside the Faust app's group."""
+        (`ioc.streams.batched`: sensors, hotline, cameras), beside the Faust app's group."""
         return f"{self.app_id}.{flow}"
 
 

@@ -30,14 +30,11 @@ def worker_specs(settings: Settings) -> list[WorkerSpec]:
             "streams",
             ("streams", "run"),
             settings.streams.app_id,
-            (
-                topic(topics.VISION_DETECTIONS),
-                topic(topics.INCIDENT_CANDIDATES),
-                topic(topics.DLQ),
-            ),
+            (topic(topics.INCIDENT_CANDIDATES), topic(topics.DLQ)),
             side_groups=(
                 (settings.streams.group_of("hotline"), (topic(topics.HOTLINE_TICKETS),)),
                 (settings.streams.group_of("sensors"), (topic(topics.SENSOR_EVENTS),)),
+                (settings.streams.group_of("cameras"), (topic(topics.VISION_DETECTIONS),)),
             ),
         ),
         WorkerSpec(

@@ -172,56 +172,63 @@ class Store:
                 (flow, list(states), list(states.values())),
             )
 
-    async def insert_frame(self, frame: FrameDetections) -> None:
-        """The frame's row (health, drops, latency) and its boxes; a re-delivery writes nothing."""
-        pool = await self._ready()
-        stats = frame.stats
-        async with pool.connection() as conn, conn.cursor() as cursor:
-            await cursor.execute(
+    async def insert_frames(self, frames: Sequence[FrameDetections]) -> None:
+        """The frames' rows (health, drops, latency) and their boxes, pipelined on one
+        connection; a re-delivery writes nothing."""
+        if not frames:
+            return
+        frame_rows = [
+            (
+                frame.camera_id,
+                frame.event_time,
+                frame.seq,
+                frame.ingested_at_ms,
+                frame.model,
+                frame.inference_ms,
+                frame.width,
+                frame.height,
+                len(frame.detections),
+                frame.dropped,
+                frame.stats.luma_mean if frame.stats else None,
+                frame.stats.luma_std if frame.stats else None,
+                frame.stats.signature if frame.stats else None,
+            )
+            for frame in frames
+        ]
+        box_rows = [
+            (
+                frame.camera_id,
+                frame.event_time,
+                frame.seq,
+                index,
+                det.class_name,
+                det.score,
+                det.box.x1,
+                det.box.y1,
+                det.box.x2,
+                det.box.y2,
+                frame.model,
+                det.track_id,
+            )
+            for frame in frames
+            for index, det in enumerate(frame.detections)
+        ]
+        async with self.connection() as conn, conn.cursor() as cursor:
+            await cursor.executemany(
                 "INSERT INTO camera_frames (camera_id, event_time, seq, ingested_at, model,"
                 " inference_ms, width, height, detections, dropped, luma_mean, luma_std, signature)"
                 " VALUES (%s, %s, %s, to_timestamp(%s / 1000.0), %s, %s, %s, %s, %s, %s, %s, %s,"
                 " %s) ON CONFLICT DO NOTHING",
-                (
-                    frame.camera_id,
-                    frame.event_time,
-                    frame.seq,
-                    frame.ingested_at_ms,
-                    frame.model,
-                    frame.inference_ms,
-                    frame.width,
-                    frame.height,
-                    len(frame.detections),
-                    frame.dropped,
-                    stats.luma_mean if stats else None,
-                    stats.luma_std if stats else None,
-                    stats.signature if stats else None,
-                ),
+                frame_rows,
             )
-            if not frame.detections:
-                return
-            await cursor.executemany(
-                "INSERT INTO detections (camera_id, event_time, seq, idx, class_name, score,"
-                " x1, y1, x2, y2, model, track_id)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                [
-                    (
-                        frame.camera_id,
-                        frame.event_time,
-                        frame.seq,
-                        index,
-                        det.class_name,
-                        det.score,
-                        det.box.x1,
-                        det.box.y1,
-                        det.box.x2,
-                        det.box.y2,
-                        frame.model,
-                        det.track_id,
-                    )
-                    for index, det in enumerate(frame.detections)
-                ],
-            )
+            if box_rows:
+                await cursor.executemany(
+                    "INSERT INTO detections (camera_id, event_time, seq, idx, class_name, score,"
+                    " x1, y1, x2, y2, model, track_id)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT DO NOTHING",
+                    box_rows,
+                )
 
     async def record_snapshot(self, snapshot: Snapshot) -> tuple[bool, str | None]:
         """Keep the incident's best frame. Returns whether this one was kept (new, or scoring

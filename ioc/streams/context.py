@@ -49,17 +49,6 @@ def gave_up(error: BaseException) -> str:
     return f"processing failed {ATTEMPTS}x: {error!r}"
 
 
-def message_of(event: faust.EventT) -> Message:
-    """What a keyed flow needs of an event."""
-    return Message(
-        value=event.value or b"",
-        partition=event.message.partition,
-        offset=event.message.offset,
-        timestamp_ms=ingested_ms(event),
-        tick=is_tick(event.message.headers),
-    )
-
-
 def record_message(record: ConsumerRecord) -> Message:
     """What a keyed flow needs of a record a plain consumer fetched (`ioc.streams.batched`)."""
     return Message(
@@ -166,17 +155,6 @@ class StreamContext:
             return self.app.timer(interval=interval, on_leader=on_leader)
         return lambda function: function
 
-    def state_table(self, name: str) -> faust.TableT[bytes, bytes]:
-        """A per-device state table (JSON), keyed like its topic, so that the changelog partition
-        is the device's partition; written once per batch, outside any one event."""
-        return self.app.Table(
-            name,
-            key_type=bytes,
-            value_type=bytes,
-            partitions=self.settings.kafka.partitions,
-            use_partitioner=True,
-        )
-
     def each_event(self, consumer: str, process: EventProcess) -> EventWork:
         async def handled(event: faust.EventT) -> None:
             await self.handle(event.message, consumer, lambda: process(event))
@@ -256,7 +234,6 @@ __all__ = [
     "StreamTopics",
     "gave_up",
     "ingested_ms",
-    "message_of",
     "raw_topic",
     "record_message",
 ]

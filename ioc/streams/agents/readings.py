@@ -15,8 +15,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from aiokafka import ConsumerRecord
-
 from ioc import topics
 from ioc.incidents.candidates import candidate_of
 from ioc.models import (
@@ -29,7 +27,6 @@ from ioc.models import (
 )
 from ioc.models.base import from_epoch_ms
 from ioc.models.registry import load_camera_registry
-from ioc.retry import retried
 from ioc.sensors import fiware
 from ioc.sensors.engine import (
     RuleSet,
@@ -42,9 +39,9 @@ from ioc.sensors.engine import (
 )
 from ioc.store.sink import CopySink, SinkError, sink_from_settings
 from ioc.store.writer import READING_COLUMNS, READING_KEY, ReadingRow
-from ioc.streams.batched import PartitionedWork
-from ioc.streams.context import StreamContext, gave_up, record_message
-from ioc.streams.keyed import FlowOutput, KeyedFlow, Message, is_tick
+from ioc.streams.context import StreamContext
+from ioc.streams.keyed import FlowOutput, KeyedFlow, Message
+from ioc.streams.keyed_work import KeyedWork
 
 log = logging.getLogger(__name__)
 
@@ -184,69 +181,6 @@ class ReadingsSink:
         await self.sink.close()
 
 
-class ReadingsWork(PartitionedWork):
-    """The flow, its sink and its stored states, driven by a `BatchedConsumer` (see
-    `ioc.streams.batched`): the states of a partition are read from the database before its
-    first batch, and the states a batch changed are written after its rows, windows and
-    incidents, before its offsets are committed."""
-
-    def __init__(
-        self,
-        ctx: StreamContext,
-        flow: SensorFlow,
-        sink: ReadingsSink,
-        group: str,
-        stored: dict[str, bytes],
-    ) -> None:
-        self.ctx = ctx
-        self.flow = flow
-        self.sink = sink
-        self.group = group
-        self.stored = stored  # the flow's `stored_state` reads it
-        self.unloaded: set[int] = set()
-
-    async def assigned(self, partitions: set[int]) -> None:
-        self.unloaded |= partitions
-
-    async def revoked(self, partitions: set[int]) -> None:
-        self.unloaded -= partitions
-        keys = self.flow.keys_in(partitions)
-        self.flow.forget(keys)
-        for key in keys:
-            self.stored.pop(key, None)
-
-    async def process(self, records: Sequence[ConsumerRecord]) -> None:
-        if self.unloaded:  # raises while the database is down: the batch is tried again
-            self.stored.update(
-                await self.ctx.store.flow_states(self.group, self.flow.keys_in(self.unloaded))
-            )
-            self.unloaded.clear()
-        output = self.flow.process(map(record_message, records))
-        states = {key: state.model_dump_json() for key, state in output.changed.items()}
-
-        async def store_output() -> None:
-            await self.sink.write(output.readings)
-            await self.ctx.store.upsert_windows(output.windows)
-            for incident in output.incidents:
-                await self.ctx.raise_incident(incident)
-            await self.ctx.store.save_flow_states(self.group, states)
-
-        reasons = dict(output.rejected)
-        failure = await retried(store_output, "sensors")
-        if failure is None:
-            self.stored.update((key, state.encode()) for key, state in states.items())
-        else:
-            log.error("giving up on a batch of %d sensor messages", len(records), exc_info=failure)
-            self.flow.forget(output.changed)  # the stored states are the ones before it
-            reasons = {
-                index: reasons.get(index, gave_up(failure))
-                for index, record in enumerate(records)
-                if not is_tick(record.headers)
-            }
-        for index, reason in reasons.items():
-            await self.ctx.dead_letter(records[index], reason, "sensors")
-
-
 def register(ctx: StreamContext) -> None:
     streams = ctx.settings.streams
     group = streams.group_of("sensors")
@@ -260,13 +194,20 @@ def register(ctx: StreamContext) -> None:
         stored_state=stored.get,
         max_future=timedelta(seconds=streams.sensor_max_future_s),
     )
-    work = ReadingsWork(ctx, flow, ReadingsSink(ctx), group, stored)
+    sink = ReadingsSink(ctx)
+
+    async def store(output: ReadingsOutput) -> None:
+        await sink.write(output.readings)
+        await ctx.store.upsert_windows(output.windows)
+        for incident in output.incidents:
+            await ctx.raise_incident(incident)
+
     ctx.batched(
         ctx.settings.kafka.topic(topics.SENSOR_EVENTS),
         group,
-        work,
+        KeyedWork(ctx, flow, group, "sensors", store, stored),
         "sensors",
         streams.sensor_batch_size,
         streams.sensor_batch_wait_s,
     )
-    ctx.closers.append(work.sink.close)
+    ctx.closers.append(sink.close)
