@@ -170,12 +170,13 @@ def stack_status_command() -> None:
 @streams_app.command("run")
 def streams_run_command() -> None:
     """Run the Faust agents (hotline, sensors, camera rules) until stopped."""
+    from ioc.config import MissingSecret
     from ioc.hotline.model import TriageModelError
     from ioc.streams.app import run_worker
 
     try:
         run_worker(get_settings())
-    except TriageModelError as error:
+    except (TriageModelError, MissingSecret) as error:
         _fail(error)
 
 
@@ -1009,7 +1010,7 @@ def grafana_push_command(
     try:
         report = push(
             url or config.url,
-            token or config.token,
+            token or (config.token.get_secret_value() if config.token else None),
             walls(),
             datasource_payload(config.datasource_dsn or settings.database.dsn, config.timescaledb),
             folder or config.folder,

@@ -240,7 +240,7 @@ class MqttSettings(Section):
     )
     qos: int = Field(1, ge=0, le=2, description="1: at-least-once into Kafka (see the bridge).")
     username: str | None = None
-    password: str | None = None
+    password: SecretStr | None = Field(None, description="Never printed (IOC_MQTT__PASSWORD_FILE).")
 
 
 class StreamsSettings(Section):
@@ -294,8 +294,12 @@ class StreamsSettings(Section):
     sensor_max_future_s: float = Field(
         300.0, ge=0, description="Readings observed further ahead of their arrival are rejected."
     )
-    pii_key: str = Field(
-        "change-me", description="Key for hashing reporter contact data at intake."
+    pii_key: SecretStr | None = Field(
+        None,
+        description="Key for hashing reporter contact data at intake: a long random secret, "
+        "with no default (a known key would let anyone reverse the hashes of phone numbers). "
+        "The streams worker refuses to start without it; `ioc stack up` writes one for the "
+        "native stack's workers (`<stack dir>/pii_key`).",
     )
 
     def group_of(self, flow: str) -> str:
@@ -309,7 +313,7 @@ class HotlineSettings(Section):
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(8311, ge=1, le=65535)
-    api_keys: dict[str, str] = Field(
+    api_keys: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="Integrating system name -> API key; POST needs one. JSON in the environment.",
     )
@@ -411,6 +415,12 @@ class VisionSettings(Section):
         description="Annotated best frames of camera incidents are saved here.",
     )
     group_id: str = "ioc-vision"
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Prometheus `/metrics` of the worker; off when unset."
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Where `/metrics` listens (0.0.0.0 in a container)."
+    )
 
     @property
     def evidence_group_id(self) -> str:
@@ -439,6 +449,12 @@ class AlertSettings(Section):
     webhook_timeout_s: float = Field(5.0, gt=0)
     webhook_retries: int = Field(3, ge=0)
     group_id: str = "ioc-alerts"
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Prometheus `/metrics` of the worker; off when unset."
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Where `/metrics` listens (0.0.0.0 in a container)."
+    )
     alertmanager_url: str | None = Field(
         None, description="Alertmanager's base URL (http://host:9093); console/webhook if unset."
     )
@@ -466,7 +482,7 @@ class AlertSettings(Section):
         description="An incident of this severity not acknowledged this long is re-alerted to "
         "the escalation route.",
     )
-    staff_keys: dict[str, str] = Field(
+    staff_keys: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="Staff member -> API key for the incidents API (who acknowledged, who "
         "resolved). JSON in the environment.",
@@ -514,7 +530,7 @@ class GrafanaSettings(Section):
     """An existing Grafana that `ioc grafana push` uploads the walls and datasource to."""
 
     url: str = Field("http://127.0.0.1:3000", description="Grafana's base URL.")
-    token: str | None = Field(
+    token: SecretStr | None = Field(
         None, description="Service-account token (Editor or Admin); else user:pass in the URL."
     )
     folder: str = Field("IOC", min_length=1, description="Folder the walls are put in.")
@@ -679,6 +695,20 @@ class _SecretFilesSource(PydanticBaseSettingsSource):
                 section.pop(f"{sub}_file", None)
                 section[sub] = value
         return values
+
+
+class MissingSecret(ValueError):
+    """A secret the command needs is not set; secrets have no defaults."""
+
+
+def required_secret(value: SecretStr | None, setting: str) -> str:
+    """The secret's value, or a clear error naming the variables that set it."""
+    if value is None or not value.get_secret_value():
+        variable = "IOC_" + setting.upper().replace(".", "__")
+        raise MissingSecret(
+            f"{setting} is not set: set {variable}, or {variable}_FILE to a file holding it"
+        )
+    return value.get_secret_value()
 
 
 @lru_cache(maxsize=1)

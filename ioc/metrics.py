@@ -1,9 +1,10 @@
-"""The streams worker's own health, for Prometheus: what each flow finished and when, its dead
-letters, and the consumer lag the leader samples. `streams.metrics_port` serves them; the alert
-rules that read them are in `deploy/prometheus/`.
+"""The workers' own health, for Prometheus: what each flow finished and when, its dead letters,
+the consumer lag the streams leader samples, and every alert delivery by channel and outcome.
+Each worker serves its own (`streams.metrics_port`, `vision.metrics_port`,
+`alerts.metrics_port`); the alert rules that read them are in `deploy/prometheus/`.
 
-Per flow (`hotline`, `sensors`, `fusion`, `camera`, `dead-letters`), so a silent or failing flow
-shows by name, whichever runtime it is on (`ioc.streams.batched` or the Faust agents)."""
+Per flow (`hotline`, `sensors`, `fusion`, `camera`, `dead-letters` in the streams worker,
+`vision` and `alerts` in theirs), so a silent or failing flow shows by name."""
 
 from __future__ import annotations
 
@@ -29,6 +30,11 @@ BATCH_SECONDS = Histogram(
 LAST_BATCH = Gauge(
     "ioc_last_batch_timestamp_seconds", "When a flow last finished a batch (Unix time).", ["flow"]
 )
+DELIVERIES = Counter(
+    "ioc_alert_deliveries",
+    "Notifications the alerts worker tried, per channel and outcome (ok or failed).",
+    ["channel", "outcome"],
+)
 CONSUMER_LAG = Gauge(
     "ioc_consumer_lag",
     "Messages not yet committed, per consumer group and topic (sampled by the streams leader).",
@@ -45,6 +51,10 @@ def batch_done(flow: str, records: int, started: float) -> None:
 
 def dead_lettered(flow: str) -> None:
     DEAD_LETTERS.labels(flow).inc()
+
+
+def delivered(channel: str, ok: bool) -> None:
+    DELIVERIES.labels(channel, "ok" if ok else "failed").inc()
 
 
 def lag_sampled(lags: dict[tuple[str, str], int]) -> None:

@@ -192,6 +192,7 @@ def isolated_stack_env(stack_dir: Path, webhook_url: str) -> dict[str, str]:
         "IOC_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
         "IOC_DATABASE__DSN": f"postgresql://ioc:ioc-test@127.0.0.1:{pg_port}/ioc",
         "IOC_STACK__DIR": str(stack_dir),
+        "IOC_STREAMS__PII_KEY": f"test-pii-{uuid.uuid4().hex}",
         "IOC_STREAMS__SENSOR_REGISTRY": str(TEST_REGISTRY),
         "IOC_STREAMS__SENSOR_RULES": str(TEST_RULES),
         "IOC_CAMERAS__REGISTRY": str(TEST_CAMERAS),
@@ -264,11 +265,17 @@ def started_workers(settings: Settings, env: dict[str, str] | None = None) -> It
 
 
 METRICS_PORT = free_port()  # the session's streams worker serves its /metrics here
+VISION_METRICS_PORT = free_port()
+ALERTS_METRICS_PORT = free_port()
 
 
 @pytest.fixture(scope="session")
 def worker_processes(live_stack: Settings) -> Iterator[Workers]:
-    env = {"IOC_STREAMS__METRICS_PORT": str(METRICS_PORT)}
+    env = {
+        "IOC_STREAMS__METRICS_PORT": str(METRICS_PORT),
+        "IOC_VISION__METRICS_PORT": str(VISION_METRICS_PORT),
+        "IOC_ALERTS__METRICS_PORT": str(ALERTS_METRICS_PORT),
+    }
     with started_workers(live_stack, env) as running:
         yield running
 

@@ -189,7 +189,8 @@ def test_streams_get_the_pii_key_from_the_environment(
     services: dict[str, dict[str, Any]], clean_env: pytest.MonkeyPatch
 ) -> None:
     settings = settings_from(clean_env, ioc_env(services["ioc-streams"]))
-    assert settings.streams.pii_key == REQUIRED_VARIABLES["IOC_STREAMS__PII_KEY"]
+    assert settings.streams.pii_key is not None
+    assert settings.streams.pii_key.get_secret_value() == REQUIRED_VARIABLES["IOC_STREAMS__PII_KEY"]
     raw = COMPOSE_FILE.read_text()
     assert "${IOC_STREAMS__PII_KEY:?" in raw, "the PII key must be required, never defaulted"
 

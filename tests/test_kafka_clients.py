@@ -84,6 +84,6 @@ def test_streams_app_is_built_with_the_credentials() -> None:
     from ioc.config import Settings
     from ioc.streams.app import create_app
 
-    app = create_app(Settings(kafka=secured().model_dump()))
+    app = create_app(Settings(kafka=secured().model_dump(), streams={"pii_key": "test-key"}))
     assert isinstance(app.conf.broker_credentials, faust.SASLCredentials)
     assert app.conf.broker_credentials.protocol is AuthProtocol.SASL_SSL

@@ -20,7 +20,9 @@ from ioc.models import FrameHeaders
 from ioc.scenario.workers import Workers
 from ioc.sensors import fiware
 from tests.conftest import (
+    ALERTS_METRICS_PORT,
     METRICS_PORT,
+    VISION_METRICS_PORT,
     WebhookReceiver,
     caught_up,
     dead_letters,
@@ -513,25 +515,25 @@ def test_a_candidate_stored_but_never_published_is_fused_by_the_sweep(
     assert row(db, "SELECT status FROM fused_incidents WHERE id = %s", fused[0]) == ("open",)
 
 
+def scraped(port: int) -> dict[str, float]:
+    """A worker's `/metrics`, the ioc_ series only, by name with labels."""
+    found = {}
+    for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text.splitlines():
+        name, _, number = line.rpartition(" ")
+        if name.startswith("ioc_"):
+            found[name] = float(number)
+    return found
+
+
 def test_the_streams_worker_serves_its_own_health_to_prometheus(
     producer: KafkaProducer, workers: Settings
 ) -> None:
     ticket_id = f"METRICS-{uuid.uuid4().hex[:8]}"
     send(producer, topics.HOTLINE_TICKETS, ticket_id, ticket(ticket_id, "Cháy nhà ở tổ 5"))
     send(producer, topics.HOTLINE_TICKETS, f"{ticket_id}-BAD", b'{"service_request_id": ')
-    url = f"http://127.0.0.1:{METRICS_PORT}/metrics"
-
-    def scraped() -> dict[str, float]:
-        found = {}
-        for line in httpx.get(url, timeout=10).text.splitlines():
-            name, _, number = line.rpartition(" ")
-            if name.startswith("ioc_"):
-                found[name] = float(number)
-        return found
-
     page = wait_for(
         lambda: (
-            (found := scraped()).get('ioc_records_total{flow="hotline"}', 0) >= 2
+            (found := scraped(METRICS_PORT)).get('ioc_records_total{flow="hotline"}', 0) >= 2
             and found.get('ioc_dead_letters_total{flow="hotline"}', 0) >= 1
             and any(name.startswith("ioc_consumer_lag{") for name in found)
             and found
@@ -540,3 +542,38 @@ def test_the_streams_worker_serves_its_own_health_to_prometheus(
     )
     assert page['ioc_last_batch_timestamp_seconds{flow="sensors"}'] > 0  # the clock ticks
     assert page['ioc_batch_seconds_count{flow="hotline"}'] >= 1
+
+
+def test_the_vision_and_alerts_workers_serve_their_health_too(
+    producer: KafkaProducer, db: psycopg.Connection, samples_dir: Path
+) -> None:
+    camera = "cam-test-frames"
+    frame = (samples_dir / "frames" / "negative" / "neg_00.jpg").read_bytes()
+    headers = FrameHeaders(camera_id=camera, event_time=datetime.now(UTC), seq=900_001)
+    send(producer, topics.CAMERA_FRAMES, camera, frame, headers.to_kafka())
+    send(producer, topics.CAMERA_FRAMES, camera, b"not a jpeg", headers.to_kafka())
+    vision = wait_for(
+        lambda: (
+            (found := scraped(VISION_METRICS_PORT)).get('ioc_records_total{flow="vision"}', 0) >= 1
+            and found.get('ioc_dead_letters_total{flow="vision"}', 0) >= 1
+            and found
+        ),
+        what="the vision worker's frames and its dead letter on /metrics",
+    )
+    assert vision['ioc_last_batch_timestamp_seconds{flow="vision"}'] > 0
+
+    ticket_id = f"METRICS-{uuid.uuid4().hex[:8]}"
+    send(producer, topics.HOTLINE_TICKETS, ticket_id, ticket(ticket_id, "Cháy lớn ở chợ, khói đen"))
+    alerts = wait_for(
+        lambda: (
+            (found := scraped(ALERTS_METRICS_PORT)).get('ioc_records_total{flow="alerts"}', 0) >= 1
+            and found.get('ioc_alert_deliveries_total{channel="webhook",outcome="ok"}', 0) >= 1
+            and found
+        ),
+        what="the alerts worker's incidents and its webhook deliveries on /metrics",
+    )
+    delivered = db.execute(
+        "SELECT count(*) FROM alerts WHERE channel = 'webhook' AND ok"
+    ).fetchone()
+    assert delivered is not None
+    assert alerts['ioc_alert_deliveries_total{channel="webhook",outcome="ok"}'] <= delivered[0]

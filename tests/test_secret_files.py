@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from ioc.config import Settings
+from ioc.config import Settings, required_secret
+from ioc.stack import ensure_pii_key
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +42,12 @@ def test_a_mapping_setting_reads_json_from_its_file(
     keys = tmp_path / "keys.json"
     keys.write_text('{"c-thainguyen": "key-1", "zalo": "key-2"}')
     monkeypatch.setenv("IOC_HOTLINE__API_KEYS_FILE", str(keys))
-    assert Settings().hotline.api_keys == {"c-thainguyen": "key-1", "zalo": "key-2"}
+    keys_read = Settings().hotline.api_keys
+    assert {name: key.get_secret_value() for name, key in keys_read.items()} == {
+        "c-thainguyen": "key-1",
+        "zalo": "key-2",
+    }
+    assert "key-1" not in repr(keys_read), "a key is never printed"
 
 
 def test_a_top_level_setting_reads_its_file(
@@ -84,3 +93,38 @@ def test_a_file_variable_for_an_unknown_setting_is_an_error(
     monkeypatch.setenv("IOC_DATABASE__DNS_FILE", str(secret))
     with pytest.raises(ValueError, match="unknown settings in the environment: IOC_DATABASE__DNS"):
         Settings()
+
+
+def test_secrets_are_never_printed_and_have_no_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().streams.pii_key is None, "a known default key would reverse the hashes"
+    monkeypatch.setenv("IOC_STREAMS__PII_KEY", "pii-secret-1")
+    monkeypatch.setenv("IOC_MQTT__PASSWORD", "mqtt-secret-2")
+    monkeypatch.setenv("IOC_GRAFANA__TOKEN", "grafana-secret-3")
+    monkeypatch.setenv("IOC_ALERTS__STAFF_KEYS", '{"lan": "staff-secret-4"}')
+    settings = Settings()
+    printed = repr(settings) + str(settings.model_dump())
+    for value in ("pii-secret-1", "mqtt-secret-2", "grafana-secret-3", "staff-secret-4"):
+        assert value not in printed
+    assert required_secret(settings.streams.pii_key, "streams.pii_key") == "pii-secret-1"
+
+
+def test_the_streams_worker_refuses_to_start_without_its_key() -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("IOC_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "ioc", "streams", "run"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
+    )
+    said = " ".join(done.stdout.split())
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "streams.pii_key is not set: set IOC_STREAMS__PII_KEY" in said
+    assert "Traceback" not in done.stderr
+
+
+def test_the_native_stack_makes_its_key_once_for_its_owner_only(tmp_path: Path) -> None:
+    first = ensure_pii_key(tmp_path)
+    key = first.read_text()
+    assert len(key) == 64 and stat.S_IMODE(first.stat().st_mode) == 0o600
+    assert ensure_pii_key(tmp_path).read_text() == key, "kept: the hashes stay comparable"

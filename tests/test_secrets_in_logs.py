@@ -32,7 +32,7 @@ import pytest
 
 from ioc import topics
 from ioc.alerts.channels import post_json
-from ioc.config import Settings
+from ioc.config import Settings, required_secret
 from ioc.hotline.privacy import normalise_phone
 from ioc.scenario.workers import Workers
 from ioc.stack.process import free_port, log_tail
@@ -131,7 +131,7 @@ def secrets_of(settings: Settings) -> dict[str, str]:
         "API key": API_KEY,
         "staff key": STAFF_KEY,
         "wrong API key": WRONG_KEY,
-        "streams.pii_key": settings.streams.pii_key,
+        "streams.pii_key": required_secret(settings.streams.pii_key, "streams.pii_key"),
     }
     password = urlsplit(settings.database.dsn).password
     if password:

@@ -336,7 +336,10 @@ def channels_from_settings(settings: Settings, store: Store) -> list[Channel]:
     if grafana.annotate_incidents and grafana.token:  # the settings refuse one without the other
         channels.append(
             GrafanaAnnotationChannel(
-                grafana.url, grafana.token, alerts.webhook_timeout_s, alerts.webhook_retries
+                grafana.url,
+                grafana.token.get_secret_value(),
+                alerts.webhook_timeout_s,
+                alerts.webhook_retries,
             )
         )
     if alerts.ngsi_ld_url:

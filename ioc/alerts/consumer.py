@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from functools import partial
 
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
-from ioc import topics
+from ioc import metrics, topics
 from ioc.alerts.channels import Channel, alert_id, channels_from_settings
 from ioc.config import Settings
 from ioc.dlq import describe_validation_error, send_dead_letter
@@ -31,6 +32,7 @@ from ioc.retry import ATTEMPTS, retried
 from ioc.store.writer import Store
 
 log = logging.getLogger(__name__)
+FLOW = "alerts"  # its name in the metrics
 
 
 def due(
@@ -67,6 +69,7 @@ class AlertConsumer:
         await send_dead_letter(
             self.producer, self.settings.kafka.topic(topics.DLQ), record, reason, "ioc.alerts"
         )
+        metrics.dead_lettered(FLOW)
 
     async def handle_safely(self, record: ConsumerRecord) -> None:
         """Wait out an outage (database, broker); other failures, retried, become a dead
@@ -124,6 +127,7 @@ class AlertConsumer:
             log.warning(
                 "%s of %s via %s failed: %s", notification, incident.id, channel.name, error_text
             )
+        metrics.delivered(channel.name, error_text is None)
         delivered_at = utc_now()
         alert = Alert(
             id=alert_id(incident, channel.name, notification),
@@ -165,11 +169,13 @@ class AlertConsumer:
         try:
             while not stop.is_set():
                 batches = await self.consumer.getmany(timeout_ms=200, max_records=100)
+                started = time.perf_counter()
                 for records in batches.values():
                     for record in records:
                         await self.handle_safely(record)
                 if batches:
                     await self.consumer.commit()
+                    metrics.batch_done(FLOW, sum(map(len, batches.values())), started)
         finally:
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -184,4 +190,6 @@ class AlertConsumer:
 def run_consumer(settings: Settings) -> None:
     from ioc.runtime import run_until_signal
 
+    if settings.alerts.metrics_port is not None:
+        metrics.serve(settings.alerts.metrics_host, settings.alerts.metrics_port)
     run_until_signal(lambda: AlertConsumer(settings))

@@ -19,6 +19,7 @@ from fastapi import Request
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
+from pydantic import SecretStr
 from starlette.datastructures import UploadFile
 from starlette.types import Message
 
@@ -208,12 +209,12 @@ async def read_fields(
     return fields, photo
 
 
-def system_of(key: object, api_keys: Mapping[str, str]) -> str:
+def system_of(key: object, api_keys: Mapping[str, SecretStr]) -> str:
     """The integrating system owning `key`; 401 otherwise (every key compared in constant time)."""
     system = None
     if isinstance(key, str) and key:
         for name, expected in api_keys.items():
-            if hmac.compare_digest(key.encode(), expected.encode()):
+            if hmac.compare_digest(key.encode(), expected.get_secret_value().encode()):
                 system = name
     if system is None:
         raise ApiError(401, "api_key: missing or not valid")

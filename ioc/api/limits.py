@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ioc.api.open311 import error_document
@@ -77,7 +78,7 @@ class RateLimit:
         self,
         app: ASGIApp,
         limiter: RateLimiter,
-        keys: Mapping[str, str],
+        keys: Mapping[str, SecretStr],
         exempt: frozenset[str] = frozenset({"/healthz"}),
     ) -> None:
         self.app = app
@@ -89,7 +90,7 @@ class RateLimit:
         presented = _presented_key(scope)
         if presented:
             for owner, key in self.keys.items():
-                if hmac.compare_digest(presented.encode(), key.encode()):
+                if hmac.compare_digest(presented.encode(), key.get_secret_value().encode()):
                     return f"key:{owner}"
         client = scope.get("client")
         return f"address:{client[0] if client else 'unknown'}"

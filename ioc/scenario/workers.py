@@ -18,6 +18,7 @@ from ioc import kafka_clients
 from ioc.config import Settings
 from ioc.lag import consumer_lag
 from ioc.services import WorkerSpec, worker_specs
+from ioc.stack import ensure_pii_key
 from ioc.stack.process import StackError, log_tail
 
 
@@ -46,6 +47,8 @@ class Workers:
     def _start(self, spec: WorkerSpec) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = os.environ | {"PYTHONUNBUFFERED": "1", "YOLO_OFFLINE": "1"} | self.env
+        if not {"IOC_STREAMS__PII_KEY", "IOC_STREAMS__PII_KEY_FILE"} & env.keys():
+            env["IOC_STREAMS__PII_KEY_FILE"] = str(ensure_pii_key(self.settings.stack.dir))
         with self.log_file(spec.name).open("ab") as log:
             self.children[spec.name] = subprocess.Popen(
                 [sys.executable, "-m", "ioc", *spec.command],

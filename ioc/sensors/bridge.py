@@ -159,7 +159,10 @@ class MqttBridge:
         )
         client.suppress_exceptions = True  # a callback bug must not end the network thread
         if self.mqtt.username is not None:
-            client.username_pw_set(self.mqtt.username, self.mqtt.password)
+            password = self.mqtt.password
+            client.username_pw_set(
+                self.mqtt.username, password.get_secret_value() if password else None
+            )
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail

@@ -3,7 +3,10 @@ Mosquitto and Alertmanager, without Docker."""
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import Callable
+from pathlib import Path
 
 from ioc.config import Settings
 from ioc.stack.alertmanager import AlertmanagerService
@@ -18,6 +21,7 @@ Service = KafkaService | PostgresService | MosquittoService | AlertmanagerServic
 # The Kafka node addresses `up` started, one a line: `down` and `status` act on that cluster
 # without being told --brokers again (a forgotten flag would leave two brokers running).
 KAFKA_NODES_FILE = "kafka-nodes"
+PII_KEY_FILE = "pii_key"
 
 __all__ = [
     "Health",
@@ -64,6 +68,7 @@ def stack_up(
     """Start what is not running, then create topics and apply migrations (all idempotent);
     `progress` is told each step."""
     settings.stack.dir.mkdir(parents=True, exist_ok=True)
+    ensure_pii_key(settings.stack.dir)
     outcome: dict[str, str] = {}
     for service in stack_services(settings):
         progress(f"starting {service.name}…")
@@ -78,6 +83,20 @@ def stack_up(
     progress("applying migrations…")
     report = migrate(settings.database.dsn, settings.storage)
     return outcome, topics, report
+
+
+def ensure_pii_key(stack_dir: Path) -> Path:
+    """The native stack's key for reporter hashes (`streams.pii_key`): random, made once, and
+    readable by its owner only. Its workers read it through IOC_STREAMS__PII_KEY_FILE
+    (`ioc.scenario.workers`); a deployment sets its own."""
+    path = stack_dir / PII_KEY_FILE
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path
+    with os.fdopen(descriptor, "w") as key:
+        key.write(secrets.token_hex(32))
+    return path
 
 
 def stack_down(settings: Settings) -> dict[str, bool]:

@@ -24,7 +24,7 @@ from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from ioc import topics
+from ioc import metrics, topics
 from ioc.config import Settings
 from ioc.dlq import describe_validation_error, send_dead_letter
 from ioc.kafka_clients import consumer, producer
@@ -35,6 +35,7 @@ from ioc.vision.tracking import CameraTracks
 
 log = logging.getLogger(__name__)
 CONSUMER = "ioc.vision"
+FLOW = "vision"  # its name in the metrics
 REPORT_EVERY_S = 30.0
 
 
@@ -174,6 +175,7 @@ class VisionWorker:
         await send_dead_letter(
             self.producer, self.settings.kafka.topic(topics.DLQ), record, reason, CONSUMER
         )
+        metrics.dead_lettered(FLOW)
 
     async def fetch(self, stop: asyncio.Event) -> None:
         """Read frames as they come; only the newest of each camera waits for the model."""
@@ -227,6 +229,7 @@ class VisionWorker:
         for frame in frames:
             self.offsets.done(*frame.offsets())
         self.frames_done += len(sends)
+        metrics.batch_done(FLOW, len(frames), started)
 
     def _output(
         self, frame: PendingFrame, result: FrameResult, per_frame_ms: float
@@ -331,4 +334,6 @@ def run_worker(settings: Settings) -> None:
         class_min_scores=vision.class_min_scores,
         half=vision.half,
     )
+    if vision.metrics_port is not None:
+        metrics.serve(vision.metrics_host, vision.metrics_port)
     run_until_signal(lambda: VisionWorker(settings, detector))

@@ -7,6 +7,7 @@ from xml.etree import ElementTree
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from ioc.api.app import create_app
 from ioc.api.limits import MAX_BUCKETS, RateLimiter
@@ -53,12 +54,17 @@ def client(live_stack: Settings) -> Iterator[TestClient]:
         update={
             "hotline": live_stack.hotline.model_copy(
                 update={
-                    "api_keys": {"c-thainguyen": "key-app", "portal-1022": "key-portal"},
+                    "api_keys": {  # model_copy does not validate: secrets as settings hold them
+                        "c-thainguyen": SecretStr("key-app"),
+                        "portal-1022": SecretStr("key-portal"),
+                    },
                     "rate_limit_per_minute": 6,
                     "rate_limit_burst": 2,
                 }
             ),
-            "alerts": live_stack.alerts.model_copy(update={"staff_keys": {"lan": "key-lan"}}),
+            "alerts": live_stack.alerts.model_copy(
+                update={"staff_keys": {"lan": SecretStr("key-lan")}}
+            ),
         }
     )
     with TestClient(create_app(settings)) as test_client:

@@ -33,7 +33,7 @@ class CommittedPastUnfinished(AssertionError):
 
 @pytest.fixture(scope="module")
 def app() -> faust.App:
-    app = create_app(Settings())
+    app = create_app(Settings(streams={"pii_key": "test-key"}))
     # As the conductor does once it subscribes: the agents' topics are acknowledged.
     app.topics._acking_topics.add(TICKETS.topic)
     return app

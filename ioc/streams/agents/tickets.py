@@ -18,6 +18,7 @@ from aiokafka import ConsumerRecord
 from psycopg import DataError
 
 from ioc import topics
+from ioc.config import required_secret
 from ioc.hotline import tickets
 from ioc.hotline.attributes import raise_for_danger
 from ioc.hotline.privacy import reporter_of
@@ -41,6 +42,7 @@ class TicketsWork(PartitionedWork):
         self.linking = tickets.Linking(
             hotline.duplicate_radius_m, timedelta(minutes=hotline.duplicate_window_minutes)
         )
+        self.pii_key = required_secret(ctx.settings.streams.pii_key, "streams.pii_key")
 
     def intake(self, record: ConsumerRecord) -> tickets.Intake:
         """The ticket decoded and triaged; raises `ValidationError` or `Rejected` for bad input."""
@@ -54,7 +56,7 @@ class TicketsWork(PartitionedWork):
             ticket,
             result,
             self.triage.sla_due(result, ticket.requested_datetime),
-            reporter_of(ticket, self.ctx.settings.streams.pii_key),
+            reporter_of(ticket, self.pii_key),
             record.timestamp,
         )
 
