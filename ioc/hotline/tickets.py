@@ -25,7 +25,7 @@ from ioc.incidents.rows import distance_m, distance_sql, incident_from_row
 from ioc.models import Incident, IncidentKind, IncidentSource, Severity, Ticket
 from ioc.models.base import VIETNAM_TIME, deterministic_id, epoch_ms, from_epoch_ms, utc_now
 from ioc.models.categories import CATEGORY_NAMES, Category
-from ioc.store.writer import upsert_incident
+from ioc.store.writer import incident_values, upsert_incident
 
 # Internal states; Open311 shows the first four as "open" and the last two as "closed".
 OPEN_STATES = ("new", "triaged", "assigned", "in_progress")
@@ -116,7 +116,6 @@ class Join:
 
     id: str
     severity: Severity
-    first_ingested_ms: int
     added_reports: int = 0
 
 
@@ -196,15 +195,13 @@ async def record_tickets(
                 near.append(stored_matches[index])
             if near:
                 _, incident_id, severity = min(near)
-                join = joins.setdefault(
-                    incident_id, Join(incident_id, severity, intake.ingested_ms)
-                )
+                join = joins.setdefault(incident_id, Join(incident_id, severity))
                 join.severity = min(join.severity, new.severity, key=lambda s: s.rank)
                 join.added_reports += 1
                 status, note = "duplicate", f"linked to incident {incident_id}"
             else:
                 opened.append(new)
-                joins[new.id] = Join(new.id, new.severity, intake.ingested_ms)
+                joins[new.id] = Join(new.id, new.severity)
                 incident_id, status, note = new.id, "triaged", None
             known[intake.ticket.service_request_id] = incident_id
             touched.setdefault(incident_id, intake.ingested_ms)
@@ -214,9 +211,9 @@ async def record_tickets(
             await cur.executemany(
                 "INSERT INTO incidents (id, kind, severity, source, source_key, title, status,"
                 " district, lat, lon, event_time, category, reports, evidence)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1, %s)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (id) DO UPDATE SET updated_at = now()",
-                [_incident_row(incident) for incident in opened],
+                [incident_values(incident) for incident in opened],
             )
         if added := [j for j in joins.values() if j.added_reports]:
             await cur.executemany(
@@ -241,24 +238,6 @@ async def record_tickets(
         await cur.execute("SELECT * FROM incidents WHERE id = ANY(%s)", (list(touched),))
         rows = {row["id"]: row for row in await cur.fetchall()}
     return [incident_from_row(rows[id_], ms) for id_, ms in touched.items() if id_ in rows]
-
-
-def _incident_row(incident: Incident) -> tuple[Any, ...]:
-    return (
-        incident.id,
-        incident.kind,
-        incident.severity,
-        incident.source,
-        incident.source_key,
-        incident.title,
-        incident.status,
-        incident.district,
-        incident.lat,
-        incident.lon,
-        incident.event_time,
-        incident.category,
-        Jsonb(incident.evidence),
-    )
 
 
 def _ticket_row(intake: Intake, incident_id: str, status: str, note: str | None) -> tuple[Any, ...]:

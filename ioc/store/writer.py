@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import astuple, dataclass
 from datetime import datetime
+from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
@@ -79,22 +80,27 @@ async def upsert_incident(conn: AsyncConnection, incident: Incident) -> None:
         " ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,"
         " severity = EXCLUDED.severity, title = EXCLUDED.title, reports = EXCLUDED.reports,"
         " evidence = EXCLUDED.evidence, updated_at = now()",
-        (
-            incident.id,
-            incident.kind,
-            incident.severity,
-            incident.source,
-            incident.source_key,
-            incident.title,
-            incident.status,
-            incident.district,
-            incident.lat,
-            incident.lon,
-            incident.event_time,
-            incident.category,
-            incident.reports,
-            Jsonb(json.loads(json.dumps(incident.evidence, default=str))),
-        ),
+        incident_values(incident),
+    )
+
+
+def incident_values(incident: Incident) -> tuple[Any, ...]:
+    """The `incidents` columns id … evidence of an INSERT, in table order."""
+    return (
+        incident.id,
+        incident.kind,
+        incident.severity,
+        incident.source,
+        incident.source_key,
+        incident.title,
+        incident.status,
+        incident.district,
+        incident.lat,
+        incident.lon,
+        incident.event_time,
+        incident.category,
+        incident.reports,
+        Jsonb(json.loads(json.dumps(incident.evidence, default=str))),
     )
 
 
