@@ -412,7 +412,19 @@ class VisionSettings(Section):
     )
     evidence_dir: Path = Field(
         Path("~/.local/share/ioc/evidence"),
-        description="Annotated best frames of camera incidents are saved here.",
+        description="Annotated best frames and clips of camera incidents are saved here.",
+    )
+    clip_before_s: float = Field(
+        10.0, ge=0, le=60, description="A camera incident's clip starts this long before it."
+    )
+    clip_after_s: float = Field(
+        20.0, ge=0, le=120, description="… and ends this long after (built once that has passed)."
+    )
+    evidence_retention_days: float = Field(
+        30.0,
+        gt=0,
+        description="Snapshots and clips are deleted this long after they were kept, once their "
+        "incident is no longer open.",
     )
     group_id: str = "ioc-vision"
     metrics_port: int | None = Field(
@@ -476,6 +488,12 @@ class AlertSettings(Section):
     wall_url: str = Field(
         "http://127.0.0.1:3000/d/ioc-overview",
         description="The wall an alert links to (the incident id is added as a variable).",
+    )
+    api_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s]+$",
+        description="The ioc API as staff reach it (https://host): a camera incident's page links "
+        "its snapshot and clip there; no links when unset.",
     )
     escalate_after_s: dict[Literal["urgent", "high", "normal"], float] = Field(
         default_factory=lambda: {"urgent": 300.0},

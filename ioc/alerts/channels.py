@@ -19,7 +19,8 @@ from rich.console import Console
 
 from ioc.alerts.alertmanager import AlertmanagerClient, AmAlert
 from ioc.config import Settings
-from ioc.models import FusedIncident, FusedStatus, Notification
+from ioc.incidents import API_PATH
+from ioc.models import FusedIncident, FusedStatus, IncidentSource, Notification
 from ioc.models.base import deterministic_id, epoch_ms, utc_now
 from ioc.models.kinds import KINDS
 from ioc.store.writer import Store
@@ -121,10 +122,13 @@ class WebhookChannel:
 
     name = "webhook"
 
-    def __init__(self, url: str, timeout_s: float, retries: int, wall_url: str) -> None:
+    def __init__(
+        self, url: str, timeout_s: float, retries: int, wall_url: str, api_url: str | None
+    ) -> None:
         self.url = url
         self.retries = retries
         self.wall_url = wall_url
+        self.api_url = api_url
         self.client = httpx.AsyncClient(timeout=timeout_s)
 
     async def deliver(self, incident: FusedIncident, notification: Notification) -> None:
@@ -139,6 +143,7 @@ class WebhookChannel:
             "summary_en": summary_en(incident),
             "location": location(incident),
             "wall": wall_link(self.wall_url, incident),
+            "evidence": evidence_links(self.api_url, incident),
             "incident": incident.model_dump(mode="json"),
         }
         await post_json(self.client, self.url, payload, self.retries, {"Idempotency-Key": key})
@@ -188,6 +193,15 @@ def wall_link(wall_url: str, incident: FusedIncident) -> str:
     return f"{wall_url}{'&' if '?' in wall_url else '?'}var-incident={incident.id}"
 
 
+def evidence_links(api_url: str | None, incident: FusedIncident) -> dict[str, str]:
+    """Where staff see a camera incident's snapshot and clip (a staff key opens them); none for
+    an incident no camera saw, or when the API's address is not configured."""
+    if api_url is None or not any(m.source == IncidentSource.VISION for m in incident.members):
+        return {}
+    here = f"{api_url.rstrip('/')}{API_PATH}/{incident.id}"
+    return {"snapshot_url": f"{here}/snapshot", "clip_url": f"{here}/clip"}
+
+
 def am_labels(incident: FusedIncident, escalated: bool = False) -> dict[str, str]:
     """The labels Alertmanager routes, groups, inhibits and silences by."""
     return {
@@ -219,6 +233,7 @@ class AlertmanagerChannel:
         )
         self.store = store
         self.wall_url = alerts.wall_url
+        self.api_url = alerts.api_url
         self.expire_after = timedelta(seconds=3 * alerts.alertmanager_refresh_s)
 
     def _alert(self, incident: FusedIncident, labels: dict[str, str], ends: datetime) -> AmAlert:
@@ -229,7 +244,8 @@ class AlertmanagerChannel:
                 "summary_en": summary_en(incident),
                 "location": location(incident),
                 "wall": wall_link(self.wall_url, incident),
-            },
+            }
+            | evidence_links(self.api_url, incident),
             starts_at=incident.opened_at,
             ends_at=ends,
             generator_url=wall_link(self.wall_url, incident),
@@ -331,6 +347,7 @@ def channels_from_settings(settings: Settings, store: Store) -> list[Channel]:
                     alerts.webhook_timeout_s,
                     alerts.webhook_retries,
                     alerts.wall_url,
+                    alerts.api_url,
                 )
             )
     if grafana.annotate_incidents and grafana.token:  # the settings refuse one without the other

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import json
+from dataclasses import asdict
 from typing import Annotated
 
 import psycopg
@@ -14,6 +15,7 @@ from rich.table import Table
 
 from ioc.config import get_settings
 from ioc.incidents import lifecycle
+from ioc.incidents.lifecycle import EvidenceFiles
 from ioc.models import FusedIncident, FusedStatus
 from ioc.models.base import VIETNAM_TIME
 from ioc.runtime import run_async
@@ -86,25 +88,25 @@ def show_command(
     """One incident: its sources, evidence, 1022 tickets with the reporters' answers and every
     change (who, when, why)."""
 
-    async def read() -> tuple[FusedIncident, list[dict], list[str], list[dict]]:
+    async def read() -> tuple[FusedIncident, list[dict], list[EvidenceFiles], list[dict]]:
         async with await _connect() as conn:
             incident = await lifecycle.get(conn, incident_id)
             return (
                 incident,
                 await lifecycle.history(conn, incident_id),
-                await lifecycle.snapshots(conn, incident),
+                await lifecycle.evidence_files(conn, incident),
                 await lifecycle.tickets(conn, incident),
             )
 
     try:
-        incident, history, snapshots, tickets = run_async(read())
+        incident, history, files, tickets = run_async(read())
     except lifecycle.UnknownIncident as error:
         console.print(f"[red]{error}[/]")
         raise typer.Exit(1) from None
     if as_json:
         body = incident.model_dump(mode="json") | {
             "history": [row | {"at": row["at"].isoformat()} for row in history],
-            "snapshots": snapshots,
+            "evidence_files": [asdict(entry) for entry in files],
             "tickets": [row | {"requested_at": row["requested_at"].isoformat()} for row in tickets],
         }
         print(json.dumps(body, ensure_ascii=False))
@@ -133,8 +135,9 @@ def show_command(
     console.print(members)
     for name, items in incident.evidence.items():
         console.print(f"[bold]{name}[/]: " + json.dumps(items, ensure_ascii=False, default=str))
-    for path in snapshots:
-        console.print(f"snapshot: {path}")
+    for entry in files:
+        console.print(f"camera {entry.camera_id}: snapshot {entry.snapshot or '–'}")
+        console.print(f"camera {entry.camera_id}: clip {entry.clip or entry.clip_status}")
     for ticket in tickets:  # the reporter's words: no markup
         answers = json.dumps(ticket["attributes"], ensure_ascii=False)
         console.print(

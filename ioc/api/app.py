@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ioc.api import evidence as staff_evidence
 from ioc.api import incidents as staff_api
 from ioc.api import media as staff_media
 from ioc.api import sensors as sensor_intake
@@ -74,6 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(staff_media.router, prefix=PREFIX)
     app.include_router(sensor_intake.router, prefix=sensor_intake.SENSORS_PREFIX)
     app.include_router(staff_api.router, prefix=staff_api.INCIDENTS_PREFIX)
+    app.include_router(staff_evidence.router, prefix=staff_api.INCIDENTS_PREFIX)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -22,12 +22,12 @@ from ioc.api.context import (
     staff_actions,
     system_of,
 )
-from ioc.incidents import lifecycle
+from ioc.incidents import API_PATH, lifecycle
 from ioc.models import FusedIncident, FusedStatus
 
 log = logging.getLogger(__name__)
 
-INCIDENTS_PREFIX = "/api/v1/incidents"
+INCIDENTS_PREFIX = API_PATH
 MAX_REASON = 1000
 ACTIONS = {"ack": "ack", "acknowledge": "ack", "resolve": "resolve", "reopen": "reopen"}
 
@@ -63,8 +63,8 @@ async def list_incidents(
 
 @router.get("/{incident_id}", responses={401: {}, 404: {}, 503: {}})
 async def get_incident(incident_id: str, request: Request) -> JSONResponse:
-    """The incident, its every change (who, when, why), its camera snapshots and its 1022
-    tickets with the reporters' answers (`attributes`)."""
+    """The incident, its every change (who, when, why), links to its camera snapshots and clips,
+    and its 1022 tickets with the reporters' answers (`attributes`)."""
     staff_of(request)
     async with database(runtime_of(request)) as conn:
         try:
@@ -72,13 +72,23 @@ async def get_incident(incident_id: str, request: Request) -> JSONResponse:
         except lifecycle.UnknownIncident as error:
             raise ApiError(404, f"incident_id: {error}") from None
         history = await lifecycle.history(conn, incident_id)
-        snapshots = await lifecycle.snapshots(conn, incident)
+        files = await lifecycle.evidence_files(conn, incident)
         tickets = await lifecycle.tickets(conn, incident)
+    here = f"{str(request.base_url).rstrip('/')}{INCIDENTS_PREFIX}/{incident.id}"
     return JSONResponse(
         _body(incident)
         | {
             "history": [row | {"at": row["at"].isoformat()} for row in history],
-            "snapshots": snapshots,
+            "evidence_files": [
+                {
+                    "member": entry.member_id,
+                    "camera_id": entry.camera_id,
+                    "snapshot_url": entry.snapshot and f"{here}/snapshot?member={entry.member_id}",
+                    "clip_url": f"{here}/clip?member={entry.member_id}",
+                    "clip_status": entry.clip_status,
+                }
+                for entry in files
+            ],
             "tickets": [row | {"requested_at": row["requested_at"].isoformat()} for row in tickets],
         }
     )

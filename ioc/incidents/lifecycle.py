@@ -10,6 +10,7 @@ caller publishes the returned version to `ioc.incidents`, where alerting follows
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -380,14 +381,34 @@ async def history(conn: AsyncConnection, incident_id: str) -> list[dict[str, Any
         return await cur.fetchall()
 
 
-async def snapshots(conn: AsyncConnection, incident: FusedIncident) -> list[str]:
-    """The annotated frames of its camera candidates."""
+@dataclass(frozen=True)
+class EvidenceFiles:
+    """What one camera candidate of an incident left on disk: its best annotated frame and its
+    clip (`clip_status`: pending until its window has passed, then ready, empty or failed)."""
+
+    member_id: str
+    camera_id: str
+    snapshot: str | None
+    score: float | None
+    clip: str | None
+    clip_status: str | None
+
+
+async def evidence_files(conn: AsyncConnection, incident: FusedIncident) -> list[EvidenceFiles]:
+    """Its camera candidates' snapshots and clips, the best-scoring snapshot first."""
+    members = [m.id for m in incident.members if m.source == IncidentSource.VISION]
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "SELECT path FROM incident_snapshots WHERE incident_id = ANY(%s) ORDER BY path",
-            ([m.id for m in incident.members],),
+            "SELECT m.id AS member_id, coalesce(s.camera_id, c.camera_id) AS camera_id,"
+            " s.path AS snapshot, s.score, c.path AS clip, c.status AS clip_status"
+            " FROM unnest(%s::text[]) AS m (id)"
+            " LEFT JOIN incident_snapshots AS s ON s.incident_id = m.id"
+            " LEFT JOIN incident_clips AS c ON c.incident_id = m.id"
+            " WHERE s.incident_id IS NOT NULL OR c.incident_id IS NOT NULL"
+            " ORDER BY s.score DESC NULLS LAST, m.id",
+            (members,),
         )
-        return [row["path"] for row in await cur.fetchall()]
+        return [EvidenceFiles(**row) for row in await cur.fetchall()]
 
 
 async def tickets(conn: AsyncConnection, incident: FusedIncident) -> list[dict[str, Any]]:

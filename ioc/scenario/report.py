@@ -24,6 +24,7 @@ TABLES = (
     "detections",
     "incidents",
     "incident_snapshots",
+    "incident_clips",
     "alerts",
 )
 

@@ -1,19 +1,24 @@
-"""The best frame of each camera incident, boxes drawn, saved as a JPEG and linked in the database.
+"""The evidence of each camera incident: its best frame, boxes drawn, saved as a JPEG and linked in
+the database, and a short clip around it (`ioc.vision.clips`).
 
 The camera rules (in the streams app) only see detections; they name the incident's best frame
 by its place in `ioc.camera.frames` (`evidence.frame`) with the boxes that explain it
 (`evidence.boxes`) and a `score` to compare frames by. This writer runs beside the inference
 worker, which has OpenCV: it reads each camera incident from `ioc.incidents.candidates`, fetches
 that frame from Kafka, draws the boxes and saves `<evidence_dir>/<camera>/<incident>-<seq>.jpg`.
-A better frame later replaces the file and the row in `incident_snapshots`.
+A better frame later replaces the file and the row in `incident_snapshots`. The first frame read
+for an incident anchors its clip's window.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import time
 import unicodedata
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,13 +32,16 @@ from ioc.dlq import describe_validation_error, send_dead_letter
 from ioc.kafka_clients import MAX_MESSAGE_BYTES, aio_consumer, consumer, producer
 from ioc.models import Incident, IncidentSource
 from ioc.models.incidents import IncidentStatus
-from ioc.retry import ATTEMPTS, retried
+from ioc.retry import ATTEMPTS, is_outage, retried
 from ioc.rules.camera.base import Box, FrameRef
 from ioc.store.writer import Snapshot, Store
+from ioc.vision import clips
 
 log = logging.getLogger(__name__)
 CONSUMER = "ioc.vision.evidence"
 FRAME_FETCH_TIMEOUT_MS = 5_000
+CLIP_POLL_S = 1.0
+RETENTION_EVERY_S = 3_600.0
 
 
 class CameraEvidence(BaseModel):
@@ -113,29 +121,36 @@ class EvidenceWriter:
         self.incidents = consumer(
             settings.kafka, group, settings.kafka.topic(topics.INCIDENT_CANDIDATES)
         )
-        self.frames = aio_consumer(
-            settings.kafka,
-            client_id=group,
-            enable_auto_commit=False,
-            max_partition_fetch_bytes=MAX_MESSAGE_BYTES + 64 * 1024,
-        )
+        self.frames = frames_reader(settings, group)
+        self.clip_frames = frames_reader(settings, f"{group}-clips")
         self.producer = producer(settings.kafka, group)
         self.store = Store(settings.database.dsn, max_size=2)
         self.dlq_topic = settings.kafka.topic(topics.DLQ)
+        vision = settings.vision
+        self.window = clips.ClipWindow(
+            timedelta(seconds=vision.clip_before_s), timedelta(seconds=vision.clip_after_s)
+        )
+        self.retention = timedelta(days=vision.evidence_retention_days)
         self.saved = 0
+        self.clips_built = 0
 
     async def start(self) -> None:
         await self.producer.start()
         await self.frames.start()
+        await self.clip_frames.start()
         await self.incidents.start()
 
     async def stop(self) -> None:
         await self.incidents.stop()
+        await self.clip_frames.stop()
         await self.frames.stop()
         await self.producer.stop()
         await self.store.close()
 
     async def run(self, stop: asyncio.Event) -> None:
+        await asyncio.gather(self.read_candidates(stop), self.build_clips(stop))
+
+    async def read_candidates(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             batches = await self.incidents.getmany(timeout_ms=500, max_records=100)
             for records in batches.values():
@@ -175,8 +190,8 @@ class EvidenceWriter:
         await self.save(incident, evidence)
 
     async def save(self, incident: Incident, evidence: CameraEvidence) -> None:
-        jpeg = await self.frame(evidence.frame)
-        if jpeg is None:
+        record = await self.frame(evidence.frame)
+        if record is None:
             log.warning(
                 "incident %s: frame %s@%s is no longer in Kafka; no snapshot",
                 incident.id,
@@ -184,7 +199,8 @@ class EvidenceWriter:
                 evidence.frame.offset,
             )
             return
-        annotated = await asyncio.to_thread(annotate, jpeg, evidence.boxes, incident.title)
+        await self.request_clip(incident, record)
+        annotated = await asyncio.to_thread(annotate, record.value, evidence.boxes, incident.title)
         if annotated is None:
             log.warning("incident %s: its frame does not decode; no snapshot", incident.id)
             return
@@ -209,8 +225,70 @@ class EvidenceWriter:
             self.saved += 1
             log.info("incident %s: snapshot %s", incident.id, path)
 
-    async def frame(self, ref: FrameRef) -> bytes | None:
-        """The frame's JPEG bytes from its topic, or None once retention has removed it."""
+    async def request_clip(self, incident: Incident, record: Any) -> None:
+        """The clip around the first frame read for this incident (later ones change nothing)."""
+        anchor_time = clips.frame_time(record) or incident.event_time
+        request = self.window.request(
+            incident.id, incident.source_key, record.partition, record.timestamp, anchor_time
+        )
+        async with self.store.connection() as conn:
+            await clips.request_clip(conn, request)
+
+    async def build_clips(self, stop: asyncio.Event) -> None:
+        """Build each clip once its window has passed; expire old evidence now and then."""
+        expired_at = 0.0
+        while not stop.is_set():
+            if time.monotonic() - expired_at >= RETENTION_EVERY_S:
+                failure = await retried(self.expire, "evidence retention")
+                if failure is not None:
+                    log.error("evidence retention failed", exc_info=failure)
+                expired_at = time.monotonic()
+            request = await self.claim_clip()
+            if request is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), CLIP_POLL_S)
+                continue
+            failure = await retried(partial(self.build_clip, request), "clip")
+            if failure is not None:
+                log.error("incident %s: no clip", request.incident_id, exc_info=failure)
+                reason = f"{type(failure).__name__}: {failure}"
+                async with self.store.connection() as conn:
+                    await clips.finish_clip(conn, request.incident_id, [], None, reason)
+
+    async def claim_clip(self) -> clips.ClipRequest | None:
+        """The next clip due, or None (also while the database is away: the loop waits)."""
+        try:
+            async with self.store.connection() as conn:
+                return await clips.claim_due_clip(conn)
+        except Exception as error:
+            if not is_outage(error):
+                raise
+            log.warning("no clips while the database is away: %s", error)
+            return None
+
+    async def build_clip(self, request: clips.ClipRequest) -> None:
+        topic = self.settings.kafka.topic(topics.CAMERA_FRAMES)
+        frames = await clips.read_window(self.clip_frames, topic, self.window, request)
+        path = self.directory / request.camera_id / f"{request.incident_id}.mp4"
+        written = await asyncio.to_thread(clips.encode_mp4, frames, path) if frames else 0
+        async with self.store.connection() as conn:
+            await clips.finish_clip(conn, request.incident_id, frames, path if written else None)
+        if written:
+            self.clips_built += 1
+            log.info("incident %s: clip %s (%d frames)", request.incident_id, path, written)
+        else:
+            log.warning("incident %s: no frames of its window left on Kafka", request.incident_id)
+
+    async def expire(self) -> None:
+        async with self.store.connection() as conn:
+            paths = await clips.expire_evidence(conn, self.retention)
+        for path in paths:
+            path.unlink(missing_ok=True)
+        if paths:
+            log.info("evidence retention: %d files deleted", len(paths))
+
+    async def frame(self, ref: FrameRef) -> Any | None:
+        """The frame's record from its topic, or None once retention has removed it."""
         partition = TopicPartition(self.settings.kafka.topic(topics.CAMERA_FRAMES), ref.partition)
         self.frames.assign([partition])
         self.frames.seek(partition, ref.offset)
@@ -219,5 +297,15 @@ class EvidenceWriter:
         )
         for record in batches.get(partition, []):
             if record.offset == ref.offset:
-                return record.value
+                return record
         return None
+
+
+def frames_reader(settings: Settings, client_id: str) -> Any:
+    """A consumer that reads frames where it is told (no group, nothing committed)."""
+    return aio_consumer(
+        settings.kafka,
+        client_id=client_id,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=MAX_MESSAGE_BYTES + 64 * 1024,
+    )

@@ -15,7 +15,7 @@ import pytest
 
 from ioc.alerts.channels import GrafanaAnnotationChannel, WebhookChannel, channels_from_settings
 from ioc.config import Settings
-from ioc.models import FusedIncident, Notification
+from ioc.models import FusedIncident, IncidentKind, Member, Notification
 from ioc.store.writer import Store
 
 WHEN = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
@@ -147,7 +147,7 @@ def test_a_webhook_page_sent_twice_carries_one_idempotency_key() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/pages"
-    channel = WebhookChannel(url, timeout_s=5, retries=2, wall_url="http://wall")
+    channel = WebhookChannel(url, timeout_s=5, retries=2, wall_url="http://wall", api_url=None)
 
     async def main() -> None:
         try:
@@ -164,3 +164,56 @@ def test_a_webhook_page_sent_twice_carries_one_idempotency_key() -> None:
     (first, retry, resolved) = received
     assert first == retry and first[0] == first[1]
     assert resolved[0] != first[0]
+
+
+def test_a_camera_incident_page_links_its_snapshot_and_clip_and_others_link_none() -> None:
+    pages: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            pages.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/pages"
+    camera = Member(
+        id="inc-cam",
+        source="vision",
+        source_key="cam-tn-cho-thai",
+        kind="fire",
+        severity="urgent",
+        status="open",
+        event_time=WHEN,
+        title="Cháy",
+    )
+    fire = INCIDENT.model_copy(
+        update={"id": "inc-cam", "kind": IncidentKind.FIRE, "members": [camera]}
+    )
+
+    async def main(api_url: str | None) -> None:
+        channel = WebhookChannel(url, 5, 0, wall_url="http://wall", api_url=api_url)
+        try:
+            await channel.deliver(fire, Notification.FIRING)
+            await channel.deliver(INCIDENT, Notification.FIRING)
+        finally:
+            await channel.close()
+
+    try:
+        asyncio.run(main("https://ioc.example/"))
+        asyncio.run(main(None))
+    finally:
+        server.shutdown()
+    assert [page["evidence"] for page in pages] == [
+        {
+            "snapshot_url": "https://ioc.example/api/v1/incidents/inc-cam/snapshot",
+            "clip_url": "https://ioc.example/api/v1/incidents/inc-cam/clip",
+        },
+        {},  # no camera saw the water level
+        {},  # the API's address is not configured
+        {},
+    ]
