@@ -111,9 +111,11 @@ def show_command(
         }
         print(json.dumps(body, ensure_ascii=False))
         return
+    ended = f" as {incident.resolution}" if incident.resolution else ""
     console.print(
         f"[{STYLES[incident.severity]}]{incident.severity.upper()}[/] [bold]{incident.title}[/]\n"
-        f"{incident.id} · {incident.kind} · {incident.status} (episode {incident.episode}) · "
+        f"{incident.id} · {incident.kind} · {incident.status}{ended} "
+        f"(episode {incident.episode}) · "
         f"{incident.sources} source type(s), {incident.reports} citizen report(s) · "
         f"{incident.district or '–'} · scope {incident.scope}"
     )
@@ -196,6 +198,17 @@ def resolve_command(
 ) -> None:
     """Resolve: staff are done with it (new evidence reopens it)."""
     _act(incident_id, "resolve", by, reason)
+
+
+@incidents_app.command("false-alarm")
+def false_alarm_command(
+    incident_id: Annotated[str, typer.Argument(help="The incident's id.")],
+    by: ByOption = None,
+    reason: ReasonOption = None,
+) -> None:
+    """Báo nhầm: nothing was there. Resolves it (or relabels one that cleared by itself); the
+    cameras wall counts it against its camera and rule, and `ioc replay labels` exports it."""
+    _act(incident_id, "false_alarm", by, reason)
 
 
 @incidents_app.command("reopen")

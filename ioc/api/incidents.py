@@ -29,7 +29,13 @@ log = logging.getLogger(__name__)
 
 INCIDENTS_PREFIX = API_PATH
 MAX_REASON = 1000
-ACTIONS = {"ack": "ack", "acknowledge": "ack", "resolve": "resolve", "reopen": "reopen"}
+ACTIONS = {
+    "ack": "ack",
+    "acknowledge": "ack",
+    "resolve": "resolve",
+    "false-alarm": "false_alarm",
+    "reopen": "reopen",
+}
 
 router = APIRouter()
 
@@ -96,11 +102,12 @@ async def get_incident(incident_id: str, request: Request) -> JSONResponse:
 
 @router.post("/{incident_id}/{action}", responses={400: {}, 401: {}, 404: {}, 409: {}, 503: {}})
 async def act(incident_id: str, action: str, request: Request) -> JSONResponse:
-    """`ack`, `resolve` or `reopen`, with an optional JSON body `{"reason": "..."}`."""
+    """`ack`, `resolve`, `false-alarm` (Báo nhầm: resolved as nothing there) or `reopen`, with an
+    optional JSON body `{"reason": "..."}`."""
     runtime = runtime_of(request)
     staff = staff_of(request)
     if action not in ACTIONS:
-        raise ApiError(404, f"action: one of {', '.join(sorted(set(ACTIONS.values())))}")
+        raise ApiError(404, f"action: one of {', '.join(sorted(ACTIONS))}")
     reason = _reason(await read_body(request, runtime.settings.hotline.max_body_bytes))
     try:
         incident = await staff_actions(runtime).change_incident(

@@ -617,6 +617,27 @@ LIMIT 100""",
             ("event_time", "kind", "severity", "status", "camera_id", "title", "score", "snapshot"),
             width=24,
         ),
+        table(
+            "Độ chính xác theo camera và quy tắc",
+            """
+SELECT camera_id, rule, precision, confirmed, false_alarms, unjudged, last_seen
+FROM camera_rule_precision
+ORDER BY precision NULLS LAST, false_alarms DESC, camera_id, rule""",
+            "Each camera rule on each camera, judged by staff: incidents resolved as handled "
+            "(confirmed) or as a false alarm (Báo nhầm), and those that cleared unjudged. "
+            "Precision = confirmed / judged; the worst first. All time, not the time range: "
+            "a rule's record is its whole history.",
+            (
+                "camera_id",
+                "rule",
+                "precision",
+                "confirmed",
+                "false_alarms",
+                "unjudged",
+                "last_seen",
+            ),
+            width=24,
+        ),
         series(
             "Độ trễ camera → cảnh báo",
             """
@@ -638,7 +659,8 @@ ORDER BY 1""",
         "ioc-cameras-ai",
         "Camera và AI",
         "Cameras and AI wall: detections per minute per camera, incidents by kind, worker "
-        "throughput and drops, camera health, evidence snapshots and latency.",
+        "throughput and drops, camera health, evidence snapshots, precision per camera and rule "
+        "and latency.",
         panels,
         tags=("vision",),
     )

@@ -19,7 +19,15 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from ioc.incidents.composition import Composition
-from ioc.models import FusedIncident, FusedStatus, Incident, IncidentSource, Member, Severity
+from ioc.models import (
+    FusedIncident,
+    FusedStatus,
+    Incident,
+    IncidentSource,
+    Member,
+    Resolution,
+    Severity,
+)
 from ioc.models.base import utc_now
 from ioc.models.incidents import IncidentStatus
 
@@ -52,6 +60,7 @@ COLUMNS = (
     "acknowledged_at",
     "resolved_by",
     "resolved_at",
+    "resolution",
     "escalated_at",
     "merged_into",
 )
@@ -111,6 +120,7 @@ def _reopened(now: datetime) -> dict[str, Any]:
         "acknowledged_at": None,
         "resolved_by": None,
         "resolved_at": None,
+        "resolution": None,
         "escalated_at": None,
     }
 
@@ -183,6 +193,7 @@ def folded(
             acknowledged_at=first_ack.acknowledged_at if acknowledged and first_ack else None,
             resolved_by=SYSTEM if status == FusedStatus.RESOLVED else None,
             resolved_at=now if status == FusedStatus.RESOLVED else None,
+            resolution=Resolution.CLEARED if status == FusedStatus.RESOLVED else None,
             **(derived | _place(place, base)),
         )
 
@@ -255,7 +266,9 @@ async def _locked(cur: Any, incident_id: str) -> FusedIncident:
 async def change_status(
     conn: AsyncConnection, incident_id: str, action: str, actor: str, reason: str | None
 ) -> FusedIncident:
-    """`ack`, `resolve` or `reopen` by a staff member; the new version."""
+    """`ack`, `resolve`, `false_alarm` or `reopen` by a staff member; the new version. A false
+    alarm resolves an active incident, or relabels one that cleared by itself (staff review
+    after the fact): its rules are judged by it."""
     now = utc_now()
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         current = await _locked(cur, incident_id)
@@ -281,6 +294,21 @@ async def change_status(
                 "status": FusedStatus.RESOLVED,
                 "resolved_by": actor,
                 "resolved_at": now,
+                "resolution": Resolution.HANDLED,
+            }
+        elif action == "false_alarm":
+            if current.resolution == Resolution.FALSE_ALARM:
+                raise IncidentTransitionError(f"{incident_id} is already a false alarm")
+            if current.status == FusedStatus.RESOLVED and current.resolution != Resolution.CLEARED:
+                raise IncidentTransitionError(
+                    f"{incident_id} was resolved as {current.resolution}: reopen it first"
+                )
+            changes = {
+                "change": "false_alarm",
+                "status": FusedStatus.RESOLVED,
+                "resolved_by": actor,
+                "resolved_at": now,
+                "resolution": Resolution.FALSE_ALARM,
             }
         elif action == "reopen":
             if current.status != FusedStatus.RESOLVED:
@@ -289,7 +317,9 @@ async def change_status(
                 )
             changes = {"change": "reopened", "episode": current.episode + 1} | _reopened(now)
         else:
-            raise IncidentTransitionError(f"unknown action {action!r} (ack, resolve, reopen)")
+            raise IncidentTransitionError(
+                f"unknown action {action!r} (ack, resolve, false_alarm, reopen)"
+            )
         changes |= {"status_since": now, "actor": actor, "reason": reason}
         updated = _next(current, **changes, ingested_at_ms=int(now.timestamp() * 1000))
         await save(cur, updated)
@@ -322,6 +352,7 @@ async def auto_resolve(conn: AsyncConnection, hold: timedelta) -> list[FusedInci
                 status_since=now,
                 resolved_by=SYSTEM,
                 resolved_at=now,
+                resolution=Resolution.CLEARED,
                 actor=SYSTEM,
                 reason=f"every source cleared for {hold.total_seconds():.0f} s",
                 ingested_at_ms=int(now.timestamp() * 1000),

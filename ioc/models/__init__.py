@@ -18,6 +18,7 @@ from ioc.models.incidents import (
     IncidentSource,
     Member,
     Notification,
+    Resolution,
     Severity,
 )
 from ioc.models.registry import SensorRegistry, SensorSpec, load_sensor_registry
@@ -36,6 +37,7 @@ __all__ = [
     "IncidentSource",
     "Member",
     "Notification",
+    "Resolution",
     "SensorEvent",
     "SensorRegistry",
     "SensorSpec",

@@ -93,6 +93,14 @@ class FusedStatus(StrEnum):
         return self in (FusedStatus.OPEN, FusedStatus.ACKNOWLEDGED)
 
 
+class Resolution(StrEnum):
+    """How a resolved incident ended: the label that camera and sensor rules are judged by."""
+
+    HANDLED = "handled"  # staff dealt with it: it was real
+    FALSE_ALARM = "false_alarm"  # staff judged that nothing was there (Báo nhầm)
+    CLEARED = "cleared"  # every source cleared by itself; nobody judged it
+
+
 class Member(WireModel):
     """One candidate inside a fused incident, as fusion last saw it."""
 
@@ -138,6 +146,7 @@ class FusedIncident(WireModel):
     acknowledged_at: AwareDatetime | None = None
     resolved_by: str | None = None
     resolved_at: AwareDatetime | None = None
+    resolution: Resolution | None = Field(None, description="How it ended, once resolved.")
     escalated_at: AwareDatetime | None = None
     merged_into: str | None = None
 

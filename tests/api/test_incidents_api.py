@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -107,6 +108,40 @@ def test_staff_acknowledge_and_resolve_and_the_history_says_who(
     assert incident_id not in {incident["id"] for incident in still_open}
 
 
+def test_a_false_alarm_is_a_typed_resolution_that_the_camera_rule_is_judged_by(
+    client: TestClient, incident_id: str, db: Any
+) -> None:
+    lan = {"X-API-Key": "k-lan"}
+    camera = client.get(f"/api/v1/incidents/{incident_id}", headers=lan).json()["members"][0]
+
+    def record() -> tuple[int, int, int, Any] | None:
+        return db.execute(
+            "SELECT confirmed, false_alarms, unjudged, precision FROM camera_rule_precision"
+            " WHERE camera_id = %s AND rule = 'fire'",
+            (camera["source_key"],),
+        ).fetchone()
+
+    assert record() == (0, 0, 1, None)
+    false = client.post(
+        f"/api/v1/incidents/{incident_id}/false-alarm", headers=lan, json={"reason": "đèn xe"}
+    )
+    assert false.status_code == 200, false.text
+    assert (false.json()["status"], false.json()["resolution"]) == ("resolved", "false_alarm")
+    assert record() == (0, 1, 0, 0)
+    twice = client.post(f"/api/v1/incidents/{incident_id}/false-alarm", headers=lan)
+    assert twice.status_code == 409 and "already a false alarm" in twice.text
+
+    reopened = client.post(f"/api/v1/incidents/{incident_id}/reopen", headers=lan)
+    assert reopened.json()["resolution"] is None
+    handled = client.post(f"/api/v1/incidents/{incident_id}/resolve", headers=lan)
+    assert handled.json()["resolution"] == "handled"
+    assert record() == (1, 0, 0, 1)
+    relabel = client.post(f"/api/v1/incidents/{incident_id}/false-alarm", headers=lan)
+    assert relabel.status_code == 409 and "reopen it first" in relabel.text
+    history = client.get(f"/api/v1/incidents/{incident_id}", headers=lan).json()["history"]
+    assert [h["change"] for h in history][-3:] == ["false_alarm", "reopened", "resolved"]
+
+
 def test_bad_requests_get_the_reason(client: TestClient, incident_id: str) -> None:
     lan = {"X-API-Key": "k-lan"}
     unknown = client.get("/api/v1/incidents/inc-nope", headers=lan)
@@ -142,3 +177,7 @@ def test_the_command_line_does_the_same(incident_id: str) -> None:
     table = ioc("list", "--status", "acknowledged", "--limit", "1000")
     assert table.returncode == 0 and incident_id in table.stdout
     assert ioc("show", "inc-nope").returncode == 1
+    false = ioc("false-alarm", incident_id, "--by", "hoa.le", "--reason", "khói bếp")
+    assert false.returncode == 0, false.stderr
+    shown = json.loads(ioc("show", incident_id, "--json").stdout)
+    assert (shown["resolution"], shown["resolved_by"]) == ("false_alarm", "hoa.le")
