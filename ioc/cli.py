@@ -6,7 +6,7 @@ import json
 import logging
 import signal
 import sys
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
@@ -353,12 +353,25 @@ def record_command(
             "ioc.hotline.tickets, ioc.sensor.events).",
         ),
     ] = None,
+    labels: Annotated[
+        bool,
+        typer.Option(
+            "--labels",
+            help="Record the labelled set instead: the detections of every camera incident "
+            "staff resolved in [--from, --to) as handled or false alarm, each camera within "
+            "--margin of its incident's start, and labels.json; `ioc replay --compare` scores "
+            "rule sets on it.",
+        ),
+    ] = False,
+    margin: Annotated[
+        float,
+        typer.Option(min=1, help="With --labels: seconds recorded before and after each start."),
+    ] = 120.0,
 ) -> None:
     """Export the messages of Kafka topics whose timestamp lies in [--from, --to) to a portable
     recording: manifest.json (written last), topics/<topic>/<partition>.jsonl.gz and camera
     frames as .jpg files, verified when it is replayed. Exits 1 on a bad time or topic."""
     import time
-    from datetime import datetime
 
     from aiokafka.errors import KafkaError
     from rich.filesize import decimal
@@ -382,6 +395,11 @@ def record_command(
         _fail(error)
     if start >= end:
         _fail(ValueError(f"--from {from_} is not before --to {to}"))
+    if labels:
+        if topics:
+            _fail(ValueError("--labels records the detections topic; leave out --topics"))
+        _record_labels(settings, start, end, out, margin)
+        return
     began = time.monotonic()
     try:
         with Progress(
@@ -446,6 +464,35 @@ def record_command(
     console.print(table)
     rate = manifest.count / max(time.monotonic() - began, 1e-3)
     console.print(f"[green]✓[/] {manifest.count:,} messages recorded ({rate:,.0f} msg/s)")
+
+
+def _record_labels(
+    settings: Settings, start: datetime, end: datetime, out: Path, margin: float
+) -> None:
+    import psycopg
+    from aiokafka.errors import KafkaError
+    from rich.table import Table
+
+    from ioc.replay.labels import labelled_set
+    from ioc.replay.recording import RecordingError
+
+    try:
+        with console.status("recording the judged camera incidents' detections…"):
+            found, kept = run_async(
+                labelled_set(settings, start, end, out, timedelta(seconds=margin))
+            )
+    except (RecordingError, KafkaError, OSError, psycopg.Error) as error:
+        _fail(error)
+    table = Table("incident", "camera", "rule", "staff said", "window (UTC)", title=str(out))
+    for label in found:
+        window = f"{label.start:%Y-%m-%d %H:%M:%S} → {label.end:%H:%M:%S}"
+        table.add_row(label.incident_id, label.camera_id, label.rule, label.resolution, window)
+    console.print(table)
+    false = sum(label.resolution == "false_alarm" for label in found)
+    console.print(
+        f"[green]✓[/] {len(found)} labels ({false} false alarms, {len(found) - false} confirmed),"
+        f" {kept:,} detections recorded"
+    )
 
 
 @app.command("demo")

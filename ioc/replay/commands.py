@@ -24,10 +24,11 @@ from rich.text import Text
 
 from ioc.config import Settings
 from ioc.replay.compare import OutcomeDiff, diff_outcomes
+from ioc.replay.labels import read_labels, score
 from ioc.replay.record import record
 from ioc.replay.recording import Recording, open_recording
 from ioc.replay.replay import INPUT_TOPICS, Pace, Replayer, ReplayResult, replayable
-from ioc.replay.report import render_diff, render_result
+from ioc.replay.report import render_diff, render_result, render_scores
 from ioc.replay.sandbox import RulesFile, Sandbox
 from ioc.runtime import run_async
 
@@ -99,7 +100,8 @@ def compare(
     pace: Pace,
     console: Console,
 ) -> OutcomeDiff:
-    """The recording under rules A then rules B, each in its own sandbox; their incident diff."""
+    """The recording under rules A then rules B, each in its own sandbox; their incident diff,
+    and on a labelled set (`ioc record --labels`) how each fares on staff's judgements."""
     results = []
     for suffix, path in zip(("a", "b"), rules, strict=True):
         sandbox = Sandbox(f"{sandbox_name}-{suffix}")
@@ -112,4 +114,7 @@ def compare(
     assert a is not None and b is not None
     found = diff_outcomes(a, b)
     render_diff(found, str(rules[0]), str(rules[1]), console)
+    labels = read_labels(recording.path)
+    if labels:
+        render_scores(score(labels, a), score(labels, b), console)
     return found

@@ -67,13 +67,15 @@ async def record(
     end: datetime,
     out: Path,
     on_progress: Callable[[int], None] | None = None,
+    keep: Callable[[RecordedMessage], bool] | None = None,
 ) -> Manifest:
     """Write every message of `topics` with a timestamp in [start, end) to the recording `out`.
 
     No consumer group: each partition is assigned, read from the first offset at/after `start`
     (`offsets_for_times`) up to the first offset at/after `end` plus `OUT_OF_ORDER_MS` (or the
     end of the partition when there is none), and messages whose timestamp lies outside the
-    window are skipped (CreateTime need not follow the offsets)."""
+    window are skipped (CreateTime need not follow the offsets), and so are those `keep`
+    refuses, when given."""
     if start.tzinfo is None or end.tzinfo is None:
         raise RecordingError("--from and --to need a time zone")
     if start >= end:
@@ -127,18 +129,19 @@ async def record(
                 for message in records:
                     if message.offset >= stop:
                         break
-                    if start_ms <= message.timestamp < end_ms:
-                        writer.add(
-                            RecordedMessage(
-                                topic=tp.topic,
-                                partition=tp.partition,
-                                offset=message.offset,
-                                timestamp_ms=message.timestamp,
-                                key=message.key,
-                                value=message.value,
-                                headers=tuple(message.headers),
-                            )
-                        )
+                    if not start_ms <= message.timestamp < end_ms:
+                        continue
+                    recorded = RecordedMessage(
+                        topic=tp.topic,
+                        partition=tp.partition,
+                        offset=message.offset,
+                        timestamp_ms=message.timestamp,
+                        key=message.key,
+                        value=message.value,
+                        headers=tuple(message.headers),
+                    )
+                    if keep is None or keep(recorded):
+                        writer.add(recorded)
                         written += 1
             for tp in list(stops):
                 # The position passes compacted gaps and transaction markers too.

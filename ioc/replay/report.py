@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ioc.models.base import VIETNAM_TIME
 from ioc.replay.compare import Diff, OutcomeDiff, View
+from ioc.replay.labels import LabelScore
 from ioc.replay.replay import ReplayResult
 
 
@@ -111,3 +112,27 @@ def render_diff(found: OutcomeDiff, a_label: str, b_label: str, console: Console
     _render("Incidents (what staff act on)", found.incidents, console)
     if found.empty:
         console.print("[green]no difference in incidents[/]")
+
+
+def render_scores(a: LabelScore, b: LabelScore, console: Console) -> None:
+    """Each rule set on the labelled set: false alarms it raises again, real ones it misses."""
+    table = Table("", "A", "B", title="Labelled set (staff's judgements)")
+
+    def share(part: int, whole: int) -> str:
+        return f"{part}/{whole}"
+
+    def precision(found: LabelScore) -> str:
+        return "–" if found.precision is None else f"{found.precision:.2f}"
+
+    table.add_row(
+        "false alarms raised again",
+        share(a.false_alarms_raised, a.false_alarms),
+        share(b.false_alarms_raised, b.false_alarms),
+    )
+    table.add_row(
+        "confirmed incidents raised",
+        share(a.confirmed_raised, a.confirmed),
+        share(b.confirmed_raised, b.confirmed),
+    )
+    table.add_row("precision on the labels", precision(a), precision(b))
+    console.print(table)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from pydantic import ValidationError
 
+from ioc.models.base import from_epoch_ms
 from ioc.models.events import FrameHeaders
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class ClipWindow:
         anchor_ms: int,
         anchor_time: datetime,
     ) -> ClipRequest:
-        due = datetime_of_ms(anchor_ms) + self.after + CAPTURE_SLACK
+        due = from_epoch_ms(anchor_ms) + self.after + CAPTURE_SLACK
         return ClipRequest(incident_id, camera_id, partition, anchor_ms, anchor_time, due)
 
     def covers(self, request: ClipRequest, event_time: datetime) -> bool:
@@ -120,8 +121,8 @@ async def finish_clip(
 ) -> None:
     """Record the built clip, or why there is none (`failed` with a reason, `empty`)."""
     status = "ready" if path else "failed" if reason else "empty"
-    first = datetime_of_ms(frames[0].event_ms) if frames else None
-    last = datetime_of_ms(frames[-1].event_ms) if frames else None
+    first = from_epoch_ms(frames[0].event_ms) if frames else None
+    last = from_epoch_ms(frames[-1].event_ms) if frames else None
     await conn.execute(
         "UPDATE incident_clips SET status = %s, path = %s, frames = %s, first_frame_at = %s,"
         " last_frame_at = %s, reason = %s, saved_at = now() WHERE incident_id = %s",
@@ -148,10 +149,6 @@ async def expire_evidence(conn: AsyncConnection, retention: timedelta) -> list[P
         )
         paths += [row[0] for row in await cur.fetchall() if row[0]]
     return [Path(path) for path in paths]
-
-
-def datetime_of_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 async def read_window(

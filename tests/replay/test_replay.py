@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ from ioc.incidents.fusion import fuse
 from ioc.models import Incident, IncidentKind, IncidentSource, Severity
 from ioc.models.base import deterministic_id
 from ioc.models.incidents import IncidentStatus
+from ioc.replay.labels import LABELS_FILE, Label
 from ioc.replay.mix import detector_for, write_demo_mix
 from ioc.replay.recording import Recording, open_recording
 from ioc.replay.replay import Outcome, Pace, Replayer, read_outcome
@@ -212,13 +214,24 @@ def test_the_outcome_does_not_depend_on_the_order_fusion_saw_the_candidates(
     assert (incident.sources, incident.reports, incident.status) == (3, 2, "open")
 
 
-def test_compare_prints_the_incident_diff(
-    live_stack: Settings, recording: Recording, rules_files: tuple[Path, Path]
+def test_compare_prints_the_incident_diff_and_the_score_on_staff_labels(
+    live_stack: Settings, recording: Recording, rules_files: tuple[Path, Path], tmp_path: Path
 ) -> None:
+    """The recording made a labelled set: staff called the market camera's fire a false alarm
+    and confirmed a wrong-way driver there that no rule raises."""
     a, b = rules_files
+    labelled = tmp_path / "labelled"
+    shutil.copytree(recording.path, labelled)
+    end = START + timedelta(seconds=RECORDED_S)
+    labels = [
+        Label("inc-1", "cam-tn-cho-thai", "fire", "false_alarm", START, end),
+        Label("inc-2", "cam-tn-cho-thai", "wrong_way", "handled", START, end),
+    ]
+    document = {"labels": [vars(entry) for entry in labels]}
+    (labelled / LABELS_FILE).write_text(json.dumps(document, default=str))
     run = subprocess.run(
         [
-            *(sys.executable, "-m", "ioc", "replay", str(recording.path), "--max"),
+            *(sys.executable, "-m", "ioc", "replay", str(labelled), "--max"),
             *("--sandbox", "rules", "--compare", str(a), str(b)),
         ],
         capture_output=True,
@@ -236,6 +249,10 @@ def test_compare_prints_the_incident_diff(
     # Staff would see the flood it joined stay local: one candidate fewer than district-wide.
     changed = out[out.index("Incidents (what staff act on): changed") :]
     assert "flood" in changed and "scope district → local" in changed, out
+    # The sensor change leaves the cameras alone: both keep the false alarm, both miss the other.
+    assert re.search(r"false alarms raised again\W+1/1\W+1/1", out), out
+    assert re.search(r"confirmed incidents raised\W+0/1\W+0/1", out), out
+    assert re.search(r"precision on the labels\W+0\.00\W+0\.00", out), out
 
 
 def test_an_edited_recording_is_refused_before_anything_runs(

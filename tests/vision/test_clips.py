@@ -104,6 +104,7 @@ def run_writer(settings: Settings, until: Callable[[], Any], timeout: float = 90
     return asyncio.run(main())
 
 
+@pytest.mark.integration
 def test_a_camera_incident_gets_a_clip_of_its_window_served_to_staff_then_expired(
     live_stack: Settings, samples_dir: Path, db: Any, tmp_path: Path
 ) -> None:
@@ -193,6 +194,7 @@ def test_a_camera_incident_gets_a_clip_of_its_window_served_to_staff_then_expire
     ).fetchone() == (0,)
 
 
+@pytest.mark.integration
 def test_a_clip_whose_frames_are_gone_is_recorded_empty(
     live_stack: Settings, db: Any, tmp_path: Path
 ) -> None:
