@@ -34,10 +34,20 @@ class FusionGroup(BaseModel):
         "once is an area's outage, not one device's fault.",
     )
 
+    raise_near: list[IncidentKind] = Field(
+        default_factory=list,
+        description="A candidate of these kinds within `raise_near_m` and the group's window of "
+        "a member raises the severity one step: a camera lost next to a fire is evidence lost.",
+    )
+    raise_near_m: float = Field(1000.0, gt=0)
+
     @model_validator(mode="after")
     def _primary_in_kinds(self) -> FusionGroup:
         if self.primary not in self.kinds:
             raise ValueError(f"primary {self.primary} is not one of the group's kinds")
+        own = sorted(set(self.raise_near) & set(self.kinds))
+        if own:
+            raise ValueError(f"raise_near names the group's own kinds: {', '.join(own)}")
         return self
 
 
@@ -83,8 +93,10 @@ def earliest(members: list[Member]) -> Member:
     return min(members, key=lambda m: (m.event_time, m.id))
 
 
-def compose(members: list[Member], group: FusionGroup | None) -> Composition:
-    """The incident's kind, severity, title and counts: a function of the member set only."""
+def compose(members: list[Member], group: FusionGroup | None, near: bool = False) -> Composition:
+    """The incident's kind, severity, title and counts: a function of the member set, and of
+    whether a candidate of the group's `raise_near` kinds is near them (`near`; fusion asks the
+    database, from both sides, so that the order of arrival does not matter)."""
     head = earliest(members)
     primary = [m for m in members if group is not None and m.kind == group.primary]
     named = earliest(primary) if primary else head
@@ -93,13 +105,14 @@ def compose(members: list[Member], group: FusionGroup | None) -> Composition:
     base = min((m.severity for m in members), key=lambda s: s.rank)
     steps = (sources - 1) * (group.raise_per_source if group else 0)
     together = group is not None and devices >= (group.raise_at_devices or devices + 1)
-    severity = list(Severity)[max(0, base.rank - steps - int(together))]
+    severity = list(Severity)[max(0, base.rank - steps - int(together) - int(near))]
     wide_at = group.district_wide_members if group is not None else None
+    notes = [f"{devices} thiết bị cùng lúc"] * together + ["gần sự cố đang xảy ra"] * near
     return Composition(
         head=head,
         kind=named.kind,
         severity=severity,
-        title=f"{devices} thiết bị cùng lúc · {named.title}" if together else named.title,
+        title=" · ".join([*notes, named.title]),
         sources=sources,
         reports=sum(m.reports for m in members if m.source == IncidentSource.HOTLINE),
         scope="district" if wide_at is not None and len(members) >= wide_at else "local",

@@ -15,7 +15,7 @@ never overwrite one another's changes.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -23,7 +23,7 @@ from psycopg.rows import dict_row
 
 from ioc.incidents import lifecycle
 from ioc.incidents.composition import FusionGroup, FusionRules, compose
-from ioc.incidents.rows import DISTANCE_M, incident_from_row
+from ioc.incidents.rows import DISTANCE_M, distance_sql, incident_from_row
 from ioc.models import FusedIncident, Incident, Member
 from ioc.models.base import epoch_ms, utc_now
 from ioc.models.incidents import IncidentSource, IncidentStatus
@@ -115,6 +115,76 @@ async def _matching_fused_ids(cur: Any, candidate: Incident, group: FusionGroup 
     return {row["fused_id"] for row in await cur.fetchall()}
 
 
+async def _near(cur: Any, rows: list[dict[str, Any]], group: FusionGroup | None) -> bool:
+    """Whether a candidate of the group's `raise_near` kinds lies within `raise_near_m` and the
+    group's window of one of these candidates."""
+    placed = [row for row in rows if row["lat"] is not None and row["lon"] is not None]
+    if group is None or not group.raise_near or not placed:
+        return False
+    await cur.execute(
+        "SELECT EXISTS (SELECT 1 FROM unnest(%(lats)s::float8[], %(lons)s::float8[],"
+        " %(times)s::timestamptz[]) AS p (lat, lon, at) JOIN incidents AS i"
+        " ON i.kind = ANY(%(kinds)s) AND i.lat IS NOT NULL"
+        " AND i.event_time BETWEEN p.at - %(window)s AND p.at + %(window)s"
+        f" WHERE {distance_sql('p.lat', 'p.lon', 'i')} <= %(radius)s) AS near",
+        {
+            "lats": [row["lat"] for row in placed],
+            "lons": [row["lon"] for row in placed],
+            "times": [row["event_time"] for row in placed],
+            "kinds": [str(kind) for kind in group.raise_near],
+            "window": timedelta(minutes=group.window_minutes),
+            "radius": group.raise_near_m,
+        },
+    )
+    found = await cur.fetchone()
+    return bool(found["near"])
+
+
+async def _raised_nearby(
+    cur: Any, candidate: Incident, rules: FusionRules, now: datetime
+) -> list[FusedIncident]:
+    """The incidents of groups that this candidate's kind raises (`raise_near`), recomposed:
+    the other side of `_near`, so a camera lost before the fire it watched is raised too."""
+    if candidate.lat is None or candidate.lon is None:
+        return []
+    changed = []
+    for group in rules.groups.values():
+        if candidate.kind not in group.raise_near:
+            continue
+        window = timedelta(minutes=group.window_minutes)
+        await cur.execute(
+            "SELECT DISTINCT fused_id FROM incidents WHERE fused_id IS NOT NULL"
+            " AND kind = ANY(%(kinds)s) AND event_time BETWEEN %(since)s AND %(until)s"
+            f" AND lat IS NOT NULL AND {DISTANCE_M} <= %(radius)s ORDER BY fused_id",
+            {
+                "kinds": [str(kind) for kind in group.kinds],
+                "since": candidate.event_time - window,
+                "until": candidate.event_time + window,
+                "lat": candidate.lat,
+                "lon": candidate.lon,
+                "radius": group.raise_near_m,
+            },
+        )
+        for found in await cur.fetchall():
+            await cur.execute(
+                "SELECT * FROM fused_incidents WHERE id = %s AND status <> 'merged' FOR UPDATE",
+                (found["fused_id"],),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                continue
+            current = lifecycle.fused_from_row(row)
+            await cur.execute("SELECT * FROM incidents WHERE fused_id = %s", (current.id,))
+            near = await _near(cur, await cur.fetchall(), group)
+            composition = compose(current.members, group, near)
+            reason = f"{candidate.kind} {candidate.source_key} gần đó"
+            state = lifecycle.recomposed(current, composition, reason, now)
+            if state is not None:
+                await lifecycle.save(cur, state)
+                changed.append(state)
+    return changed
+
+
 async def fuse(
     conn: AsyncConnection, candidate: Incident, rules: FusionRules, region: str
 ) -> list[FusedIncident]:
@@ -152,7 +222,7 @@ async def fuse(
             else member_of(row, previous.get(row["id"]))
             for row in rows
         ]
-        composition = compose(members, group)
+        composition = compose(members, group, await _near(cur, rows, group))
         target_id = composition.head.id
         await cur.execute(
             "UPDATE incidents SET fused_id = %(target)s WHERE id = ANY(%(ids)s)"
@@ -189,6 +259,8 @@ async def fuse(
         if state is not None:
             await lifecycle.save(cur, state)
             changed.append(state)
+        if own["fused_id"] is None:  # its first time: the incidents it raises are recomposed
+            changed += await _raised_nearby(cur, candidate, rules, now)
         return changed
 
 

@@ -234,6 +234,24 @@ def folded(
     return _next(current, change=change, reason=reason, **derived)
 
 
+def recomposed(
+    current: FusedIncident, composition: Composition, reason: str, now: datetime
+) -> FusedIncident | None:
+    """The incident with a severity or title that changed for a reason outside its members (a
+    `raise_near` candidate nearby); None when neither changed."""
+    if (composition.severity, composition.title) == (current.severity, current.title):
+        return None
+    return _next(
+        current,
+        change="severity",
+        severity=composition.severity,
+        title=composition.title,
+        reason=f"{current.severity} → {composition.severity}: {reason}",
+        actor=SYSTEM,
+        ingested_at_ms=int(now.timestamp() * 1000),
+    )
+
+
 def _ack_time(incident: FusedIncident) -> datetime:
     assert incident.acknowledged_at is not None
     return incident.acknowledged_at

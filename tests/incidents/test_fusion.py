@@ -234,6 +234,56 @@ def test_a_replayed_candidate_changes_nothing(dsn: str) -> None:
     assert feed(dsn, [camera]) == []
 
 
+def test_a_camera_lost_near_a_fire_is_raised_a_step_whichever_came_first(dsn: str) -> None:
+    """A camera 300 m from a burning market goes dark 5 minutes in: the outage is paged (normal
+    to high), fire first or outage first. One 5 km away, and one 2 hours later, are not."""
+    results = set()
+    for outage_first in (False, True):
+        place = Place()
+        fire = place.candidate("fire", IncidentSource.VISION, IncidentKind.FIRE)
+        dark, far, later = (
+            place.candidate(
+                name,
+                IncidentSource.VISION,
+                IncidentKind.CAMERA_OFFLINE,
+                severity=Severity.NORMAL,
+                **where,
+            )
+            for name, where in (
+                ("dark", {"north_m": 300, "minutes": 5}),
+                ("far", {"north_m": 5000, "minutes": 5}),
+                ("later", {"north_m": -300, "minutes": 120}),
+            )
+        )
+        order = [dark, far, later, fire] if outage_first else [fire, dark, far, later]
+        versions = feed(dsn, order)
+        rows = {row["id"]: row for row in fused_rows(dsn, order)}
+        assert rows[fire.id]["severity"] == "high"  # the fire is not raised by the outage
+        results.add(
+            tuple((rows[c.id]["severity"], rows[c.id]["title"]) for c in (dark, far, later))
+        )
+        raised = [v for v in versions if v.id == dark.id and v.change == "severity"]
+        assert len(raised) == int(outage_first)
+        if outage_first:
+            assert raised[0].reason is not None and "fire" in raised[0].reason
+    assert len(results) == 1, results
+    ((dark_severity, dark_title), far_one, later_one) = results.pop()
+    assert dark_severity == "high" and dark_title.startswith("gần sự cố đang xảy ra · ")
+    assert far_one[0] == later_one[0] == "normal"
+
+
+def test_raise_near_may_not_name_the_groups_own_kinds() -> None:
+    group = {
+        "kinds": ["camera_offline"],
+        "primary": "camera_offline",
+        "distance_m": 100,
+        "window_minutes": 5,
+        "raise_near": ["camera_offline"],
+    }
+    with pytest.raises(ValueError, match="own kinds"):
+        FusionGroup.model_validate(group)
+
+
 def _act(dsn: str, incident_id: str, action: str, actor: str, reason: str | None = None):
     async def run() -> FusedIncident:
         async with await psycopg.AsyncConnection.connect(dsn) as conn:
