@@ -926,6 +926,27 @@ def bench_vision_command(
         _fail(error)
 
 
+@bench_app.command("rtsp")
+def bench_rtsp_command(
+    frames: Annotated[int, typer.Option(min=5, help="Frames sampled per side.")] = 60,
+    fps: Annotated[
+        float, typer.Option(min=0.5, max=10, help="Samples per second (the camera sends 10).")
+    ] = 2.0,
+    codec: Annotated[str, typer.Option(help="h264 or h265.")] = "h264",
+) -> None:
+    """Glass → Kafka age of a real RTSP camera's frames (GStreamer's server draws its clock in
+    each frame) through `ioc cameras run`, vs the naive cv2.VideoCapture loop, same run."""
+    from ioc.bench.rtsp import RtspUnavailable, run_bench
+
+    _clean_up_on_sigterm()
+    if codec not in ("h264", "h265"):
+        _fail(ValueError("--codec: h264 or h265"))
+    try:
+        run_bench(frames, fps, codec, console)
+    except (RtspUnavailable, StackError) as error:
+        _fail(error)
+
+
 @bench_app.command("store")
 def bench_store_command(
     rows: Annotated[int, typer.Option(min=1, help="Rows per round and side.")] = 200_000,

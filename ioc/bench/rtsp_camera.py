@@ -1,5 +1,5 @@
-"""A real RTSP camera for the tests (`rtsp_server.py`, GStreamer's RTSP server, in a child process
-of the system Python) and the clock its frames carry."""
+"""A real RTSP camera for the tests and `ioc bench rtsp` (`rtsp_server.py`, GStreamer's RTSP
+server, in a child process of the system Python) and the clock its frames carry."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""A real RTSP server for the camera tests: GStreamer's gst-rtsp-server, through the system
-Python's `gi` (Debian: python3-gi, gir1.2-gst-rtsp-server-1.0), run as a child process.
+"""A real RTSP server for the camera tests and `ioc bench rtsp`: GStreamer's gst-rtsp-server,
+through the system Python's `gi` (Debian: python3-gi, gir1.2-gst-rtsp-server-1.0), run as a child
+process.
 
 It serves rtsp://127.0.0.1:PORT/cam, H.264 or H.265, over TCP and UDP, optionally behind basic
 authentication. Each frame is drawn here with the wall-clock time it was made, in milliseconds,
