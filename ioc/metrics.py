@@ -4,16 +4,22 @@ Each worker serves its own (`streams.metrics_port`, `vision.metrics_port`,
 `alerts.metrics_port`); the alert rules that read them are in `deploy/prometheus/`.
 
 Per flow (`hotline`, `sensors`, `fusion`, `camera`, `dead-letters` in the streams worker,
-`vision` and `alerts` in theirs), so a silent or failing flow shows by name."""
+`vision` and `alerts` in theirs), so a silent or failing flow shows by name. The streams worker
+adds Faust's own sensor (`ioc_faust_*`) for the agents that still run on Faust."""
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+
+if TYPE_CHECKING:
+    import faust
 
 log = logging.getLogger(__name__)
+FAUST_PREFIX = "ioc_faust"
 
 RECORDS = Counter(
     "ioc_records", "Records a flow finished: stored, then committed or acknowledged.", ["flow"]
@@ -62,6 +68,15 @@ def lag_sampled(lags: dict[tuple[str, str], int]) -> None:
         CONSUMER_LAG.labels(group, topic).set(lag)
 
 
+def watch_faust(app: faust.App) -> None:
+    """Faust's own sensor on the same `/metrics` (`ioc_faust_*`: messages and events in, commits,
+    sends and their latency, rebalances): the runtime's view beside the flows'. Once per process:
+    the metrics register in the default registry."""
+    from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+
+    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(REGISTRY, FAUST_PREFIX))
+
+
 def serve(host: str, port: int) -> None:
     """`/metrics` on a thread of its own; a port in use is logged, and the worker runs on."""
     try:
@@ -72,4 +87,4 @@ def serve(host: str, port: int) -> None:
     log.info("metrics on http://%s:%d/metrics", host, port)
 
 
-__all__ = ["batch_done", "dead_lettered", "lag_sampled", "serve"]
+__all__ = ["batch_done", "dead_lettered", "lag_sampled", "serve", "watch_faust"]

@@ -536,9 +536,10 @@ def test_the_streams_worker_serves_its_own_health_to_prometheus(
             (found := scraped(METRICS_PORT)).get('ioc_records_total{flow="hotline"}', 0) >= 2
             and found.get('ioc_dead_letters_total{flow="hotline"}', 0) >= 1
             and any(name.startswith("ioc_consumer_lag{") for name in found)
+            and found.get("ioc_faust_messages_received_total", 0) >= 1  # Faust's own sensor
             and found
         ),
-        what="the hotline's records, its dead letter and the lag on /metrics",
+        what="the hotline's records, its dead letter, the lag and Faust's sensor on /metrics",
     )
     assert page['ioc_last_batch_timestamp_seconds{flow="sensors"}'] > 0  # the clock ticks
     assert page['ioc_batch_seconds_count{flow="hotline"}'] >= 1

@@ -62,6 +62,7 @@ def run_worker(settings: Settings) -> None:
     """Run the agents until SIGTERM/SIGINT (Faust's worker handles the signals)."""
     app = create_app(settings)
     if settings.streams.metrics_port is not None:
+        metrics.watch_faust(app)
         metrics.serve(settings.streams.metrics_host, settings.streams.metrics_port)
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
     worker.execute_from_commandline()
