@@ -10,9 +10,9 @@ Why not Faust's own `concurrency=N`, `events()` or `take_events`:
 - `events()` and `take_events` acknowledge in a `finally`, so an exception, or a cancellation at
   shutdown, acknowledges events that were never processed, and the consumer commits them on stop.
 
-So every agent takes a batch without acknowledging it (`noack_take`), does all of it
-(concurrently where the flow allows), and only then acknowledges every event of it, in offset
-order. Work is expected to dead-letter bad input itself; if it raises anyway
+So every agent takes a batch without acknowledging it (`noack_take`), does all of it (however
+the work likes: in order, or with events in progress at once), and only then acknowledges every
+event of it, in offset order. Work is expected to dead-letter bad input itself; if it raises anyway
 (a bug, an outage it did not wait out) the batch is retried, loudly, and never acknowledged
 unfinished: the partition stops there instead of losing events.
 """
@@ -52,27 +52,6 @@ async def acknowledge_batches(
         metrics.batch_done(what, len(events), started)
 
 
-def concurrently(
-    work: Callable[[Item], Awaitable[None]], limit: int
-) -> Callable[[Sequence[Item]], Awaitable[None]]:
-    """A batch with up to `limit` items in progress at once (their database round trips
-    overlap); it ends when the slowest does, and a failure is raised only after every item of
-    the batch ran to its end, so a retry never overlaps a straggler."""
-    slots = asyncio.Semaphore(limit)
-
-    async def bounded(item: Item) -> None:
-        async with slots:
-            await work(item)
-
-    async def run(items: Sequence[Item]) -> None:
-        outcomes = await asyncio.gather(*map(bounded, items), return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
-
-    return run
-
-
 def one_by_one(work: EventWork) -> BatchWork:
     """A batch in offset order, one event at a time: flows whose state depends on the order."""
 
@@ -98,4 +77,4 @@ async def until_done(
             delay = min(delay * 2, RETRY_MAX_S)
 
 
-__all__ = ["acknowledge_batches", "concurrently", "one_by_one", "until_done"]
+__all__ = ["acknowledge_batches", "one_by_one", "until_done"]

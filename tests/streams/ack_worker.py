@@ -4,7 +4,7 @@ Run as `python -m tests.streams.ack_worker MODE BOOTSTRAP GROUP TOPIC PROBE_TOPI
 - MODE `actors`: the path faust-streaming 0.15.3 gets wrong, several actors on one stream
   (`concurrency=4`), as the hotline agent ran before;
 - MODE `ordered`: `ioc.streams.acks`, batches acknowledged in offset order once done, with as
-  many events in progress, as the hotline agent runs now.
+  many events in progress at once: the agents' rule, however their work runs a batch.
 
 Each event's value is logged as `started <value>` and `done <value>`. The value `slow` waits until
 the file RELEASE exists. A second agent on PROBE_TOPIC only acknowledges its events, so that the
@@ -15,14 +15,32 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 
-from ioc.streams.acks import acknowledge_batches, concurrently, one_by_one
+from ioc.streams.acks import acknowledge_batches, one_by_one
 
 ACTORS = 4
+Item = TypeVar("Item")
+
+
+def concurrently(
+    work: Callable[[Item], Awaitable[None]], limit: int
+) -> Callable[[Sequence[Item]], Awaitable[None]]:
+    """A batch with up to `limit` events in progress at once, ending when the slowest does."""
+    slots = asyncio.Semaphore(limit)
+
+    async def bounded(item: Item) -> None:
+        async with slots:
+            await work(item)
+
+    async def run(items: Sequence[Item]) -> None:
+        await asyncio.gather(*map(bounded, items))
+
+    return run
 
 
 def main(argv: list[str]) -> None:
