@@ -18,10 +18,10 @@ from rich.table import Table
 from ioc.alerts.commands import incidents_app
 from ioc.assets import SAMPLES_DIR
 from ioc.config import Settings, get_settings
+from ioc.devtools.stack import StackError, stack_down, stack_status, stack_up
 from ioc.hotline.commands import triage_app
 from ioc.models.registry import load_camera_registry
 from ioc.runtime import run_async
-from ioc.stack import StackError, stack_down, stack_status, stack_up
 
 # Piped into a file or a CI log, rich would wrap every table at 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -378,10 +378,10 @@ def record_command(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Column
 
+    from ioc.devtools.replay.record import parse_time, record
+    from ioc.devtools.replay.recording import RecordingError
+    from ioc.devtools.replay.replay import INPUT_TOPICS
     from ioc.models.base import VIETNAM_TIME
-    from ioc.replay.record import parse_time, record
-    from ioc.replay.recording import RecordingError
-    from ioc.replay.replay import INPUT_TOPICS
 
     settings = get_settings()
     names = [name.strip() for option in topics or [] for name in option.split(",")]
@@ -473,8 +473,8 @@ def _record_labels(
     from aiokafka.errors import KafkaError
     from rich.table import Table
 
-    from ioc.replay.labels import labelled_set
-    from ioc.replay.recording import RecordingError
+    from ioc.devtools.replay.labels import labelled_set
+    from ioc.devtools.replay.recording import RecordingError
 
     try:
         with console.status("recording the judged camera incidents' detections…"):
@@ -506,7 +506,7 @@ def demo_command(
     ] = False,
 ) -> None:
     """Run the bounded end-to-end scenario and print what happened. Exits 1 if anything is off."""
-    from ioc.scenario.demo import run_demo
+    from ioc.devtools.scenario.demo import run_demo
 
     _clean_up_on_sigterm()
 
@@ -537,7 +537,7 @@ def chaos_command(
     """Kill -9 the workers at random moments under steady mixed load, on a stack of its own,
     then check that every input was stored once, no incident is missing and nobody was paged
     twice. Exits 1 if any check fails."""
-    from ioc.scenario.chaos import render, run_chaos
+    from ioc.devtools.scenario.chaos import render, run_chaos
 
     _clean_up_on_sigterm()
     try:
@@ -618,14 +618,14 @@ def replay_command(
     against its manifest first: a truncated or edited one is refused, naming file and offset."""
     from contextlib import nullcontext
 
-    from ioc.replay.commands import compare as compare_rules
-    from ioc.replay.commands import from_kafka as kafka_recording
-    from ioc.replay.commands import replay_once
-    from ioc.replay.record import parse_time
-    from ioc.replay.recording import RecordingError, open_recording
-    from ioc.replay.replay import Pace
-    from ioc.replay.report import render_result
-    from ioc.replay.sandbox import RulesFile, Sandbox, SandboxError
+    from ioc.devtools.replay.commands import compare as compare_rules
+    from ioc.devtools.replay.commands import from_kafka as kafka_recording
+    from ioc.devtools.replay.commands import replay_once
+    from ioc.devtools.replay.record import parse_time
+    from ioc.devtools.replay.recording import RecordingError, open_recording
+    from ioc.devtools.replay.replay import Pace
+    from ioc.devtools.replay.report import render_result
+    from ioc.devtools.replay.sandbox import RulesFile, Sandbox, SandboxError
 
     _clean_up_on_sigterm()
     settings = get_settings()
@@ -672,8 +672,8 @@ def scenario_publish_command(
 ) -> None:
     """Publish the sample scenario (frames, tickets, sensors, bad inputs) in real time."""
 
-    from ioc.scenario.plan import build_plan
-    from ioc.scenario.publisher import publish
+    from ioc.devtools.scenario.plan import build_plan
+    from ioc.devtools.scenario.publisher import publish
 
     settings = get_settings()
     plan = build_plan(
@@ -837,7 +837,7 @@ def bench_stream_command(
 ) -> None:
     """Messages/s through a Faust agent doing the hotline intake's validate → forward or
     dead-letter step vs a plain aiokafka loop doing the same, same run, Kafka only."""
-    from ioc.bench.stream import run_bench
+    from ioc.devtools.bench.stream import run_bench
 
     _clean_up_on_sigterm()
 
@@ -855,7 +855,7 @@ def bench_tickets_command(
     seconds: Annotated[float, typer.Option(help="Length of the latency phase.")] = 10.0,
 ) -> None:
     """Tickets/s and latency through intake → triage → DB vs a plain aiokafka+INSERT loop."""
-    from ioc.bench.tickets import run_bench
+    from ioc.devtools.bench.tickets import run_bench
 
     _clean_up_on_sigterm()
 
@@ -886,7 +886,7 @@ def bench_sensors_command(
 ) -> None:
     """Events/s through sensor topic → agent → DB vs a plain aiokafka+COPY loop; p50/p99
     event-to-incident latency."""
-    from ioc.bench.sensors import run_bench
+    from ioc.devtools.bench.sensors import run_bench
 
     _clean_up_on_sigterm()
 
@@ -916,7 +916,7 @@ def bench_vision_command(
 ) -> None:
     """Frames/s and p50/p99 latency, JPEG bytes → detections, through the worker's batched path
     vs the naive Ultralytics loop (imdecode + predict per frame), same run, same device."""
-    from ioc.bench.vision import run_bench
+    from ioc.devtools.bench.vision import run_bench
 
     vision = get_settings().vision
     size = batch or vision.batch_size
@@ -936,7 +936,7 @@ def bench_rtsp_command(
 ) -> None:
     """Glass → Kafka age of a real RTSP camera's frames (GStreamer's server draws its clock in
     each frame) through `ioc cameras run`, vs the naive cv2.VideoCapture loop, same run."""
-    from ioc.bench.rtsp import RtspUnavailable, run_bench
+    from ioc.devtools.bench.rtsp import RtspUnavailable, run_bench
 
     _clean_up_on_sigterm()
     if codec not in ("h264", "h265"):
@@ -958,7 +958,7 @@ def bench_store_command(
     ] = None,
 ) -> None:
     """Rows/s through the idempotent COPY sink vs a raw COPY of the same rows (target ≥ 60 %)."""
-    from ioc.bench.store import run_bench
+    from ioc.devtools.bench.store import run_bench
 
     _clean_up_on_sigterm()
 
@@ -980,7 +980,7 @@ def bench_e2e_command(
 ) -> None:
     """Input → webhook notification p50/p99 for a 1022 fire ticket, a water-level breach and a
     fire camera, through every worker, vs a plain aiokafka produce → consume round trip."""
-    from ioc.bench.e2e import run_bench
+    from ioc.devtools.bench.e2e import run_bench
 
     _clean_up_on_sigterm()
 
@@ -1000,7 +1000,7 @@ def bench_replay_command(
 ) -> None:
     """A recorded stretch of the demo's mix replayed with --max through a sandbox (× real time,
     events/s) vs a raw aiokafka topic copy of the same messages, on an ephemeral stack."""
-    from ioc.bench.replay import run_bench
+    from ioc.devtools.bench.replay import run_bench
 
     _clean_up_on_sigterm()
     try:
@@ -1021,7 +1021,7 @@ def bench_all_command(
     """Every bench (stream, tickets, sensors, vision, store, e2e, replay) in turn, each against
     its baseline in the same run, then one table with ratios and the machine (~10–15 min on 2
     cores). Exits 1 if any bench failed; the others still run."""
-    from ioc.bench.all import DEFAULT, QUICK, run_all
+    from ioc.devtools.bench.all import DEFAULT, QUICK, run_all
 
     _clean_up_on_sigterm()
 

@@ -23,10 +23,10 @@ from kafka import KafkaConsumer, TopicPartition
 from ioc import topics
 from ioc.assets import SAMPLES_DIR
 from ioc.config import MqttSettings, Settings, StackSettings
-from ioc.scenario.workers import Workers
+from ioc.devtools.scenario.workers import Workers
+from ioc.devtools.stack.mosquitto import MosquittoService
+from ioc.devtools.stack.process import free_port, log_tail
 from ioc.sensors.bridge import MqttBridge
-from ioc.stack.mosquitto import MosquittoService
-from ioc.stack.process import free_port, log_tail
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_RULES = Path(__file__).resolve().parent / "data" / "sensor_rules.toml"
@@ -229,7 +229,7 @@ def settings(stack_env: dict[str, str]) -> Settings:
 
 @pytest.fixture(scope="session")
 def live_stack(settings: Settings) -> Iterator[Settings]:
-    from ioc.stack import stack_down, stack_up
+    from ioc.devtools.stack import stack_down, stack_up
 
     stack_up(settings)
     yield settings

@@ -28,12 +28,12 @@ import pytest
 
 from ioc import topics
 from ioc.config import Settings
+from ioc.devtools.scenario.workers import Workers
+from ioc.devtools.stack import stack_down, stack_up
+from ioc.devtools.stack.kafka import KafkaService
+from ioc.devtools.stack.postgres import PostgresService
 from ioc.models import FrameHeaders
-from ioc.scenario.workers import Workers
 from ioc.sensors import fiware
-from ioc.stack import stack_down, stack_up
-from ioc.stack.kafka import KafkaService
-from ioc.stack.postgres import PostgresService
 from tests.conftest import (
     WebhookReceiver,
     dead_letters,

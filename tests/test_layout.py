@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ioc"
-TOOLING = ("ioc.bench", "ioc.scenario", "ioc.replay", "ioc.stack")
+TOOLING = ("ioc.devtools",)  # the stack, the demo, replays, benchmarks
 COMPOSERS = ("ioc.cli", "ioc.__main__")  # the root CLI composes every package's commands
 
 

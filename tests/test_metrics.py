@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from ioc import metrics
-from ioc.stack.process import free_port
+from ioc.devtools.stack.process import free_port
 
 
 def value(name: str, **labels: str) -> float:

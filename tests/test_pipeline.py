@@ -16,8 +16,8 @@ from kafka import KafkaProducer
 
 from ioc import topics
 from ioc.config import Settings
+from ioc.devtools.scenario.workers import Workers
 from ioc.models import FrameHeaders
-from ioc.scenario.workers import Workers
 from ioc.sensors import fiware
 from tests.conftest import (
     ALERTS_METRICS_PORT,

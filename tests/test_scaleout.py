@@ -21,11 +21,11 @@ import pytest
 
 from ioc import topics
 from ioc.config import Settings
+from ioc.devtools.replay.sandbox import with_search_path
+from ioc.devtools.scenario.workers import Workers
+from ioc.devtools.stack.kafka import ensure_topics
 from ioc.models import FrameHeaders
-from ioc.replay.sandbox import with_search_path
-from ioc.scenario.workers import Workers
 from ioc.services import WorkerSpec, worker_specs
-from ioc.stack.kafka import ensure_topics
 from ioc.store.migrate import migrate
 from ioc.streams.keyed import partition_of
 from tests.conftest import wait_for

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ioc.config import Settings, required_secret
-from ioc.stack import ensure_pii_key
+from ioc.devtools.stack import ensure_pii_key
 
 
 @pytest.fixture(autouse=True)

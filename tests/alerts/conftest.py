@@ -20,8 +20,8 @@ import yaml
 from aiohttp import web
 
 from ioc.config import StackSettings
-from ioc.stack.alertmanager import AlertmanagerService, find_alertmanager, resolve_config
-from ioc.stack.process import StackError, free_port
+from ioc.devtools.stack.alertmanager import AlertmanagerService, find_alertmanager, resolve_config
+from ioc.devtools.stack.process import StackError, free_port
 
 T = TypeVar("T")
 SHIPPED_CONFIG = resolve_config(StackSettings().alertmanager_config)

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from ioc.alerts.alertmanager import AlertmanagerClient, AlertmanagerError, AmAlert
-from ioc.stack.alertmanager import AlertmanagerService
-from ioc.stack.process import free_port
+from ioc.devtools.stack.alertmanager import AlertmanagerService
+from ioc.devtools.stack.process import free_port
 from tests.alerts.conftest import SmtpSink, WebhookSink, alertmanager_missing
 from tests.conftest import wait_for
 

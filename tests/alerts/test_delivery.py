@@ -19,10 +19,10 @@ from ioc import topics
 from ioc.alerts.alertmanager import AlertmanagerClient
 from ioc.alerts.consumer import AlertConsumer
 from ioc.config import Settings
+from ioc.devtools.stack.alertmanager import AlertmanagerService
 from ioc.incidents import lifecycle
 from ioc.models import FusedIncident, Incident
 from ioc.models.base import deterministic_id, utc_now
-from ioc.stack.alertmanager import AlertmanagerService
 from ioc.store.writer import Store
 from tests.alerts.conftest import (
     SHIPPED_CONFIG,

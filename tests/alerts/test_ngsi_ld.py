@@ -28,9 +28,9 @@ from ioc.alerts.ngsi_ld import (
     alert_entity,
 )
 from ioc.config import AlertSettings, Settings
+from ioc.devtools.stack.process import free_port
 from ioc.models import FusedIncident, IncidentKind, Notification
 from ioc.models.kinds import KINDS
-from ioc.stack.process import free_port
 from ioc.store.writer import Store
 
 OFFICIAL = Path(__file__).parents[1] / "data" / "fiware" / "alert"

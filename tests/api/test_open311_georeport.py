@@ -29,8 +29,8 @@ from ioc.api.app import create_app
 from ioc.api.open311 import error_document
 from ioc.api.openapi import render
 from ioc.config import Settings
+from ioc.devtools.stack.process import free_port
 from ioc.models.categories import Category
-from ioc.stack.process import free_port
 from tests.conftest import end_offsets, wait_for
 
 pytestmark = pytest.mark.integration

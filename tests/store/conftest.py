@@ -10,8 +10,8 @@ import psycopg
 import pytest
 
 from ioc.config import Settings
-from ioc.stack.postgres import PostgresService
-from ioc.stack.process import free_port
+from ioc.devtools.stack.postgres import PostgresService
+from ioc.devtools.stack.process import free_port
 from ioc.store.migrate import migrate
 
 

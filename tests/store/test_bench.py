@@ -7,7 +7,7 @@ import io
 import pytest
 from rich.console import Console
 
-from ioc.bench.store import TABLES, StoreBenchResult, round_rows, run_bench
+from ioc.devtools.bench.store import TABLES, StoreBenchResult, round_rows, run_bench
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

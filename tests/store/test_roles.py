@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from ioc.replay.sandbox import MARKER, with_search_path
+from ioc.devtools.replay.sandbox import MARKER, with_search_path
 from ioc.store.migrate import MIGRATIONS_DIR, migrate
 from tests.store.roles import login
 

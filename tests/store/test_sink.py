@@ -12,8 +12,8 @@ import psycopg
 import pytest
 
 from ioc.config import StorageSettings
-from ioc.stack.postgres import PostgresService
-from ioc.stack.process import free_port
+from ioc.devtools.stack.postgres import PostgresService
+from ioc.devtools.stack.process import free_port
 from ioc.store.sink import CopySink, SinkError, sink_from_settings
 from ioc.store.writer import READING_COLUMNS
 

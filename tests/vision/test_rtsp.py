@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ioc.bench import rtsp_camera as rtsp
 from ioc.config import CameraSettings
+from ioc.devtools.bench import rtsp_camera as rtsp
 from ioc.models.registry import CameraSpec, RtspTransport
 from ioc.vision.capture import CameraReader, CapturedFrame
 from tests.conftest import wait_for

@@ -16,8 +16,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from ioc.bench import rtsp_camera as rtsp
 from ioc.config import Settings
+from ioc.devtools.bench import rtsp_camera as rtsp
 from tests.conftest import REPO, wait_for
 
 pytestmark = pytest.mark.integration

@@ -1,0 +1,66 @@
+"""`ioc bench stream` on a tiny run, its shared routing step, and `ioc bench all --quick`: every
+bench has a row with positive figures, ratio = ioc / baseline, and the machine is named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from rich.console import Console
+
+from ioc.devtools.bench import stream
+from ioc.devtools.bench.all import BENCHES, HIGHER, LOWER, QUICK, run_all
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _record(value: bytes) -> SimpleNamespace:
+    return SimpleNamespace(topic="in", partition=0, offset=7, key=b"k", value=value)
+
+
+def test_route_forwards_valid_tickets_and_dead_letters_redacted_bad_ones() -> None:
+    good, bad = stream.bench_messages(stream.BAD_EVERY, "route")[-2:]
+    assert stream.route(_record(good.value)) == (True, good.value, [])
+    valid, value, headers = stream.route(_record(bad.value))
+    assert not valid and value is not None
+    assert json.loads(bad.value)["phone"] not in value.decode()  # the reporter's contact
+    assert dict(headers)["reason"] and dict(headers)["consumer"] == stream.CONSUMER.encode()
+
+
+@pytest.mark.timeout(300)
+def test_bench_stream_measures_both_runtimes_and_the_plain_loop_on_the_same_messages() -> None:
+    console = Console(record=True, width=200)
+    result = stream.run_bench(count=400, rounds=1, console=console)
+    assert len(result.faust) == len(result.batched) == len(result.plain) == 1
+    assert result.faust_median > 0 and result.batched_median > 0 and result.plain_median > 0
+    assert result.ratio == pytest.approx(result.faust_median / result.plain_median)
+    assert result.batched_ratio == pytest.approx(result.batched_median / result.plain_median)
+    assert result.dead_letters == 400 // stream.BAD_EVERY
+    text = console.export_text()
+    assert "ioc bench stream" in text and "plain aiokafka loop" in text
+    assert f"{result.ratio:.2f}×" in text and f"{result.batched_ratio:.2f}×" in text
+
+
+@pytest.mark.timeout(900)
+def test_bench_all_quick_gives_every_bench_a_row_and_names_the_machine(tmp_path: Path) -> None:
+    console = Console(record=True, width=200)
+    result = run_all(QUICK, console, tmp_path / "all.json")
+    text = console.export_text()
+    print(text)
+    assert not result.failed, [row.failed for row in result.rows if row.failed]
+    assert {row.bench for row in result.rows} == set(BENCHES)
+    for row in result.rows:
+        assert row.figure > 0 and row.baseline > 0 and row.baseline_name, row
+        assert row.ratio == pytest.approx(row.figure / row.baseline)
+        assert row.better == (LOWER if row.metric.startswith("p99 ms") else HIGHER)
+        assert f"{row.ratio:.2f}×" in text
+    host = result.machine
+    assert host.cores > 0 and host.ram_gib > 0 and host.cpu and host.gpu and host.python
+    assert "ioc bench all" in text and "ioc / baseline" in text and host.line() in text
+    written = json.loads((tmp_path / "all.json").read_text())
+    assert written["machine"]["cores"] == host.cores
+    assert [row["ratio"] for row in written["rows"]] == pytest.approx(
+        [row.ratio for row in result.rows]
+    )
