@@ -121,7 +121,7 @@ class KafkaSettings(Section):
         return self.min_insync_replicas or max(1, self.replication_factor - 1)
 
     def topic(self, name: str) -> str:
-        """The name of one of the `ioc.topics` under this prefix."""
+        """The name of one of the `ioc.kafka.topics` under this prefix."""
         return self.topic_prefix + name
 
     @property

@@ -20,12 +20,12 @@ import psycopg
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from ioc import topics
 from ioc.assets import SAMPLES_DIR
 from ioc.config import MqttSettings, Settings, StackSettings
 from ioc.devtools.scenario.workers import Workers
 from ioc.devtools.stack.mosquitto import MosquittoService
 from ioc.devtools.stack.process import free_port, log_tail
+from ioc.kafka import topics
 from ioc.sensors.bridge import MqttBridge
 
 REPO = Path(__file__).resolve().parents[1]

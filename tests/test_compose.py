@@ -1,6 +1,7 @@
 """The container stack (docker-compose.yml and the files it mounts) agrees with the native one.
 
-No Docker and no network: the files are parsed and compared with `ioc.config` and `ioc.topics`.
+No Docker and no network: the files are parsed and compared with `ioc.config` and
+`ioc.kafka.topics`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 import yaml
 
 from ioc.config import ENV_PREFIX, Settings
-from ioc.topics import TOPICS, topic_configs
+from ioc.kafka.topics import TOPICS, topic_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"

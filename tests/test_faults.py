@@ -26,12 +26,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from ioc import topics
 from ioc.config import Settings
 from ioc.devtools.scenario.workers import Workers
 from ioc.devtools.stack import stack_down, stack_up
 from ioc.devtools.stack.kafka import KafkaService
 from ioc.devtools.stack.postgres import PostgresService
+from ioc.kafka import topics
 from ioc.models import FrameHeaders
 from ioc.sensors import fiware
 from tests.conftest import (

@@ -14,9 +14,9 @@ import psycopg
 import pytest
 from kafka import KafkaProducer
 
-from ioc import topics
 from ioc.config import Settings
 from ioc.devtools.scenario.workers import Workers
+from ioc.kafka import topics
 from ioc.models import FrameHeaders
 from ioc.sensors import fiware
 from tests.conftest import (

@@ -17,12 +17,12 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from ioc import topics
 from ioc.api.app import create_app
 from ioc.config import Settings
 from ioc.devtools.stack.mosquitto import MosquittoService
-from ioc.dlq import KEPT_VALUE_BYTES
-from ioc.kafka_clients import MAX_MESSAGE_BYTES
+from ioc.kafka import topics
+from ioc.kafka.clients import MAX_MESSAGE_BYTES
+from ioc.kafka.dlq import KEPT_VALUE_BYTES
 
 from .conftest import (
     TEST_REGISTRY,

@@ -19,11 +19,11 @@ from typing import Any, NamedTuple
 import psycopg
 import pytest
 
-from ioc import topics
 from ioc.config import Settings
 from ioc.devtools.replay.sandbox import with_search_path
 from ioc.devtools.scenario.workers import Workers
 from ioc.devtools.stack.kafka import ensure_topics
+from ioc.kafka import topics
 from ioc.models import FrameHeaders
 from ioc.services import WorkerSpec, worker_specs
 from ioc.store.migrate import migrate

@@ -30,12 +30,12 @@ import httpx
 import psycopg
 import pytest
 
-from ioc import topics
 from ioc.alerts.channels import post_json
 from ioc.config import Settings, required_secret
 from ioc.devtools.scenario.workers import Workers
 from ioc.devtools.stack.process import free_port, log_tail
 from ioc.hotline.privacy import normalise_phone
+from ioc.kafka import topics
 from tests.conftest import WebhookReceiver, dead_letters, wait_for
 
 pytestmark = pytest.mark.integration

@@ -20,12 +20,13 @@ from functools import partial
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
-from ioc import metrics, topics
+from ioc import metrics
 from ioc.alerts.channels import Channel, alert_id, channels_from_settings
 from ioc.config import Settings
-from ioc.dlq import describe_validation_error, send_dead_letter
 from ioc.incidents import lifecycle
-from ioc.kafka_clients import consumer, producer
+from ioc.kafka import topics
+from ioc.kafka.clients import consumer, producer
+from ioc.kafka.dlq import describe_validation_error, send_dead_letter
 from ioc.models import Alert, FusedIncident, FusedStatus, Notification, Severity
 from ioc.models.base import epoch_ms, utc_now
 from ioc.retry import ATTEMPTS, retried

@@ -27,7 +27,7 @@ from ioc.api.open311 import describe, error_document
 from ioc.api.requests import PREFIX, TITLE, router
 from ioc.config import Settings
 from ioc.hotline.triage import SLA_PATH, load_sla
-from ioc.kafka_clients import producer as kafka_producer
+from ioc.kafka.clients import producer as kafka_producer
 from ioc.models import load_sensor_registry
 
 log = logging.getLogger(__name__)

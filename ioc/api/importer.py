@@ -31,11 +31,11 @@ from ioc.api.open311 import (
     make_ticket,
 )
 from ioc.config import Settings
-from ioc.kafka_clients import producer as kafka_producer
+from ioc.kafka.clients import producer as kafka_producer
+from ioc.kafka.topics import TICKETS
 from ioc.models import Ticket
 from ioc.models.base import VIETNAM_TIME
 from ioc.runtime import run_async
-from ioc.topics import TICKETS
 
 BATCH = 500
 SHOWN_REJECTIONS = 50

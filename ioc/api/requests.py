@@ -56,10 +56,10 @@ from ioc.api.open311 import (
 )
 from ioc.hotline import tickets
 from ioc.hotline.corrections import Correction, CorrectionError
+from ioc.kafka.topics import TICKETS
 from ioc.models.base import utc_now
 from ioc.models.categories import Category
 from ioc.models.events import Channel
-from ioc.topics import TICKETS
 
 log = logging.getLogger(__name__)
 

@@ -31,11 +31,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ioc.api.context import ApiError, Runtime, publish, read_body, runtime_of, system_of
-from ioc.dlq import DeadLetter
+from ioc.kafka.dlq import DeadLetter
+from ioc.kafka.topics import DLQ, SENSOR_EVENTS
 from ioc.models.base import utc_now
 from ioc.sensors.fiware import ObservationError, decode
 from ioc.sensors.ngsi import Judged, judge, unwrap
-from ioc.topics import DLQ, SENSOR_EVENTS
 
 log = logging.getLogger(__name__)
 

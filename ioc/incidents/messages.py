@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ioc import topics
 from ioc.config import Settings
+from ioc.kafka import topics
 from ioc.models import FusedIncident, Incident
 
 

@@ -80,7 +80,7 @@ class _OnFirstSend:
     database)."""
 
     def __init__(self, settings: Settings) -> None:
-        from ioc.kafka_clients import producer
+        from ioc.kafka.clients import producer
 
         self._client = producer(settings.kafka, "ioc-cli")
         self._started = False

@@ -42,12 +42,12 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLarge
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ioc.config import Settings
-from ioc.dlq import DeadLetter
-from ioc.kafka_clients import MAX_MESSAGE_BYTES, producer
+from ioc.kafka.clients import MAX_MESSAGE_BYTES, producer
+from ioc.kafka.dlq import DeadLetter
+from ioc.kafka.topics import DLQ, SENSOR_EVENTS
 from ioc.models import SensorRegistry, load_sensor_registry
 from ioc.models.registry import natural_sensor_id
 from ioc.runtime import run_until_signal
-from ioc.topics import DLQ, SENSOR_EVENTS
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer

@@ -15,7 +15,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from ioc.dlq import RecordedDeadLetter
+from ioc.kafka.dlq import RecordedDeadLetter
 from ioc.models import Alert, FrameDetections, Incident
 from ioc.sensors.engine import WindowAggregate
 

@@ -10,7 +10,7 @@ import faust
 
 from ioc import metrics
 from ioc.config import Settings
-from ioc.kafka_clients import MAX_MESSAGE_BYTES, faust_credentials, hide_produced_payloads
+from ioc.kafka.clients import MAX_MESSAGE_BYTES, faust_credentials, hide_produced_payloads
 from ioc.store.writer import Store
 from ioc.streams import agents, timers
 from ioc.streams.consumer import consume_at_least_once

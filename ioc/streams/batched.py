@@ -28,8 +28,9 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from ioc import kafka_clients, metrics
+from ioc import metrics
 from ioc.config import KafkaSettings
+from ioc.kafka import clients as kafka_clients
 from ioc.streams.acks import RETRY_MAX_S, until_done
 
 log = logging.getLogger(__name__)

@@ -20,11 +20,12 @@ from aiokafka import ConsumerRecord
 from psycopg import DataError
 from pydantic import ValidationError
 
-from ioc import metrics, topics
+from ioc import metrics
 from ioc.config import Settings
-from ioc.dlq import DeadLetter, SourceRecord, describe_validation_error
 from ioc.hotline.privacy import redact_ticket_bytes
 from ioc.incidents.messages import to_alerting, to_fusion
+from ioc.kafka import topics
+from ioc.kafka.dlq import DeadLetter, SourceRecord, describe_validation_error
 from ioc.models import FusedIncident, Incident
 from ioc.retry import ATTEMPTS, retried
 from ioc.store.writer import Store

@@ -14,7 +14,7 @@ from ioc import metrics
 from ioc.hotline import tickets
 from ioc.incidents import lifecycle as incident_lifecycle
 from ioc.incidents.fusion import unfused_candidates
-from ioc.lag import consumer_lag
+from ioc.kafka.lag import consumer_lag
 from ioc.models.base import utc_now
 from ioc.services import worker_specs
 from ioc.streams.context import StreamContext

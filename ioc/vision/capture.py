@@ -19,9 +19,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from rich.table import Column, Table
 
-from ioc import topics
 from ioc.config import CameraSettings, Settings
-from ioc.kafka_clients import MAX_MESSAGE_BYTES, producer
+from ioc.kafka import topics
+from ioc.kafka.clients import MAX_MESSAGE_BYTES, producer
 from ioc.models import FrameHeaders
 from ioc.models.registry import CameraRegistry, CameraSpec
 from ioc.vision.sources import FrameSource, SourceError, open_source

@@ -26,10 +26,10 @@ from typing import Any
 from aiokafka import TopicPartition
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ioc import topics
 from ioc.config import Settings
-from ioc.dlq import describe_validation_error, send_dead_letter
-from ioc.kafka_clients import MAX_MESSAGE_BYTES, aio_consumer, consumer, producer
+from ioc.kafka import topics
+from ioc.kafka.clients import MAX_MESSAGE_BYTES, aio_consumer, consumer, producer
+from ioc.kafka.dlq import describe_validation_error, send_dead_letter
 from ioc.models import Incident, IncidentSource
 from ioc.models.incidents import IncidentStatus
 from ioc.retry import ATTEMPTS, is_outage, retried

@@ -24,10 +24,11 @@ from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from ioc import metrics, topics
+from ioc import metrics
 from ioc.config import Settings
-from ioc.dlq import describe_validation_error, send_dead_letter
-from ioc.kafka_clients import consumer, producer
+from ioc.kafka import topics
+from ioc.kafka.clients import consumer, producer
+from ioc.kafka.dlq import describe_validation_error, send_dead_letter
 from ioc.models import FrameDetections, FrameHeaders
 from ioc.vision.detector import Detector, FrameResult
 from ioc.vision.evidence import EvidenceWriter

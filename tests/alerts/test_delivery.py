@@ -15,12 +15,12 @@ import psycopg
 import pytest
 import yaml
 
-from ioc import topics
 from ioc.alerts.alertmanager import AlertmanagerClient
 from ioc.alerts.consumer import AlertConsumer
 from ioc.config import Settings
 from ioc.devtools.stack.alertmanager import AlertmanagerService
 from ioc.incidents import lifecycle
+from ioc.kafka import topics
 from ioc.models import FusedIncident, Incident
 from ioc.models.base import deterministic_id, utc_now
 from ioc.store.writer import Store

@@ -15,9 +15,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from ioc import topics
 from ioc.api.app import create_app
 from ioc.config import Settings
+from ioc.kafka import topics
 from ioc.models.categories import Category
 from tests.conftest import end_offsets, wait_for
 

@@ -24,12 +24,12 @@ from civicbot.open311 import Open311Client
 from civicbot.registry import Endpoint
 from georeport import GeoReport
 
-from ioc import topics
 from ioc.api.app import create_app
 from ioc.api.open311 import error_document
 from ioc.api.openapi import render
 from ioc.config import Settings
 from ioc.devtools.stack.process import free_port
+from ioc.kafka import topics
 from ioc.models.categories import Category
 from tests.conftest import end_offsets, wait_for
 

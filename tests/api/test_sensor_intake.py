@@ -14,9 +14,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from ioc import topics
 from ioc.api.app import create_app
 from ioc.config import Settings
+from ioc.kafka import topics
 from ioc.sensors.fiware import entity
 from tests.conftest import dead_letters, end_offsets, published_since, wait_for
 

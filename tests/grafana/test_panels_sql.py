@@ -16,13 +16,13 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from ioc import topics
 from ioc.config import Settings
 from ioc.devtools.scenario.plan import Scheduled, build_plan
 from ioc.devtools.scenario.publisher import publish
 from ioc.grafana.dashboards import TIMEZONE, Panel
 from ioc.grafana.macros import expand
 from ioc.grafana.walls import walls
+from ioc.kafka import topics
 from ioc.sensors import fiware
 from tests.conftest import TEST_REGISTRY, wait_for
 from tests.store.roles import login

@@ -12,9 +12,9 @@ import psycopg
 import pytest
 from kafka import KafkaProducer
 
-from ioc import topics
 from ioc.config import Settings
 from ioc.hotline import tickets
+from ioc.kafka import topics
 from tests.conftest import WebhookReceiver, caught_up, dead_letters, letters_marker, wait_for
 
 pytestmark = pytest.mark.integration

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from ioc import topics
 from ioc.config import MqttSettings, Settings
 from ioc.devtools.stack import StackError, stack_services, stack_status, stack_up
 from ioc.devtools.stack import mosquitto as mosquitto_module
 from ioc.devtools.stack.mosquitto import MosquittoService
 from ioc.devtools.stack.process import free_port, port_open
-from ioc.kafka_clients import MAX_MESSAGE_BYTES
+from ioc.kafka import topics
+from ioc.kafka.clients import MAX_MESSAGE_BYTES
 from ioc.models import load_sensor_registry
 from ioc.sensors.bridge import MqttBridge, sensor_key
 from tests.conftest import (

@@ -14,8 +14,8 @@ from aiokafka import ConsumerRecord, TopicPartition
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
-from ioc import kafka_clients
 from ioc.config import Settings
+from ioc.kafka import clients as kafka_clients
 from ioc.streams.batched import BatchedConsumer, PartitionedWork
 
 pytestmark = pytest.mark.integration

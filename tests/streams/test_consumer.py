@@ -18,11 +18,11 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
-from ioc import topics
 from ioc.config import Settings
+from ioc.kafka import topics
+from ioc.kafka.topics import TOPICS
 from ioc.streams.app import create_app
 from ioc.streams.consumer import STALLED_S, AtLeastOnceConsumer
-from ioc.topics import TOPICS
 
 TICKETS = TP("ioc.hotline.tickets", 0)
 

@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ioc import topics
 from ioc.config import CameraSettings, Settings
+from ioc.kafka import topics
 from ioc.models import FrameHeaders
 from ioc.models.registry import CameraRegistry, CameraSpec
 from ioc.vision.capture import (

@@ -15,11 +15,11 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from ioc import topics
 from ioc.api.app import create_app
 from ioc.config import Settings
 from ioc.incidents.composition import FusionRules
 from ioc.incidents.fusion import fuse
+from ioc.kafka import topics
 from ioc.models import Incident
 from ioc.models.base import deterministic_id
 from ioc.store.writer import Store

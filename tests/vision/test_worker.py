@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 
-from ioc import topics
 from ioc.config import Settings
+from ioc.kafka import topics
 from ioc.models import FrameDetections, FrameHeaders, Incident, IncidentKind, IncidentSource
 from ioc.models.base import deterministic_id
 from ioc.models.incidents import Severity

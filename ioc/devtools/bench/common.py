@@ -15,13 +15,13 @@ from pathlib import Path
 import psycopg
 from rich.console import Console
 
-from ioc import kafka_clients
 from ioc.config import Settings
 from ioc.devtools.scenario.workers import Workers
 from ioc.devtools.stack import stack_down, stack_up
 from ioc.devtools.stack.kafka import ensure_topics
 from ioc.devtools.stack.process import free_port
-from ioc.kafka_clients import producer
+from ioc.kafka import clients as kafka_clients
+from ioc.kafka.clients import producer
 from ioc.services import worker_specs
 
 

@@ -37,14 +37,14 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
-from ioc import topics
 from ioc.assets import SAMPLE_TICKETS_PATH, SAMPLES_DIR
 from ioc.config import Settings
 from ioc.devtools.bench.common import _create_baseline, ephemeral_settings, percentile
 from ioc.devtools.bench.sensors import KINDS, registry_toml, sensor_specs
 from ioc.devtools.scenario.workers import Workers
 from ioc.devtools.stack import stack_down, stack_up
-from ioc.kafka_clients import aio_consumer, producer
+from ioc.kafka import topics
+from ioc.kafka.clients import aio_consumer, producer
 from ioc.models import FrameHeaders, SensorSpec
 from ioc.models.base import utc_now
 from ioc.runtime import run_async

@@ -24,7 +24,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ioc import kafka_clients, topics
 from ioc.assets import SAMPLES_DIR
 from ioc.config import Settings
 from ioc.devtools.bench.common import ephemeral_settings
@@ -33,7 +32,9 @@ from ioc.devtools.replay.recording import open_recording
 from ioc.devtools.replay.replay import Pace, Replayer
 from ioc.devtools.replay.sandbox import Sandbox
 from ioc.devtools.stack import stack_down, stack_up
-from ioc.kafka_clients import MAX_MESSAGE_BYTES, producer
+from ioc.kafka import clients as kafka_clients
+from ioc.kafka import topics
+from ioc.kafka.clients import MAX_MESSAGE_BYTES, producer
 from ioc.runtime import run_async
 
 GOAL_SPEEDUP = 50.0

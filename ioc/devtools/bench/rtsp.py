@@ -29,13 +29,13 @@ from aiokafka import TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from ioc import topics
 from ioc.config import Settings
 from ioc.devtools.bench import rtsp_camera
 from ioc.devtools.bench.common import cpu_name, ephemeral_settings, percentile
 from ioc.devtools.stack import stack_down, stack_up
 from ioc.devtools.stack.kafka import ensure_topics
-from ioc.kafka_clients import MAX_MESSAGE_BYTES, aio_consumer
+from ioc.kafka import topics
+from ioc.kafka.clients import MAX_MESSAGE_BYTES, aio_consumer
 from ioc.models.registry import CameraRegistry, CameraSpec
 from ioc.vision.capture import CameraIngest
 

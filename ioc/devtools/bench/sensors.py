@@ -40,12 +40,13 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from ioc import kafka_clients, topics
 from ioc.config import KafkaSettings, Settings
 from ioc.devtools.bench.common import bench_stack, ephemeral_settings, percentile, publish
 from ioc.devtools.scenario.workers import Workers
 from ioc.devtools.stack.process import StackError
-from ioc.kafka_clients import producer
+from ioc.kafka import clients as kafka_clients
+from ioc.kafka import topics
+from ioc.kafka.clients import producer
 from ioc.models import IncidentKind, SensorSpec
 from ioc.models.base import from_epoch_ms, utc_now
 from ioc.runtime import run_async

@@ -40,16 +40,16 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from ioc import kafka_clients
 from ioc.config import KafkaSettings, Settings
 from ioc.devtools.bench.common import ephemeral_settings
 from ioc.devtools.bench.sensors import Reading, publish_burst
 from ioc.devtools.bench.tickets import synthetic_tickets
 from ioc.devtools.stack.kafka import KafkaService
 from ioc.devtools.stack.process import StackError
-from ioc.dlq import DeadLetter, SourceRecord, describe_validation_error
 from ioc.hotline.privacy import redact_ticket_bytes
-from ioc.kafka_clients import MAX_MESSAGE_BYTES, consumer, faust_credentials, producer
+from ioc.kafka import clients as kafka_clients
+from ioc.kafka.clients import MAX_MESSAGE_BYTES, consumer, faust_credentials, producer
+from ioc.kafka.dlq import DeadLetter, SourceRecord, describe_validation_error
 from ioc.models import Ticket
 from ioc.runtime import run_async
 from ioc.streams.batched import PartitionedWork

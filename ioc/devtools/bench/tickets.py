@@ -27,12 +27,12 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from ioc import topics
 from ioc.assets import SAMPLE_TICKETS_PATH
 from ioc.config import Settings
 from ioc.devtools.bench.common import bench_stack, ephemeral_settings, percentile, publish
 from ioc.devtools.stack.process import StackError
-from ioc.kafka_clients import aio_consumer
+from ioc.kafka import topics
+from ioc.kafka.clients import aio_consumer
 from ioc.models.base import utc_now
 from ioc.runtime import run_async
 

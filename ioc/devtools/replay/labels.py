@@ -24,11 +24,11 @@ from pathlib import Path
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from ioc import topics
 from ioc.config import KafkaSettings, Settings
 from ioc.devtools.replay.record import record
 from ioc.devtools.replay.recording import Manifest, RecordedMessage, RecordingError
 from ioc.devtools.replay.replay import Outcome
+from ioc.kafka import topics
 from ioc.models import Resolution
 from ioc.models.base import epoch_ms
 

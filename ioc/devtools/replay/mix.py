@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from ioc import topics
 from ioc.config import Settings
 from ioc.devtools.replay.recording import Manifest, RecordedMessage, RecordingWriter
 from ioc.devtools.scenario.plan import (
@@ -27,6 +26,7 @@ from ioc.devtools.scenario.plan import (
     sensor_event,
     sensor_value,
 )
+from ioc.kafka import topics
 from ioc.models import FrameDetections, load_sensor_registry
 from ioc.models.base import epoch_ms
 from ioc.streams.keyed import TICK_HEADER, partition_of

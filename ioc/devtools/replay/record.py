@@ -10,7 +10,7 @@ from aiokafka import TopicPartition
 
 from ioc.config import KafkaSettings
 from ioc.devtools.replay.recording import Manifest, RecordedMessage, RecordingError, RecordingWriter
-from ioc.kafka_clients import MAX_MESSAGE_BYTES, aio_admin, aio_consumer
+from ioc.kafka.clients import MAX_MESSAGE_BYTES, aio_admin, aio_consumer
 from ioc.models.base import VIETNAM_TIME
 
 FETCH_TIMEOUT_MS = 500

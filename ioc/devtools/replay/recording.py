@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from ioc.topics import CAMERA_FRAMES
+from ioc.kafka.topics import CAMERA_FRAMES
 
 FORMAT = "ioc-recording"
 VERSION = 1

@@ -21,14 +21,14 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from ioc import topics
 from ioc.config import Settings
 from ioc.devtools.replay.recording import RecordedMessage, Recording
 from ioc.devtools.replay.sandbox import RulesFile, Sandbox, SandboxError
 from ioc.devtools.scenario.workers import Workers
 from ioc.devtools.stack.process import log_tail
-from ioc.kafka_clients import producer
-from ioc.lag import consumer_lag
+from ioc.kafka import topics
+from ioc.kafka.clients import producer
+from ioc.kafka.lag import consumer_lag
 from ioc.runtime import run_async
 from ioc.services import worker_specs
 
@@ -52,7 +52,8 @@ def derived(message: RecordedMessage) -> bool:
 
 
 def logical_topic(name: str) -> str | None:
-    """The `ioc.topics` name a recorded topic stands for (a recording of a sandbox is prefixed)."""
+    """The `ioc.kafka.topics` name a recorded topic stands for (a sandbox's recording is
+    prefixed)."""
     for spec in topics.TOPICS:
         if name == spec.name or name.endswith("." + spec.name):
             return spec.name

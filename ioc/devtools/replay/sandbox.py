@@ -21,9 +21,9 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import psycopg
 from pydantic import ValidationError
 
-from ioc import kafka_clients
 from ioc.config import ENV_PREFIX, Settings
 from ioc.devtools.stack.kafka import ensure_topics
+from ioc.kafka import clients as kafka_clients
 from ioc.rulefiles import deep_merge
 from ioc.services import worker_specs
 from ioc.store.migrate import migrate

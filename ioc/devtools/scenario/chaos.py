@@ -39,13 +39,13 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from ioc import topics
 from ioc.assets import SAMPLE_TICKETS_PATH, SAMPLES_DIR
 from ioc.config import Settings
 from ioc.devtools.bench.common import ephemeral_settings
 from ioc.devtools.bench.e2e import Receiver
 from ioc.devtools.scenario.workers import Workers
 from ioc.devtools.stack import stack_down, stack_up
+from ioc.kafka import topics
 from ioc.models import FrameHeaders, Severity
 from ioc.sensors import fiware
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ioc import topics
+from ioc.kafka import topics
 from ioc.models import FrameHeaders, SensorSpec, load_sensor_registry
 from ioc.models.base import utc_now
 from ioc.sensors import fiware

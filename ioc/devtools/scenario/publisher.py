@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ioc.config import KafkaSettings
 from ioc.devtools.scenario.plan import Scheduled
-from ioc.kafka_clients import producer
+from ioc.kafka.clients import producer
 
 
 async def publish(

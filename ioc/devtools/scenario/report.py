@@ -11,8 +11,9 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
-from ioc import kafka_clients, topics
 from ioc.config import Settings
+from ioc.kafka import clients as kafka_clients
+from ioc.kafka import topics
 from ioc.models import Severity
 from ioc.models.base import utc_now
 

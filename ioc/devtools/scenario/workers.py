@@ -14,11 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-from ioc import kafka_clients
 from ioc.config import Settings
 from ioc.devtools.stack import ensure_pii_key
 from ioc.devtools.stack.process import StackError, log_tail
-from ioc.lag import consumer_lag
+from ioc.kafka import clients as kafka_clients
+from ioc.kafka.lag import consumer_lag
 from ioc.services import WorkerSpec, worker_specs
 
 

@@ -40,12 +40,12 @@ from typing import TYPE_CHECKING, TypeVar
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from ioc import kafka_clients
 from ioc.config import KafkaSettings, StackSettings
 from ioc.devtools.stack.java import find_java
 from ioc.devtools.stack.process import Health, ManagedProcess, StackError, port_open
-from ioc.kafka_clients import SASL_PROTOCOLS, SSL_PROTOCOLS, KafkaRefused
-from ioc.topics import TOPICS, topic_configs
+from ioc.kafka import clients as kafka_clients
+from ioc.kafka.clients import SASL_PROTOCOLS, SSL_PROTOCOLS, KafkaRefused
+from ioc.kafka.topics import TOPICS, topic_configs
 
 if TYPE_CHECKING:
     from kafka import KafkaAdminClient

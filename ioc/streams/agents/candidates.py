@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import faust
 
-from ioc import topics
 from ioc.incidents.composition import FusionRules
 from ioc.incidents.fusion import fuse
+from ioc.kafka import topics
 from ioc.streams.acks import one_by_one
 from ioc.streams.context import Rejected, StreamContext
 

@@ -8,7 +8,7 @@ from functools import partial
 
 import faust
 
-from ioc.dlq import RecordedDeadLetter
+from ioc.kafka.dlq import RecordedDeadLetter
 from ioc.streams.context import StreamContext, ingested_ms
 
 

@@ -18,9 +18,9 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from ioc import topics
-from ioc.dlq import describe_validation_error
 from ioc.incidents.candidates import candidate_of
+from ioc.kafka import topics
+from ioc.kafka.dlq import describe_validation_error
 from ioc.models import FrameDetections, Incident, IncidentSource
 from ioc.models.registry import CameraRegistry, CameraSpec, line_sensor_id, load_camera_registry
 from ioc.rules.camera.base import Crossing, Flow, Transition

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from ioc import topics
 from ioc.incidents.candidates import candidate_of
+from ioc.kafka import topics
 from ioc.models import (
     Incident,
     IncidentSource,

@@ -17,12 +17,12 @@ from datetime import timedelta
 from aiokafka import ConsumerRecord
 from psycopg import DataError
 
-from ioc import topics
 from ioc.config import required_secret
 from ioc.hotline import tickets
 from ioc.hotline.attributes import raise_for_danger
 from ioc.hotline.privacy import reporter_of
 from ioc.hotline.triage import Triage
+from ioc.kafka import topics
 from ioc.retry import retried
 from ioc.streams.batched import PartitionedWork
 from ioc.streams.context import StreamContext

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from ioc import topics
 from ioc.config import Settings
 from ioc.devtools.replay.labels import LABELS_FILE, Label, read_labels, score
 from ioc.devtools.replay.recording import RecordingError, open_recording
@@ -23,6 +22,7 @@ from ioc.devtools.replay.replay import CandidateView, Outcome
 from ioc.incidents import lifecycle
 from ioc.incidents.composition import FusionRules
 from ioc.incidents.fusion import fuse
+from ioc.kafka import topics
 from ioc.models import FrameDetections, Incident
 from ioc.models.base import deterministic_id, epoch_ms
 from ioc.store.writer import Store

@@ -25,7 +25,7 @@ from ioc.devtools.replay.recording import (
     open_recording,
 )
 from ioc.devtools.replay.replay import derived
-from ioc.topics import DERIVED_HEADER
+from ioc.kafka.topics import DERIVED_HEADER
 
 START = datetime(2026, 3, 1, 1, 0, tzinfo=UTC)
 END = START + timedelta(hours=1)

@@ -18,7 +18,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from ioc import topics
 from ioc.assets import CAMERA_REGISTRY_PATH, SAMPLES_DIR, SENSOR_REGISTRY_PATH
 from ioc.config import Settings
 from ioc.devtools.replay.labels import LABELS_FILE, Label
@@ -28,6 +27,7 @@ from ioc.devtools.replay.replay import Outcome, Pace, Replayer, read_outcome
 from ioc.devtools.replay.sandbox import RulesFile, Sandbox, SandboxError
 from ioc.incidents.composition import FusionRules
 from ioc.incidents.fusion import fuse
+from ioc.kafka import topics
 from ioc.models import Incident, IncidentKind, IncidentSource, Severity
 from ioc.models.base import deterministic_id
 from ioc.models.incidents import IncidentStatus

@@ -2,9 +2,9 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ioc import topics
 from ioc.assets import DEMO_SENSOR_RULES_PATH
 from ioc.devtools.scenario.plan import build_plan
+from ioc.kafka import topics
 from ioc.models import Ticket, load_sensor_registry
 from ioc.sensors.engine import RuleSet
 from ioc.streams.agents.readings import SensorFlow

@@ -25,12 +25,12 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError
 
-from ioc import topics
 from ioc.api.app import create_app
 from ioc.config import Settings
 from ioc.devtools.stack import stack_down, stack_status, stack_up
 from ioc.devtools.stack.kafka import KafkaService, kafka_nodes
 from ioc.devtools.stack.process import free_port
+from ioc.kafka import topics
 from ioc.sensors.fiware import entity
 from tests.conftest import isolated_stack_env, wait_for
 

@@ -18,16 +18,16 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaTimeoutError
 from pydantic import SecretStr
 
-from ioc import kafka_clients
 from ioc.config import KafkaSettings, Settings
 from ioc.devtools.scenario.workers import Workers
 from ioc.devtools.stack import stack_down, stack_status, stack_up
 from ioc.devtools.stack.kafka import ensure_topics
 from ioc.devtools.stack.process import free_port, log_tail
-from ioc.kafka_clients import KafkaRefused
-from ioc.lag import consumer_lag
+from ioc.kafka import clients as kafka_clients
+from ioc.kafka.clients import KafkaRefused
+from ioc.kafka.lag import consumer_lag
+from ioc.kafka.topics import TOPICS
 from ioc.services import worker_specs
-from ioc.topics import TOPICS
 
 pytestmark = [
     pytest.mark.integration,

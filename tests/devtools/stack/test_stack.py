@@ -14,7 +14,7 @@ from ioc.devtools.stack import StackError, stack_down, stack_status, stack_up
 from ioc.devtools.stack.kafka import KafkaService, read_lock
 from ioc.devtools.stack.postgres import PostgresService
 from ioc.devtools.stack.process import free_port
-from ioc.topics import TOPICS
+from ioc.kafka.topics import TOPICS
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from kafka import KafkaProducer
 
-from ioc import topics
 from ioc.config import Settings
+from ioc.kafka import topics
 from ioc.models import BoundingBox, Detection, FrameDetections, FrameStats
 from ioc.models.base import epoch_ms, utc_now
 from ioc.models.registry import CameraRegistry, CameraSpec, Zone, load_sensor_registry

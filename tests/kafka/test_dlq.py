@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-from ioc.dlq import DeadLetter, RecordedDeadLetter
+from ioc.kafka.dlq import DeadLetter, RecordedDeadLetter
 
 
 def test_a_dead_letter_reads_back_with_where_it_came_from_and_why() -> None:
@@ -39,7 +39,7 @@ def test_a_record_put_on_the_dlq_by_hand_still_gets_a_row() -> None:
 def test_a_huge_value_keeps_its_head_and_says_how_large_it_was() -> None:
     from types import SimpleNamespace
 
-    from ioc.dlq import KEPT_VALUE_BYTES
+    from ioc.kafka.dlq import KEPT_VALUE_BYTES
 
     huge = b"x" * (3 * KEPT_VALUE_BYTES)
     record = SimpleNamespace(topic="ioc.sensor.events", partition=0, offset=9, key=b"k", value=huge)

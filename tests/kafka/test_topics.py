@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from ioc import topics
+from ioc.kafka import topics
 from ioc.models import Incident, IncidentKind, IncidentSource, Severity, Ticket
 from ioc.models.incidents import IncidentStatus
 

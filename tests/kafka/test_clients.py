@@ -9,8 +9,8 @@ from pathlib import Path
 import faust
 from faust.types.auth import AuthProtocol
 
-from ioc import kafka_clients
 from ioc.config import KafkaSettings
+from ioc.kafka import clients as kafka_clients
 
 CA = Path("/etc/ioc/kafka-ca.pem")  # passed on as a path, never read by these tests
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
-from ioc import kafka_clients
 from ioc.config import KafkaSettings
+from ioc.kafka import clients as kafka_clients
 
 
 def consumer_lag(
