@@ -10,7 +10,7 @@ from itertools import product
 import pytest
 
 from ioc.hotline.attributes import QUESTIONS, danger_answers, raise_for_danger
-from ioc.hotline.commands import triage_file
+from ioc.hotline.cli import triage_file
 from ioc.hotline.triage import Triage
 from ioc.models.categories import Category
 

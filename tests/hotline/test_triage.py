@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from ioc.hotline.commands import triage_file
+from ioc.hotline.cli import triage_file
 from ioc.hotline.text import Normaliser, fold, is_syllable, ngrams, normalise, words
 from ioc.hotline.training import evaluate, read_examples
 from ioc.hotline.triage import (

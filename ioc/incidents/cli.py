@@ -10,9 +10,9 @@ from typing import Annotated
 
 import psycopg
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from ioc.commandline import console
 from ioc.config import get_settings
 from ioc.incidents import lifecycle
 from ioc.incidents.lifecycle import EvidenceFiles
@@ -20,7 +20,6 @@ from ioc.models import FusedIncident, FusedStatus
 from ioc.models.base import VIETNAM_TIME
 from ioc.runtime import run_async
 
-console = Console()
 incidents_app = typer.Typer(
     help="Incidents staff act on: list, show, acknowledge, resolve, reopen.",
     no_args_is_help=True,

@@ -13,10 +13,10 @@ from typing import Annotated, Any, TextIO
 
 import click
 import typer
-from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
+from ioc.commandline import console, fail
 from ioc.config import get_settings
 from ioc.hotline.attributes import raise_for_danger
 from ioc.hotline.triage import Triage
@@ -129,16 +129,10 @@ class _ClassifyByDefault(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-console = Console(width=None if sys.stdout.isatty() else 160)
 triage_app = typer.Typer(
     cls=_ClassifyByDefault,
     help="1022 triage: classify tickets, score and train the model, correct a ticket.",
 )
-
-
-def _fail(error: Exception | str) -> None:
-    console.print(f"[bold red]error:[/] {error}", soft_wrap=True)  # one line, for scripts
-    raise typer.Exit(1)
 
 
 def _triage(model: Path | None = None) -> Triage:
@@ -148,7 +142,7 @@ def _triage(model: Path | None = None) -> Triage:
     try:
         return Triage.load(hotline.triage_rules, hotline.sla_table, model or hotline.triage_model)
     except TriageModelError as error:
-        _fail(error)
+        fail(error)
         raise
 
 
@@ -164,7 +158,7 @@ def classify_command(
 ) -> None:
     """Triage tickets offline: JSONL in, JSONL out (category, urgent, priority, sla_due, …)."""
     if source != "-" and not Path(source).is_file():
-        _fail(f"no such file: {source}")
+        fail(f"no such file: {source}")
     triage = _triage(model)
     if source == "-":
         triage_file(sys.stdin, sys.stdout, triage)
@@ -198,7 +192,7 @@ def eval_command(
         try:
             examples = read_examples(path)
         except (OSError, CorpusError) as error:
-            _fail(error)
+            fail(error)
             raise
         variants = [("as written", False)] + ([("marks removed", True)] if strip_marks else [])
         for label, strip in variants:
@@ -276,7 +270,7 @@ def train_command(
     try:
         examples = read_corpus(corpus or CORPUS_DIR)
     except (OSError, CorpusError) as error:
-        _fail(error)
+        fail(error)
         raise
     fixes = _corrections(settings.database.dsn) if corrections else []
     rules = Triage(
@@ -311,7 +305,7 @@ def _corrections(dsn: str) -> Sequence[Any]:
     try:
         return run_async(read())
     except psycopg.OperationalError as error:
-        _fail(f"cannot read corrections from the database ({error}); or use --no-corrections")
+        fail(f"cannot read corrections from the database ({error}); or use --no-corrections")
         raise
 
 
@@ -342,7 +336,7 @@ def correct_command(
             reason=reason,
         )
     except ValidationError as error:
-        _fail("; ".join(item["msg"].removeprefix("Value error, ") for item in error.errors()))
+        fail("; ".join(item["msg"].removeprefix("Value error, ") for item in error.errors()))
         raise
     applied = _apply(ticket_id, correction)
     console.print(
@@ -368,5 +362,48 @@ def _apply(ticket_id: str, correction: Any) -> Any:
     try:
         return run_async(apply())
     except (UnknownTicket, CorrectionError) as error:
-        _fail(error)
+        fail(error)
         raise
+
+
+tickets_app = typer.Typer(help="1022 hotline tickets.", no_args_is_help=True)
+
+
+@tickets_app.command("import")
+def tickets_import_command(
+    path: Annotated[Path, typer.Argument(help="A .csv (Open311 field names) or .jsonl file.")],
+) -> None:
+    """Bulk-load tickets onto the intake topic; prints accepted and rejected rows with reasons."""
+    from ioc.api.importer import import_tickets
+
+    if not path.is_file():
+        fail(FileNotFoundError(f"no such file: {path}"))
+    try:
+        report = import_tickets(path, get_settings())
+    except ValueError as error:  # the whole file is unusable (type, encoding, header)
+        fail(error)
+    raise typer.Exit(1 if report.rejected and not report.accepted else 0)
+
+
+@tickets_app.command("set-status")
+def tickets_set_status_command(
+    ticket_id: Annotated[str, typer.Argument(help="service_request_id")],
+    status: Annotated[str, typer.Argument(help="assigned, in_progress, resolved or triaged")],
+    note: Annotated[str | None, typer.Option(help="Status notes shown to the citizen.")] = None,
+) -> None:
+    """Move a ticket through its lifecycle (resolving the first report resolves its incident)."""
+
+    from ioc.hotline.tickets import TicketTransitionError
+    from ioc.incidents.service import terminal_actions
+
+    async def move() -> None:
+        async with terminal_actions(get_settings()) as actions:
+            incident = await actions.set_ticket_status(ticket_id, status, note)
+        if incident is not None:
+            console.print(f"incident {incident.id}: {incident.status}")
+
+    try:
+        run_async(move())
+    except TicketTransitionError as error:
+        fail(error)
+    console.print(f"{ticket_id}: {status}")
