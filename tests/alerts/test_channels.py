@@ -6,6 +6,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -128,16 +129,16 @@ def test_annotations_are_a_channel_only_when_asked_for(monkeypatch: pytest.Monke
     ) == {"alertmanager"}
 
 
-def test_a_webhook_page_sent_twice_carries_one_idempotency_key() -> None:
-    """A 503 makes the channel send again; a crash before the page is recorded does too. Both
-    copies carry the page's id, and the next notification has another."""
-    received: list[tuple[str, str]] = []
-    statuses = [503]
+@contextmanager
+def pages_received(statuses: list[int]) -> Iterator[tuple[str, list[tuple[str, dict[str, Any]]]]]:
+    """A webhook receiver: its URL and each POST as (Idempotency-Key, JSON body); it answers
+    `statuses` in turn, then 204."""
+    received: list[tuple[str, dict[str, Any]]] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            received.append((self.headers["Idempotency-Key"], body["alert_id"]))
+            received.append((self.headers["Idempotency-Key"], body))
             self.send_response(statuses.pop(0) if statuses else 204)
             self.end_headers()
 
@@ -146,41 +147,33 @@ def test_a_webhook_page_sent_twice_carries_one_idempotency_key() -> None:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/pages"
-    channel = WebhookChannel(url, timeout_s=5, retries=2, wall_url="http://wall", api_url=None)
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/pages", received
+    finally:
+        server.shutdown()
 
-    async def main() -> None:
+
+def test_a_webhook_page_sent_twice_carries_one_idempotency_key() -> None:
+    """A 503 makes the channel send again; a crash before the page is recorded does too. Both
+    copies carry the page's id, and the next notification has another."""
+
+    async def main(url: str) -> None:
+        channel = WebhookChannel(url, timeout_s=5, retries=2, wall_url="http://wall", api_url=None)
         try:
             await channel.deliver(INCIDENT, Notification.FIRING)
             await channel.deliver(INCIDENT, Notification.RESOLVED)
         finally:
             await channel.close()
 
-    try:
-        asyncio.run(main())
-    finally:
-        server.shutdown()
+    with pages_received([503]) as (url, received):
+        asyncio.run(main(url))
     assert len(received) == 3
-    (first, retry, resolved) = received
+    (first, retry, resolved) = [(key, body["alert_id"]) for key, body in received]
     assert first == retry and first[0] == first[1]
     assert resolved[0] != first[0]
 
 
 def test_a_camera_incident_page_links_its_snapshot_and_clip_and_others_link_none() -> None:
-    pages: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            pages.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/pages"
     camera = Member(
         id="inc-cam",
         source="vision",
@@ -195,7 +188,7 @@ def test_a_camera_incident_page_links_its_snapshot_and_clip_and_others_link_none
         update={"id": "inc-cam", "kind": IncidentKind.FIRE, "members": [camera]}
     )
 
-    async def main(api_url: str | None) -> None:
+    async def main(url: str, api_url: str | None) -> None:
         channel = WebhookChannel(url, 5, 0, wall_url="http://wall", api_url=api_url)
         try:
             await channel.deliver(fire, Notification.FIRING)
@@ -203,12 +196,10 @@ def test_a_camera_incident_page_links_its_snapshot_and_clip_and_others_link_none
         finally:
             await channel.close()
 
-    try:
-        asyncio.run(main("https://ioc.example/"))
-        asyncio.run(main(None))
-    finally:
-        server.shutdown()
-    assert [page["evidence"] for page in pages] == [
+    with pages_received([]) as (url, received):
+        asyncio.run(main(url, "https://ioc.example/"))
+        asyncio.run(main(url, None))
+    assert [body["evidence"] for _, body in received] == [
         {
             "snapshot_url": "https://ioc.example/api/v1/incidents/inc-cam/snapshot",
             "clip_url": "https://ioc.example/api/v1/incidents/inc-cam/clip",
