@@ -24,7 +24,7 @@ from psycopg.rows import dict_row
 from ioc.incidents import lifecycle
 from ioc.incidents.composition import FusionGroup, FusionRules, compose
 from ioc.incidents.rows import DISTANCE_M, distance_sql, incident_from_row
-from ioc.models import FusedIncident, Incident, Member
+from ioc.models import FusedIncident, Incident, IncidentKind, Member
 from ioc.models.base import epoch_ms, utc_now
 from ioc.models.incidents import IncidentSource, IncidentStatus
 
@@ -93,26 +93,36 @@ def _as_row(candidate: Incident) -> dict[str, Any]:
     return candidate.model_dump(mode="python", exclude={"ingested_at_ms", "category"})
 
 
-async def _matching_fused_ids(cur: Any, candidate: Incident, group: FusionGroup | None) -> set[str]:
-    """Fused incidents holding a candidate that matches this one."""
-    if group is None or candidate.lat is None or candidate.lon is None:
-        return set()
-    window = timedelta(minutes=group.window_minutes)
+async def _fused_ids_near(
+    cur: Any, candidate: Incident, kinds: list[IncidentKind], radius_m: float, window: timedelta
+) -> list[str]:
+    """Fused incidents holding another candidate of `kinds` within `radius_m` and `window` of
+    this one."""
+    if candidate.lat is None or candidate.lon is None:
+        return []
     await cur.execute(
         "SELECT DISTINCT fused_id FROM incidents WHERE fused_id IS NOT NULL AND id <> %(id)s"
         " AND kind = ANY(%(kinds)s) AND event_time BETWEEN %(since)s AND %(until)s"
-        f" AND lat IS NOT NULL AND {DISTANCE_M} <= %(radius)s",
+        f" AND lat IS NOT NULL AND {DISTANCE_M} <= %(radius)s ORDER BY fused_id",
         {
             "id": candidate.id,
-            "kinds": [str(kind) for kind in group.kinds],
+            "kinds": [str(kind) for kind in kinds],
             "since": candidate.event_time - window,
             "until": candidate.event_time + window,
             "lat": candidate.lat,
             "lon": candidate.lon,
-            "radius": group.distance_m,
+            "radius": radius_m,
         },
     )
-    return {row["fused_id"] for row in await cur.fetchall()}
+    return [row["fused_id"] for row in await cur.fetchall()]
+
+
+async def _matching_fused_ids(cur: Any, candidate: Incident, group: FusionGroup | None) -> set[str]:
+    """Fused incidents holding a candidate that matches this one."""
+    if group is None:
+        return set()
+    window = timedelta(minutes=group.window_minutes)
+    return set(await _fused_ids_near(cur, candidate, group.kinds, group.distance_m, window))
 
 
 async def _near(cur: Any, rows: list[dict[str, Any]], group: FusionGroup | None) -> bool:
@@ -145,30 +155,17 @@ async def _raised_nearby(
 ) -> list[FusedIncident]:
     """The incidents of groups that this candidate's kind raises (`raise_near`), recomposed:
     the other side of `_near`, so a camera lost before the fire it watched is raised too."""
-    if candidate.lat is None or candidate.lon is None:
-        return []
     changed = []
     for group in rules.groups.values():
         if candidate.kind not in group.raise_near:
             continue
         window = timedelta(minutes=group.window_minutes)
-        await cur.execute(
-            "SELECT DISTINCT fused_id FROM incidents WHERE fused_id IS NOT NULL"
-            " AND kind = ANY(%(kinds)s) AND event_time BETWEEN %(since)s AND %(until)s"
-            f" AND lat IS NOT NULL AND {DISTANCE_M} <= %(radius)s ORDER BY fused_id",
-            {
-                "kinds": [str(kind) for kind in group.kinds],
-                "since": candidate.event_time - window,
-                "until": candidate.event_time + window,
-                "lat": candidate.lat,
-                "lon": candidate.lon,
-                "radius": group.raise_near_m,
-            },
-        )
-        for found in await cur.fetchall():
+        for fused_id in await _fused_ids_near(
+            cur, candidate, group.kinds, group.raise_near_m, window
+        ):
             await cur.execute(
                 "SELECT * FROM fused_incidents WHERE id = %s AND status <> 'merged' FOR UPDATE",
-                (found["fused_id"],),
+                (fused_id,),
             )
             row = await cur.fetchone()
             if row is None:
