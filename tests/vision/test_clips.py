@@ -70,12 +70,10 @@ def test_wide_frames_are_scaled_down_to_an_even_size() -> None:
     assert clips.clip_size(641, 481) == (640, 480)
 
 
-def evidence_settings(live_stack: Settings, tmp_path: Path) -> Settings:
-    settings = isolated(live_stack, "clips")
-    vision = settings.vision.model_copy(
-        update={"evidence_dir": tmp_path, "clip_before_s": 4.0, "clip_after_s": 3.0}
-    )
-    return settings.model_copy(update={"vision": vision})
+def evidence_settings(live_stack: Settings) -> Settings:
+    """The session's evidence settings (its vision worker, when running, writes evidence for the
+    same incidents into the same folder with the same windows) under a group of the test's."""
+    return isolated(live_stack, "clips")
 
 
 def with_staff_key(settings: Settings) -> Settings:
@@ -106,17 +104,20 @@ def run_writer(settings: Settings, until: Callable[[], Any], timeout: float = 90
 
 @pytest.mark.integration
 def test_a_camera_incident_gets_a_clip_of_its_window_served_to_staff_then_expired(
-    live_stack: Settings, samples_dir: Path, db: Any, tmp_path: Path
+    live_stack: Settings, samples_dir: Path, db: Any
 ) -> None:
     from kafka import KafkaProducer
 
-    settings = evidence_settings(live_stack, tmp_path)
+    settings = evidence_settings(live_stack)
     camera, other = (f"cam-clip-{uuid.uuid4().hex[:6]}" for _ in range(2))
     jpegs = [p.read_bytes() for p in sorted((samples_dir / "frames" / "fire").glob("*.jpg"))]
-    # 20 frames a second apart (camera time T0 + seq s), another camera's interleaved.
-    sent = [(cam, seq, jpegs[seq % len(jpegs)]) for seq in range(20) for cam in (camera, other)]
+    # 50 frames a second apart (camera time T0 + seq s), another camera's interleaved.
+    sent = [(cam, seq, jpegs[seq % len(jpegs)]) for seq in range(50) for cam in (camera, other)]
     placed = send_frames(settings, sent)
-    anchor_seq = 10
+    anchor_seq = 20
+    first_seq = anchor_seq - int(settings.vision.clip_before_s)
+    last_seq = anchor_seq + int(settings.vision.clip_after_s)
+    assert first_seq > 0 and last_seq < 49, "the window lies inside what was sent"
     anchor = placed[sent.index((camera, anchor_seq, jpegs[anchor_seq % len(jpegs)]))]
     incident_id = deterministic_id("inc", "test-clips", camera)
     box = {"x1": 10, "y1": 10, "x2": 200, "y2": 200}
@@ -147,9 +148,11 @@ def test_a_camera_incident_gets_a_clip_of_its_window_served_to_staff_then_expire
 
     run_writer(settings, clip)
     status, path, frames, first, last = clip()
-    assert status == "ready" and frames == 8  # seq 6..13: 4 s before to 3 s after, one camera
-    assert (first, last) == (T0 + timedelta(seconds=6), T0 + timedelta(seconds=13))
-    assert [seconds for seconds, _, _ in decoded(Path(path))] == [float(s) for s in range(8)]
+    # Only the incident's camera, only the window (10 s before to 20 s after, by default).
+    assert status == "ready" and frames == last_seq - first_seq + 1
+    assert (first, last) == (T0 + timedelta(seconds=first_seq), T0 + timedelta(seconds=last_seq))
+    shown = [seconds for seconds, _, _ in decoded(Path(path))]
+    assert shown == [float(s) for s in range(frames)]
 
     app = create_app(with_staff_key(settings))
     with TestClient(app) as api:
@@ -195,12 +198,10 @@ def test_a_camera_incident_gets_a_clip_of_its_window_served_to_staff_then_expire
 
 
 @pytest.mark.integration
-def test_a_clip_whose_frames_are_gone_is_recorded_empty(
-    live_stack: Settings, db: Any, tmp_path: Path
-) -> None:
+def test_a_clip_whose_frames_are_gone_is_recorded_empty(live_stack: Settings, db: Any) -> None:
     """Kafka kept nothing of the window (retention, or a camera that sent nothing): the clip is
     `empty`, not retried forever, and the API says so."""
-    settings = evidence_settings(live_stack, tmp_path)
+    settings = evidence_settings(live_stack)
     camera = f"cam-clip-gone-{uuid.uuid4().hex[:6]}"
     incident_id = deterministic_id("inc", "test-clips-gone", camera)
     incident = camera_fire(incident_id, camera, _Placed(0, 0), 0, [], 0.5)
