@@ -29,7 +29,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from pydantic import ValidationError
 
-from ioc.models.base import from_epoch_ms
+from ioc.models.base import epoch_ms, from_epoch_ms
 from ioc.models.events import FrameHeaders
 
 log = logging.getLogger(__name__)
@@ -44,14 +44,19 @@ CLIP_CODEC = "libx264"
 
 @dataclass(frozen=True)
 class ClipRequest:
-    """The clip one camera incident needs: the window around its anchor frame."""
+    """The clip one camera incident needs: its window in camera time, fixed when it is asked for
+    (so any builder, whatever its settings, cuts the same clip), and where to look on Kafka."""
 
     incident_id: str
     camera_id: str
     frame_partition: int
-    anchor_ms: int
-    anchor_time: datetime
+    anchor_ms: int  # the anchor frame's Kafka timestamp: where the scan starts from
+    starts_at: datetime
+    ends_at: datetime
     due_at: datetime
+
+    def covers(self, event_time: datetime) -> bool:
+        return self.starts_at <= event_time <= self.ends_at
 
 
 @dataclass(frozen=True)
@@ -76,23 +81,30 @@ class ClipWindow:
         anchor_time: datetime,
     ) -> ClipRequest:
         due = from_epoch_ms(anchor_ms) + self.after + CAPTURE_SLACK
-        return ClipRequest(incident_id, camera_id, partition, anchor_ms, anchor_time, due)
-
-    def covers(self, request: ClipRequest, event_time: datetime) -> bool:
-        return request.anchor_time - self.before <= event_time <= request.anchor_time + self.after
+        return ClipRequest(
+            incident_id,
+            camera_id,
+            partition,
+            anchor_ms,
+            anchor_time - self.before,
+            anchor_time + self.after,
+            due,
+        )
 
 
 async def request_clip(conn: AsyncConnection, request: ClipRequest) -> None:
     """Ask for the incident's clip once; a later request for the same incident changes nothing."""
     await conn.execute(
         "INSERT INTO incident_clips (incident_id, camera_id, frame_partition, anchor_ms,"
-        " anchor_time, due_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        " starts_at, ends_at, due_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT DO NOTHING",
         (
             request.incident_id,
             request.camera_id,
             request.frame_partition,
             request.anchor_ms,
-            request.anchor_time,
+            request.starts_at,
+            request.ends_at,
             request.due_at,
         ),
     )
@@ -105,7 +117,8 @@ async def claim_due_clip(conn: AsyncConnection) -> ClipRequest | None:
             "UPDATE incident_clips SET due_at = now() + %s WHERE incident_id = ("
             " SELECT incident_id FROM incident_clips WHERE status = 'pending' AND due_at <= now()"
             " ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED)"
-            " RETURNING incident_id, camera_id, frame_partition, anchor_ms, anchor_time, due_at",
+            " RETURNING incident_id, camera_id, frame_partition, anchor_ms, starts_at, ends_at,"
+            " due_at",
             (LEASE,),
         )
         row = await cur.fetchone()
@@ -152,15 +165,17 @@ async def expire_evidence(conn: AsyncConnection, retention: timedelta) -> list[P
 
 
 async def read_window(
-    frames: AIOKafkaConsumer, topic: str, window: ClipWindow, request: ClipRequest
+    frames: AIOKafkaConsumer, topic: str, request: ClipRequest
 ) -> list[ClipFrame]:
-    """The camera's frames of the window, in camera time, from the anchor frame's partition:
-    scanned from the first frame Kafka stamped within the window's reach to the partition's end
-    as it is now (a camera that stopped sending gives a shorter clip, not a wait)."""
+    """The camera's frames of the request's window, in camera time, from the anchor frame's
+    partition: scanned from the first frame Kafka stamped within the window's reach to the
+    partition's end as it is now (a camera that stopped sending gives a shorter clip, not a
+    wait)."""
     partition = TopicPartition(topic, request.frame_partition)
     frames.assign([partition])
-    reach_from = request.anchor_ms - int((window.before + CAPTURE_SLACK).total_seconds() * 1000)
-    reach_to = request.anchor_ms + int((window.after + CAPTURE_SLACK).total_seconds() * 1000)
+    anchor = from_epoch_ms(request.anchor_ms)
+    reach_from = epoch_ms(anchor - (request.ends_at - request.starts_at) - CAPTURE_SLACK)
+    reach_to = epoch_ms(anchor + (request.ends_at - request.starts_at) + CAPTURE_SLACK)
     start = (await frames.offsets_for_times({partition: reach_from}))[partition]
     if start is None:
         return []
@@ -181,7 +196,7 @@ async def read_window(
             if record.key != key:
                 continue
             event_time = frame_time(record)
-            if event_time is not None and window.covers(request, event_time):
+            if event_time is not None and request.covers(event_time):
                 event_ms = int(event_time.timestamp() * 1000)
                 kept.setdefault(event_ms, ClipFrame(event_ms, record.value))
     return sorted(kept.values(), key=lambda frame: frame.event_ms)

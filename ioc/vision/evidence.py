@@ -268,7 +268,7 @@ class EvidenceWriter:
 
     async def build_clip(self, request: clips.ClipRequest) -> None:
         topic = self.settings.kafka.topic(topics.CAMERA_FRAMES)
-        frames = await clips.read_window(self.clip_frames, topic, self.window, request)
+        frames = await clips.read_window(self.clip_frames, topic, request)
         path = self.directory / request.camera_id / f"{request.incident_id}.mp4"
         written = await asyncio.to_thread(clips.encode_mp4, frames, path) if frames else 0
         async with self.store.connection() as conn:

@@ -8,7 +8,8 @@ CREATE TABLE IF NOT EXISTS incident_clips (
     camera_id        text NOT NULL,
     frame_partition  integer NOT NULL,
     anchor_ms        bigint NOT NULL,       -- Kafka timestamp of the frame the window is around
-    anchor_time      timestamptz NOT NULL,  -- that frame's event time, per the camera
+    starts_at        timestamptz NOT NULL,  -- the window, in the camera's time: fixed when asked
+    ends_at          timestamptz NOT NULL,  -- for, so every builder cuts the same clip
     due_at           timestamptz NOT NULL,  -- when the window's last frame should be on Kafka
     status           text NOT NULL DEFAULT 'pending'
                      CHECK (status IN ('pending', 'ready', 'empty', 'failed')),
