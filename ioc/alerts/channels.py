@@ -19,7 +19,7 @@ from rich.console import Console
 
 from ioc.alerts.alertmanager import AlertmanagerClient, AmAlert
 from ioc.config import Settings
-from ioc.incidents import API_PATH
+from ioc.incidents import evidence_url
 from ioc.models import FusedIncident, FusedStatus, IncidentSource, Notification
 from ioc.models.base import deterministic_id, epoch_ms, utc_now
 from ioc.models.kinds import KINDS
@@ -198,8 +198,10 @@ def evidence_links(api_url: str | None, incident: FusedIncident) -> dict[str, st
     an incident no camera saw, or when the API's address is not configured."""
     if api_url is None or not any(m.source == IncidentSource.VISION for m in incident.members):
         return {}
-    here = f"{api_url.rstrip('/')}{API_PATH}/{incident.id}"
-    return {"snapshot_url": f"{here}/snapshot", "clip_url": f"{here}/clip"}
+    return {
+        "snapshot_url": evidence_url(api_url, incident.id, "snapshot"),
+        "clip_url": evidence_url(api_url, incident.id, "clip"),
+    }
 
 
 def am_labels(incident: FusedIncident, escalated: bool = False) -> dict[str, str]:

@@ -22,7 +22,7 @@ from ioc.api.context import (
     staff_actions,
     system_of,
 )
-from ioc.incidents import API_PATH, lifecycle
+from ioc.incidents import API_PATH, evidence_url, lifecycle
 from ioc.models import FusedIncident, FusedStatus
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ async def get_incident(incident_id: str, request: Request) -> JSONResponse:
         history = await lifecycle.history(conn, incident_id)
         files = await lifecycle.evidence_files(conn, incident)
         tickets = await lifecycle.tickets(conn, incident)
-    here = f"{str(request.base_url).rstrip('/')}{INCIDENTS_PREFIX}/{incident.id}"
+    base = str(request.base_url)
     return JSONResponse(
         _body(incident)
         | {
@@ -89,8 +89,9 @@ async def get_incident(incident_id: str, request: Request) -> JSONResponse:
                 {
                     "member": entry.member_id,
                     "camera_id": entry.camera_id,
-                    "snapshot_url": entry.snapshot and f"{here}/snapshot?member={entry.member_id}",
-                    "clip_url": f"{here}/clip?member={entry.member_id}",
+                    "snapshot_url": entry.snapshot
+                    and evidence_url(base, incident.id, "snapshot", entry.member_id),
+                    "clip_url": evidence_url(base, incident.id, "clip", entry.member_id),
                     "clip_status": entry.clip_status,
                 }
                 for entry in files

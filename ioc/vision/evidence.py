@@ -132,7 +132,6 @@ class EvidenceWriter:
         )
         self.retention = timedelta(days=vision.evidence_retention_days)
         self.saved = 0
-        self.clips_built = 0
 
     async def start(self) -> None:
         await self.producer.start()
@@ -274,7 +273,6 @@ class EvidenceWriter:
         async with self.store.connection() as conn:
             await clips.finish_clip(conn, request.incident_id, frames, path if written else None)
         if written:
-            self.clips_built += 1
             log.info("incident %s: clip %s (%d frames)", request.incident_id, path, written)
         else:
             log.warning("incident %s: no frames of its window left on Kafka", request.incident_id)
