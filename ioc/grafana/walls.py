@@ -2,10 +2,10 @@
 what each panel computes. Everything is read from the tables in `ioc/store/migrations`.
 
 Sensor thresholds are configuration, not data: they are taken from the sensor registry and the
-rules (`ioc/assets/sensors.toml`, `ioc/sensors/rules.toml`) when the dashboards are generated,
-as one series override per sensor, so each sensor's line is drawn with its own alert (orange)
-and danger (red) levels. A registry or rules change means `ioc grafana generate` again; a test
-fails until the committed JSON matches.
+rules (`ioc/assets/sensors.toml`, `ioc/rules/sensor/sensor_rules.toml`) when the dashboards are
+generated, as one series override per sensor, so each sensor's line is drawn with its own alert
+(orange) and danger (red) levels. A registry or rules change means `ioc grafana generate` again;
+a test fails until the committed JSON matches.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from ioc.grafana.dashboards import SEVERITY_COLORS, Dashboard, Panel, Step, override
 from ioc.models import SensorRegistry, load_sensor_registry
-from ioc.sensors.engine import RuleSet
+from ioc.rules.sensor.registry import RuleSet
 
 OPEN_TICKET = "status NOT IN ('resolved', 'duplicate')"
 SEVERITY_LEVEL = "CASE severity WHEN 'urgent' THEN 3 WHEN 'high' THEN 2 ELSE 1 END"

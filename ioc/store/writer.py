@@ -17,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ioc.kafka.dlq import RecordedDeadLetter
 from ioc.models import Alert, FrameDetections, Incident
-from ioc.sensors.engine import WindowAggregate
+from ioc.rules.sensor.engine import WindowAggregate
 
 
 @dataclass(frozen=True)

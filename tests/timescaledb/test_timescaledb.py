@@ -29,7 +29,7 @@ from ioc.config import StorageSettings
 from ioc.devtools.stack.process import free_port
 from ioc.grafana.macros import expand
 from ioc.grafana.walls import walls
-from ioc.sensors.engine import WindowAggregate
+from ioc.rules.sensor.engine import WindowAggregate
 from ioc.store.migrate import HYPERTABLES, MIGRATIONS_DIR, RAW_TABLES, WALL_VIEWS, migrate
 from ioc.store.sink import CopySink
 from ioc.store.writer import READING_COLUMNS, READING_KEY, ReadingRow, Store

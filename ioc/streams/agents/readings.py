@@ -1,5 +1,5 @@
 """The sensor readings agent: batches from the sensor topic in, readings, closed windows and
-incidents out, with per-sensor rule state (`ioc.sensors.engine.SensorState`, see
+incidents out, with per-sensor rule state (`ioc.rules.sensor.engine.SensorState`, see
 `ioc.streams.keyed`).
 
 The busiest flow, so it is not a Faust agent: a plain consumer (`ioc.streams.batched`) hands it
@@ -27,16 +27,10 @@ from ioc.models import (
 )
 from ioc.models.base import from_epoch_ms
 from ioc.models.registry import load_camera_registry
+from ioc.rules.sensor.base import Transition
+from ioc.rules.sensor.engine import SensorState, WindowAggregate, evaluate, evaluate_timer
+from ioc.rules.sensor.registry import RuleSet, SensorRules
 from ioc.sensors import fiware
-from ioc.sensors.engine import (
-    RuleSet,
-    SensorRules,
-    SensorState,
-    Transition,
-    WindowAggregate,
-    evaluate,
-    evaluate_timer,
-)
 from ioc.store.sink import CopySink, SinkError, sink_from_settings
 from ioc.store.writer import READING_COLUMNS, READING_KEY, ReadingRow
 from ioc.streams.context import StreamContext

@@ -32,7 +32,7 @@ from ioc.models import Incident, IncidentKind, IncidentSource, Severity
 from ioc.models.base import deterministic_id
 from ioc.models.incidents import IncidentStatus
 from ioc.rules.camera.registry import RULES_PATH as CAMERA_RULES_PATH
-from ioc.sensors.engine import RULES_PATH as SENSOR_RULES_PATH
+from ioc.rules.sensor.registry import RULES_PATH as SENSOR_RULES_PATH
 from ioc.store.writer import Store
 from tests.conftest import end_offsets, published_since, wait_for
 

@@ -6,7 +6,7 @@ from ioc.assets import DEMO_SENSOR_RULES_PATH
 from ioc.devtools.scenario.plan import build_plan
 from ioc.kafka import topics
 from ioc.models import Ticket, load_sensor_registry
-from ioc.sensors.engine import RuleSet
+from ioc.rules.sensor.registry import RuleSet
 from ioc.streams.agents.readings import SensorFlow
 from ioc.streams.keyed import Message, partition_of
 

@@ -18,8 +18,8 @@ from ioc.models import BoundingBox, Detection, FrameDetections, FrameStats
 from ioc.models.base import epoch_ms, utc_now
 from ioc.models.registry import CameraRegistry, CameraSpec, Zone, load_sensor_registry
 from ioc.rules.camera.registry import CameraRuleSet
+from ioc.rules.sensor.registry import RuleSet
 from ioc.sensors import fiware
-from ioc.sensors.engine import RuleSet
 from ioc.streams.agents import detections as cameras_module
 from ioc.streams.agents.detections import CameraFlow
 from ioc.streams.keyed import Message, partition_of

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ioc.models import SensorRegistry, SensorSpec
+from ioc.rules.sensor.registry import RuleSet
 from ioc.sensors import fiware
-from ioc.sensors.engine import RuleSet
 from ioc.streams.agents import readings as sensors_module
 from ioc.streams.agents.readings import SensorFlow
 from ioc.streams.keyed import Message, partition_of

@@ -12,17 +12,15 @@ from pydantic import ValidationError
 
 from ioc.models import SensorEvent, SensorSpec, Severity
 from ioc.models.incidents import IncidentKind
-from ioc.sensors.engine import (
-    Reading,
-    RuleSet,
-    SensorRules,
+from ioc.rules.sensor.base import Reading, Transition
+from ioc.rules.sensor.engine import (
     SensorState,
-    Transition,
     WindowAggregate,
     _record,
     evaluate,
     evaluate_timer,
 )
+from ioc.rules.sensor.registry import RuleSet, SensorRules
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 ARRIVAL_DELAY = timedelta(seconds=2)
