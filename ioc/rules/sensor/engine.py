@@ -22,13 +22,21 @@ window nor feeds the rules (they have moved on).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from ioc.models.events import SensorEvent
-from ioc.rules.sensor.base import ConditionState, Now, Reading, Reporter, Seen, Transition
+from ioc.rules.sensor.base import (
+    STATE_CONFIG,
+    ConditionState,
+    Now,
+    Reading,
+    Seen,
+    Transition,
+)
 from ioc.rules.sensor.registry import TICKED, SensorRules
 
 MAX_READINGS = 720  # per property, after compression; bounds the state whatever the rate
@@ -38,12 +46,11 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # --- State ---------------------------------------------------------------------------------
 
 
-class _State(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class WindowAggregate(_State):
+@dataclass(slots=True)
+class WindowAggregate:
     """One property over one tumbling window, by event time."""
+
+    __pydantic_config__ = STATE_CONFIG
 
     sensor_id: str
     property: str
@@ -54,7 +61,7 @@ class WindowAggregate(_State):
     max: float = 0.0
     mean: float = 0.0
     last: float = 0.0
-    last_time: datetime | None = Field(None, description="Event time of `last`.")
+    last_time: datetime | None = None  # event time of `last`
     status: Literal["open", "closed", "late"] = "open"
 
     def add(self, moment: datetime, value: float) -> None:
@@ -68,8 +75,10 @@ class WindowAggregate(_State):
             self.last, self.last_time = value, moment
 
 
-class SensorState(_State):
-    """What the engine keeps per sensor between readings (a changelog-backed table value)."""
+class SensorState(BaseModel):
+    """What the engine keeps per sensor between readings (a row of the flow's state table)."""
+
+    model_config = STATE_CONFIG
 
     sensor_id: str
     watching_since: datetime | None = Field(None, description="Offline clock before a reading.")
@@ -150,9 +159,12 @@ def _close_windows(
     if state.watermark is not None and watermark <= state.watermark:
         return []
     state.watermark = watermark
-    state.closed_through = _window_start(watermark, rules.window_seconds)
-    closed = [window for window in state.windows if window.start < state.closed_through]
-    state.windows = [window for window in state.windows if window.start >= state.closed_through]
+    closed_through = _window_start(watermark, rules.window_seconds)
+    if closed_through == state.closed_through:
+        return []  # the watermark moved within a window: nothing more can close
+    state.closed_through = closed_through
+    closed = [window for window in state.windows if window.start < closed_through]
+    state.windows = [window for window in state.windows if window.start >= closed_through]
     for window in closed:
         window.status = "closed"
     return sorted(closed, key=lambda window: (window.start, window.property))
@@ -166,12 +178,10 @@ def evaluate(state: SensorState, event: SensorEvent, rules: SensorRules, now: da
     moment, now = _utc(event.date_observed), _utc(now)
     transitions: list[Transition] = []
     state.last_arrival = now if state.last_arrival is None else max(state.last_arrival, now)
-    for rule, check in rules.active:
+    for rule, check, out in rules.active:
         open_condition = state.conditions.get(rule.name)
         if open_condition is not None and open_condition.incident_id is not None:
-            arrival = Now(now, state.last_arrival)
-            out = Reporter(rules.sensor_id, rules.name, rule.name)
-            transitions += rule.on_return(check, open_condition, arrival, out)
+            transitions += rule.on_return(check, open_condition, Now(now, state.last_arrival), out)
 
     start = _window_start(moment, rules.window_seconds)
     end = start + timedelta(seconds=rules.window_seconds)
@@ -202,10 +212,9 @@ def evaluate(state: SensorState, event: SensorEvent, rules: SensorRules, now: da
     closed = _close_windows(
         state, rules, state.last_event_time - timedelta(seconds=rules.grace_seconds)
     )
-    for rule, check in rules.active:
+    for rule, check, out in rules.active:
         history = state.history.get(check.property) if check.property else None
         if history:
-            out = Reporter(rules.sensor_id, rules.name, rule.name)
             seen = Seen(history)
             transitions += rule.on_reading(check, _condition(state, rule.name), seen, out)
     return transitions, closed
@@ -220,11 +229,10 @@ def evaluate_timer(state: SensorState, rules: SensorRules, now: datetime) -> Out
     now = _utc(now)
     transitions: list[Transition] = []
     tick = Now(now, state.last_arrival or state.watching_since)
-    for rule, check in rules.active:
+    for rule, check, out in rules.active:
         if rule.name not in TICKED:
             continue
         condition = _condition(state, rule.name)
-        out = Reporter(rules.sensor_id, rules.name, rule.name)
         transitions += rule.on_tick(check, condition, tick, out)
         if condition.incident_id is None and condition == ConditionState():
             del state.conditions[rule.name]

@@ -16,7 +16,7 @@ from pydantic import Field, PrivateAttr, create_model, model_validator
 from ioc.models.registry import SensorSpec
 from ioc.rulefiles import deep_merge, read_layered
 from ioc.rules.sensor import plugins
-from ioc.rules.sensor.base import Check, SensorRule, Strict
+from ioc.rules.sensor.base import Check, Reporter, SensorRule, Strict
 
 RULES_PATH = Path(__file__).resolve().parent / "sensor_rules.toml"
 
@@ -90,9 +90,10 @@ class SensorRules(_Checks):
     """Everything the engine needs for one sensor: a check per rule that applies to it."""
 
     @cached_property
-    def active(self) -> list[tuple[AnyRule, Check]]:
+    def active(self) -> list[tuple[AnyRule, Check, Reporter]]:
+        """The rules that apply, each with its check and this sensor's reporter."""
         return [
-            (rule, check)
+            (rule, check, Reporter(self.sensor_id, self.name, name))
             for name, rule in RULES.items()
             if (check := getattr(self, name)) is not None
         ]
@@ -100,13 +101,13 @@ class SensorRules(_Checks):
     @cached_property
     def tracked(self) -> frozenset[str]:
         """Properties whose recent readings the rules judge."""
-        return frozenset(check.property for _, check in self.active if check.property)
+        return frozenset(check.property for _, check, _ in self.active if check.property)
 
     @cached_property
     def horizon(self) -> timedelta:
         """How far back readings are kept: the longest reach of any check, plus the grace and
         the window (a reading may still arrive that late)."""
-        reach = max((check.keep_minutes() for _, check in self.active), default=0.0)
+        reach = max((check.keep_minutes() for _, check, _ in self.active), default=0.0)
         return timedelta(minutes=reach, seconds=self.grace_seconds + self.window_seconds)
 
 

@@ -5,7 +5,8 @@ any level."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from bisect import bisect_left
+from datetime import datetime, timedelta
 
 from pydantic import Field, model_validator
 
@@ -16,6 +17,7 @@ from ioc.rules.sensor.base import (
     Action,
     Check,
     ConditionState,
+    Reading,
     Reporter,
     RuleConfig,
     Seen,
@@ -24,6 +26,10 @@ from ioc.rules.sensor.base import (
     minutes,
     unit_of,
 )
+
+
+def _time(reading: Reading) -> datetime:
+    return reading.t
 
 
 class RateOfRiseConfig(RuleConfig):
@@ -82,13 +88,9 @@ class RateOfRise(SensorRule[RateOfRiseConfig, RateOfRiseCheck]):
         self, check: RateOfRiseCheck, state: ConditionState, seen: Seen, out: Reporter
     ) -> list[Transition]:
         at, value = seen.at, seen.value
-        start = at - timedelta(minutes=check.window_minutes)
-        lowest = value
-        for reading in reversed(seen.history):  # in event-time order: only the window's tail
-            if reading.t < start:
-                break
-            lowest = min(lowest, reading.v)
-        rise = value - lowest
+        history = seen.history  # in event-time order: only the window's tail is read
+        first = bisect_left(history, at - timedelta(minutes=check.window_minutes), key=_time)
+        rise = value - min(reading.v for reading in history[first:])
         window = minutes(check.window_minutes)
 
         def report(action: Action, title: str) -> Transition:
