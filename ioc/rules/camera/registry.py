@@ -4,9 +4,7 @@ camera (a field per rule; a zone rule keeps one per zone)."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import pkgutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -16,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model, mo
 from ioc.rulefiles import deep_merge, read_layered
 from ioc.rules.camera import plugins
 from ioc.rules.camera.base import CameraRule, Evidence, RuleConfig, RuleState
+from ioc.rules.plugins import discover as find_plugins
 
 RULES_PATH = Path(__file__).resolve().parent / "camera_rules.toml"
 STATE_VERSION = 2
@@ -26,23 +25,7 @@ ConfigT = TypeVar("ConfigT", bound=RuleConfig)
 
 def discover() -> dict[str, AnyRule]:
     """One rule per plugin file, by name."""
-    found: dict[str, AnyRule] = {}
-    for info in sorted(pkgutil.iter_modules(plugins.__path__), key=lambda info: info.name):
-        module = importlib.import_module(f"{plugins.__name__}.{info.name}")
-        classes = [
-            value
-            for value in vars(module).values()
-            if isinstance(value, type)
-            and issubclass(value, CameraRule)
-            and value.__module__ == module.__name__
-        ]
-        if len(classes) != 1:
-            raise ImportError(f"{module.__name__}: a plugin defines one CameraRule subclass")
-        rule = classes[0]()
-        if rule.name in found:
-            raise ImportError(f"{module.__name__}: a second camera rule named {rule.name!r}")
-        found[rule.name] = rule
-    return found
+    return find_plugins(plugins, CameraRule)
 
 
 RULES = discover()

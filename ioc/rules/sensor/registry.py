@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
@@ -15,6 +13,7 @@ from pydantic import Field, PrivateAttr, create_model, model_validator
 
 from ioc.models.registry import SensorSpec
 from ioc.rulefiles import deep_merge, read_layered
+from ioc.rules.plugins import discover as find_plugins
 from ioc.rules.sensor import plugins
 from ioc.rules.sensor.base import Check, Reporter, SensorRule, Strict
 
@@ -25,23 +24,7 @@ AnyRule = SensorRule[Any, Any]
 
 def discover() -> dict[str, AnyRule]:
     """One rule per plugin file, by name."""
-    found: dict[str, AnyRule] = {}
-    for info in sorted(pkgutil.iter_modules(plugins.__path__), key=lambda info: info.name):
-        module = importlib.import_module(f"{plugins.__name__}.{info.name}")
-        classes = [
-            value
-            for value in vars(module).values()
-            if isinstance(value, type)
-            and issubclass(value, SensorRule)
-            and value.__module__ == module.__name__
-        ]
-        if len(classes) != 1:
-            raise ImportError(f"{module.__name__}: a plugin defines one SensorRule subclass")
-        rule = classes[0]()
-        if rule.name in found:
-            raise ImportError(f"{module.__name__}: a second sensor rule named {rule.name!r}")
-        found[rule.name] = rule
-    return found
+    return find_plugins(plugins, SensorRule)
 
 
 RULES = discover()

@@ -6,30 +6,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from ioc.models import SensorEvent, SensorSpec
+from ioc.models import SensorEvent
 from ioc.rules.sensor import plugins as bundled_plugins
 from ioc.rules.sensor.engine import SensorState, evaluate, evaluate_timer
 from ioc.rules.sensor.registry import RULES, RuleSet, discover
+from tests.rules.sensor.test_engine import T0, WATER
 
 STATE_V1 = Path(__file__).parent / "data" / "sensor_state_v1.json"
-T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
-WATER = SensorSpec(
-    id="wl-1",
-    name="Mực nước thử",
-    type="FloodMonitoring",
-    property="currentLevel",
-    unit="m",
-    alert_level=3.0,
-    district="Phường Phan Đình Phùng",
-    lat=21.59,
-    lon=105.85,
-)
-
 LOW_BATTERY_RULE = '''
 """A battery below `below` volts opens a sensor fault; it resolves at the first reading above."""
 from ioc.models.incidents import IncidentKind, Severity
@@ -81,7 +69,7 @@ plugins.__path__.append(sys.argv[1])
 from ioc.models import SensorEvent
 from ioc.rules.sensor.engine import SensorState, evaluate
 from ioc.rules.sensor.registry import RuleSet
-from tests.rules.sensor.test_registry import T0, WATER
+from tests.rules.sensor.test_engine import T0, WATER
 try:
     RuleSet.load(Path(sys.argv[3]))
 except ValueError as error:
