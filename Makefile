@@ -22,10 +22,11 @@ $(STAMP): pyproject.toml
 # Real programs from Debian packages, as PACKAGE:COMMAND: Mosquitto (the MQTT bridge's tests),
 # Alertmanager with amtool (the routing tree's tests, IOC_STACK__ALERTMANAGER), kcat (poison
 # messages from an outside client), openssl (the secured local broker's certificates), promtool
-# (the pipeline's alert rules, deploy/prometheus/). Installed once, as root only; without them
+# (the pipeline's alert rules, deploy/prometheus/), chromium with its driver (the console's
+# browser tests, driven by Selenium). Installed once, as root only; without them
 # their tests skip.
 DEBIAN_TOOLS := mosquitto:mosquitto prometheus-alertmanager:prometheus-alertmanager kcat:kcat \
-                openssl:openssl prometheus:promtool
+                openssl:openssl prometheus:promtool chromium:chromium chromium-driver:chromedriver
 # Libraries, checked by package: GStreamer's RTSP server for the system Python, with the H.264
 # (ugly) and H.265 (bad) encoders, as the real camera of tests/vision/test_rtsp.py.
 DEBIAN_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \

@@ -8,6 +8,7 @@ import typer
 
 from ioc.alerts.cli import alerts_app
 from ioc.api.cli import api_command
+from ioc.console.cli import console_app
 from ioc.devtools.bench.cli import bench_app
 from ioc.devtools.replay.cli import record_command, replay_command
 from ioc.devtools.scenario.cli import chaos_command, demo_command, scenario_app
@@ -37,6 +38,7 @@ for name, group in (
     ("cameras", cameras_app),
     ("incidents", incidents_app),
     ("triage", triage_app),
+    ("console", console_app),
 ):
     app.add_typer(group, name=name)
 for name, command in (

@@ -572,6 +572,35 @@ class GrafanaSettings(Section):
         return self
 
 
+class ConsoleSettings(Section):
+    """The incident console (`ioc.console`) that `ioc api` serves under /console."""
+
+    session_hours: float = Field(12.0, gt=0, le=24 * 7, description="A sign-in lasts this long.")
+    password_cost: int = Field(
+        17,
+        ge=10,
+        le=20,
+        description="scrypt's N = 2^cost for new passwords (17: OWASP's minimum, 128 MiB).",
+    )
+    queue_refresh_s: float = Field(5.0, ge=1, description="How often the queue page refreshes.")
+    units: Path | None = Field(
+        None, description="The units incidents are handed to (default: ioc/dispatch/units.toml)."
+    )
+    link_key: SecretStr | None = Field(
+        None,
+        description="Signs the console links alerts carry (with alerts.api_url): at least 32 "
+        "characters; no links when unset. Changing it voids every link sent.",
+    )
+    link_hours: float = Field(24.0, gt=0, le=24 * 7, description="A link in an alert lasts this.")
+
+    @field_validator("link_key")
+    @classmethod
+    def _long_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value()) < 32:
+            raise ValueError("at least 32 characters")
+        return key
+
+
 class Settings(BaseSettings):
     """Everything an `ioc` process can be told."""
 
@@ -598,6 +627,7 @@ class Settings(BaseSettings):
     demo: DemoSettings = Field(default_factory=DemoSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -19,6 +19,7 @@ from rich.console import Console
 
 from ioc.alerts.alertmanager import AlertmanagerClient, AmAlert
 from ioc.config import Settings
+from ioc.console.links import LinkMaker
 from ioc.incidents import evidence_url
 from ioc.models import FusedIncident, FusedStatus, IncidentSource, Notification
 from ioc.models.base import deterministic_id, epoch_ms, utc_now
@@ -123,12 +124,19 @@ class WebhookChannel:
     name = "webhook"
 
     def __init__(
-        self, url: str, timeout_s: float, retries: int, wall_url: str, api_url: str | None
+        self,
+        url: str,
+        timeout_s: float,
+        retries: int,
+        wall_url: str,
+        api_url: str | None,
+        links: LinkMaker,
     ) -> None:
         self.url = url
         self.retries = retries
         self.wall_url = wall_url
         self.api_url = api_url
+        self.links = links
         self.client = httpx.AsyncClient(timeout=timeout_s)
 
     async def deliver(self, incident: FusedIncident, notification: Notification) -> None:
@@ -145,7 +153,7 @@ class WebhookChannel:
             "wall": wall_link(self.wall_url, incident),
             "evidence": evidence_links(self.api_url, incident),
             "incident": incident.model_dump(mode="json"),
-        }
+        } | act_link(self.links, incident, self.name)
         await post_json(self.client, self.url, payload, self.retries, {"Idempotency-Key": key})
 
     async def update(self, incident: FusedIncident) -> None:
@@ -204,6 +212,14 @@ def evidence_links(api_url: str | None, incident: FusedIncident) -> dict[str, st
     }
 
 
+def act_link(links: LinkMaker, incident: FusedIncident, recipient: str) -> dict[str, str]:
+    """The signed link that acknowledges the incident in one tap, while it is open."""
+    if incident.status != FusedStatus.OPEN:
+        return {}
+    link = links.link(incident.id, recipient)
+    return {} if link is None else {"act_url": link}
+
+
 def am_labels(incident: FusedIncident, escalated: bool = False) -> dict[str, str]:
     """The labels Alertmanager routes, groups, inhibits and silences by."""
     return {
@@ -236,6 +252,7 @@ class AlertmanagerChannel:
         self.store = store
         self.wall_url = alerts.wall_url
         self.api_url = alerts.api_url
+        self.links = LinkMaker(settings)
         self.expire_after = timedelta(seconds=3 * alerts.alertmanager_refresh_s)
 
     def _alert(self, incident: FusedIncident, labels: dict[str, str], ends: datetime) -> AmAlert:
@@ -247,7 +264,8 @@ class AlertmanagerChannel:
                 "location": location(incident),
                 "wall": wall_link(self.wall_url, incident),
             }
-            | evidence_links(self.api_url, incident),
+            | evidence_links(self.api_url, incident)
+            | act_link(self.links, incident, self.name),
             starts_at=incident.opened_at,
             ends_at=ends,
             generator_url=wall_link(self.wall_url, incident),
@@ -350,6 +368,7 @@ def channels_from_settings(settings: Settings, store: Store) -> list[Channel]:
                     alerts.webhook_retries,
                     alerts.wall_url,
                     alerts.api_url,
+                    LinkMaker(settings),
                 )
             )
     if grafana.annotate_incidents and grafana.token:  # the settings refuse one without the other

@@ -15,6 +15,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ioc.api import evidence as staff_evidence
@@ -26,6 +27,8 @@ from ioc.api.limits import RateLimit, RateLimiter
 from ioc.api.open311 import describe, error_document
 from ioc.api.requests import PREFIX, TITLE, router
 from ioc.config import Settings
+from ioc.console import web as console
+from ioc.dispatch.units import Units
 from ioc.hotline.triage import SLA_PATH, load_sla
 from ioc.kafka.clients import producer as kafka_producer
 from ioc.models import load_sensor_registry
@@ -36,6 +39,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings) -> FastAPI:
     registry = load_sensor_registry(settings.streams.sensor_registry)  # a bad file fails start-up
     sla = load_sla(settings.hotline.sla_table or SLA_PATH)
+    units = Units.load(settings.console.units)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,7 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
             max_size=settings.database.pool_max_size,
             open=False,
         )
-        runtime = Runtime(settings, producer, pool, registry, sla)
+        runtime = Runtime(settings, producer, pool, registry, sla, units)
         await producer.start()
         runtime.producer_started = True
         await pool.open(wait=False)  # intake works while the database is away; GETs answer 503
@@ -76,6 +80,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(sensor_intake.router, prefix=sensor_intake.SENSORS_PREFIX)
     app.include_router(staff_api.router, prefix=staff_api.INCIDENTS_PREFIX)
     app.include_router(staff_evidence.router, prefix=staff_api.INCIDENTS_PREFIX)
+    app.include_router(console.router, prefix=console.CONSOLE_PATH, include_in_schema=False)
+    app.mount(
+        f"{console.CONSOLE_PATH}/static",
+        StaticFiles(directory=console.STATIC_DIR),
+        name="console-static",
+    )
+    for error, handler in console.HANDLERS.items():
+        app.add_exception_handler(error, handler)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -25,6 +25,7 @@ from starlette.types import Message
 
 from ioc.api.open311 import field_label
 from ioc.config import Settings
+from ioc.dispatch.units import Units
 from ioc.hotline.triage import SlaTable
 from ioc.incidents.service import StaffActions
 from ioc.models import SensorRegistry
@@ -61,6 +62,7 @@ class Runtime:
     pool: AsyncConnectionPool[AsyncConnection[DictRow]]
     sensors: SensorRegistry
     sla: SlaTable
+    units: Units
     producer_started: bool = False
 
 

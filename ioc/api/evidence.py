@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 
-from ioc.api.context import ApiError, database, runtime_of
+from ioc.api.context import ApiError, Runtime, database, runtime_of
 from ioc.api.incidents import staff_of
 from ioc.incidents import lifecycle
 from ioc.incidents.lifecycle import EvidenceFiles
@@ -47,8 +47,18 @@ async def get_evidence(
 ) -> FileResponse:
     """The annotated best frame (`snapshot`, JPEG) or the clip (`clip`, H.264 MP4, byte ranges
     served) of the incident's camera; `member` picks one camera candidate of several."""
-    staff = staff_of(request)
-    runtime = runtime_of(request)
+    return await evidence_file(runtime_of(request), staff_of(request), incident_id, kind, member)
+
+
+async def evidence_file(
+    runtime: Runtime,
+    staff: str,
+    incident_id: str,
+    kind: Literal["snapshot", "clip"],
+    member: str | None,
+) -> FileResponse:
+    """The file, for a member of staff already known (by key here, by session in the console);
+    the read is logged with their name."""
     async with database(runtime) as conn:
         try:
             incident = await lifecycle.get(conn, incident_id)

@@ -63,6 +63,8 @@ COLUMNS = (
     "resolution",
     "escalated_at",
     "merged_into",
+    "unit",
+    "assigned_at",
 )
 
 
@@ -344,6 +346,33 @@ async def change_status(
     return updated
 
 
+async def assign(
+    conn: AsyncConnection, incident_id: str, unit: str, actor: str, reason: str | None
+) -> FusedIncident:
+    """Hand an active incident to a unit, or transfer it from one to another; the new version.
+    Its history records who gave it to whom (a transfer names the unit it left)."""
+    now = utc_now()
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        current = await _locked(cur, incident_id)
+        if not current.status.active:
+            raise IncidentTransitionError(f"{incident_id} is {current.status}, not active")
+        if current.unit == unit:
+            raise IncidentTransitionError(f"{incident_id} is already with {unit}")
+        change = "assigned" if current.unit is None else "transferred"
+        note = f"{unit}" if current.unit is None else f"{current.unit} → {unit}"
+        updated = _next(
+            current,
+            change=change,
+            unit=unit,
+            assigned_at=now,
+            actor=actor,
+            reason=f"{note}: {reason}" if reason else note,
+            ingested_at_ms=int(now.timestamp() * 1000),
+        )
+        await save(cur, updated)
+    return updated
+
+
 # --- Timers -----------------------------------------------------------------------------------
 
 
@@ -465,7 +494,8 @@ async def tickets(conn: AsyncConnection, incident: FusedIncident) -> list[dict[s
     at intake) and the answers to the service's questions, which are not in those words."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "SELECT service_request_id, requested_at, description, attributes FROM tickets"
+            "SELECT service_request_id, requested_at, category, description, attributes"
+            " FROM tickets"
             " WHERE incident_id = ANY(%s) ORDER BY requested_at, service_request_id",
             ([m.id for m in incident.members if m.source == IncidentSource.HOTLINE],),
         )

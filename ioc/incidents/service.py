@@ -44,10 +44,16 @@ class StaffActions:
         """`ack`, `resolve` or `reopen` an incident, then publish its new version."""
         async with self.connect() as conn:
             incident = await lifecycle.change_status(conn, incident_id, action, actor, reason)
-        try:
-            await self._send(to_alerting(self.settings, incident))
-        except KafkaError as error:
-            log.warning("incident %s not published: %s", incident.id, type(error).__name__)
+        await self._announce(incident)
+        return incident
+
+    async def assign_unit(
+        self, incident_id: str, unit: str, actor: str, reason: str | None
+    ) -> FusedIncident:
+        """Hand an incident to a unit (or transfer it), then publish its new version."""
+        async with self.connect() as conn:
+            incident = await lifecycle.assign(conn, incident_id, unit, actor, reason)
+        await self._announce(incident)
         return incident
 
     async def set_ticket_status(
@@ -69,6 +75,14 @@ class StaffActions:
         if applied.incident is not None:
             await self._send(to_fusion(self.settings, applied.incident))
         return applied
+
+    async def _announce(self, incident: FusedIncident) -> None:
+        """The new version to alerting; committed already, so Kafka being away only delays it
+        (alerting catches up from the database)."""
+        try:
+            await self._send(to_alerting(self.settings, incident))
+        except KafkaError as error:
+            log.warning("incident %s not published: %s", incident.id, type(error).__name__)
 
     async def _send(self, message: Outgoing) -> None:
         await self.producer.send_and_wait(message.topic, key=message.key, value=message.value)

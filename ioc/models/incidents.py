@@ -149,6 +149,8 @@ class FusedIncident(WireModel):
     resolution: Resolution | None = Field(None, description="How it ended, once resolved.")
     escalated_at: AwareDatetime | None = None
     merged_into: str | None = None
+    unit: str | None = Field(None, description="The unit it is handed to (ioc.dispatch).")
+    assigned_at: AwareDatetime | None = Field(None, description="When that unit was given it.")
 
 
 class Notification(StrEnum):

@@ -16,10 +16,14 @@ import pytest
 
 from ioc.alerts.channels import GrafanaAnnotationChannel, WebhookChannel, channels_from_settings
 from ioc.config import Settings
-from ioc.models import FusedIncident, IncidentKind, Member, Notification
+from ioc.console import links
+from ioc.console.links import LinkMaker
+from ioc.models import FusedIncident, FusedStatus, IncidentKind, Member, Notification
 from ioc.store.writer import Store
 
 WHEN = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+NO_LINKS = LinkMaker(Settings(console={"link_key": None}))  # pages carry no link
+LINK_KEY = "k" * 40
 INCIDENT = FusedIncident(
     id="inc-1",
     version=1,
@@ -158,7 +162,9 @@ def test_a_webhook_page_sent_twice_carries_one_idempotency_key() -> None:
     copies carry the page's id, and the next notification has another."""
 
     async def main(url: str) -> None:
-        channel = WebhookChannel(url, timeout_s=5, retries=2, wall_url="http://wall", api_url=None)
+        channel = WebhookChannel(
+            url, timeout_s=5, retries=2, wall_url="http://wall", api_url=None, links=NO_LINKS
+        )
         try:
             await channel.deliver(INCIDENT, Notification.FIRING)
             await channel.deliver(INCIDENT, Notification.RESOLVED)
@@ -189,7 +195,7 @@ def test_a_camera_incident_page_links_its_snapshot_and_clip_and_others_link_none
     )
 
     async def main(url: str, api_url: str | None) -> None:
-        channel = WebhookChannel(url, 5, 0, wall_url="http://wall", api_url=api_url)
+        channel = WebhookChannel(url, 5, 0, wall_url="http://wall", api_url=api_url, links=NO_LINKS)
         try:
             await channel.deliver(fire, Notification.FIRING)
             await channel.deliver(INCIDENT, Notification.FIRING)
@@ -208,3 +214,30 @@ def test_a_camera_incident_page_links_its_snapshot_and_clip_and_others_link_none
         {},  # the API's address is not configured
         {},
     ]
+
+
+def test_an_open_incident_page_carries_a_signed_link_that_acknowledges_it() -> None:
+    settings = Settings(alerts={"api_url": "https://ioc.example"}, console={"link_key": LINK_KEY})
+    resolved = INCIDENT.model_copy(update={"status": FusedStatus.RESOLVED})
+
+    async def main(url: str) -> None:
+        channel = WebhookChannel(
+            url, 5, 0, wall_url="http://wall", api_url=None, links=LinkMaker(settings)
+        )
+        try:
+            await channel.deliver(INCIDENT, Notification.FIRING)
+            await channel.deliver(resolved, Notification.RESOLVED)
+        finally:
+            await channel.close()
+
+    with pages_received([]) as (url, received):
+        asyncio.run(main(url))
+    firing, done = (body for _, body in received)
+    assert "act_url" not in done  # nothing to acknowledge any more
+    prefix = "https://ioc.example/console/a/"
+    assert firing["act_url"].startswith(prefix)
+    assert settings.console.link_key is not None
+    claim = links.read(
+        settings.console.link_key, firing["act_url"][len(prefix) :], datetime.now(UTC)
+    )
+    assert (claim.incident_id, claim.recipient) == (INCIDENT.id, "webhook")
