@@ -20,6 +20,7 @@ from xml.etree import ElementTree
 
 from pydantic import BaseModel, Field, ValidationError
 
+from ioc.dispatch.units import Units
 from ioc.hotline.attributes import (
     MAX_STRING_ANSWER,
     MAX_TEXT_ANSWER,
@@ -258,6 +259,7 @@ class ServiceRequest(BaseModel):
     service_name: str | None
     service_code: str | None
     description: str
+    agency_responsible: str | None
     requested_datetime: datetime
     updated_datetime: datetime | None
     expected_datetime: datetime | None
@@ -269,10 +271,13 @@ class ServiceRequest(BaseModel):
     incident_id: str | None
 
 
-# The `tickets` columns a ServiceRequest is made of (nothing personal).
+# The `tickets` columns a ServiceRequest is made of (nothing personal), and the unit its
+# incident is given to (`ioc.dispatch`): the agency responsible.
 REQUEST_COLUMNS = (
     "service_request_id, requested_at, description, address, lat, lon, service_code, category,"
-    " priority, status, status_notes, sla_due, media_url, incident_id, updated_at"
+    " priority, status, status_notes, sla_due, media_url, incident_id, updated_at,"
+    " (SELECT f.unit FROM incidents AS i JOIN fused_incidents AS f ON f.id = i.fused_id"
+    "  WHERE i.id = tickets.incident_id) AS unit"
 )
 
 
@@ -287,9 +292,11 @@ def service_name(code: str | None) -> str | None:
         return None
 
 
-def request_from_row(row: Mapping[str, Any]) -> ServiceRequest:
-    """Map a `tickets` row (REQUEST_COLUMNS); category and priority may still be NULL."""
+def request_from_row(row: Mapping[str, Any], units: Units) -> ServiceRequest:
+    """Map a `tickets` row (REQUEST_COLUMNS); category and priority may still be NULL, and
+    the agency is unknown until the incident is given to a unit."""
     code = row["category"] or row["service_code"]
+    unit = units.get(row["unit"]) if row["unit"] else None
     return ServiceRequest(
         service_request_id=row["service_request_id"],
         status=open311_status(row["status"]),
@@ -297,6 +304,7 @@ def request_from_row(row: Mapping[str, Any]) -> ServiceRequest:
         service_name=service_name(code),
         service_code=code,
         description=row["description"],
+        agency_responsible=unit.name if unit else row["unit"],
         requested_datetime=row["requested_at"],
         updated_datetime=row["updated_at"],
         expected_datetime=row["sla_due"],

@@ -283,7 +283,7 @@ async def read_request(runtime: Runtime, service_request_id: str) -> ServiceRequ
     )
     if not rows:
         raise ApiError(404, f"service_request_id {field_label(service_request_id)}: not found")
-    return request_from_row(rows[0])
+    return request_from_row(rows[0], runtime.units)
 
 
 @router.post(
@@ -389,8 +389,11 @@ async def list_requests(
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY requested_at DESC, service_request_id DESC LIMIT %s OFFSET %s"
     params += [page_size, (page - 1) * page_size]
-    rows = await query(runtime_of(request), sql, params)
-    return answer(format, "service_requests", [request_from_row(row) for row in rows])
+    runtime = runtime_of(request)
+    rows = await query(runtime, sql, params)
+    return answer(
+        format, "service_requests", [request_from_row(row, runtime.units) for row in rows]
+    )
 
 
 def _filters(

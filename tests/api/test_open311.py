@@ -38,6 +38,7 @@ REQUEST_FIELDS = {
     "service_name",
     "service_code",
     "description",
+    "agency_responsible",
     "requested_datetime",
     "updated_datetime",
     "expected_datetime",
