@@ -168,14 +168,15 @@ async def open_session(
     """A new session: the cookie's token (kept only hashed) and the session it opens."""
     token = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)
-    cursor = await conn.execute(
-        "INSERT INTO staff_sessions (token_hash, username, csrf_token, expires_at)"
-        " VALUES (%s, %s, %s, now() + %s) RETURNING expires_at",
-        (_token_hash(token), staff.username, csrf, lifetime),
-    )
-    row = await cursor.fetchone()
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "INSERT INTO staff_sessions (token_hash, username, csrf_token, expires_at)"
+            " VALUES (%s, %s, %s, now() + %s) RETURNING expires_at",
+            (_token_hash(token), staff.username, csrf, lifetime),
+        )
+        row = await cur.fetchone()
     assert row is not None
-    expires = row["expires_at"] if isinstance(row, dict) else row[0]
+    expires = row["expires_at"]
     return token, Session(staff, csrf, expires)
 
 
