@@ -601,6 +601,66 @@ class ConsoleSettings(Section):
         return key
 
 
+class CitizenSettings(Section):
+    """Telling reporters what became of their report (`ioc.citizens`): received, given to a
+    unit, resolved, with a link to reopen it. Off until `contact_key` is set: until then a
+    contact stops at intake (hashed and masked), as before."""
+
+    contact_key: SecretStr | None = Field(
+        None,
+        description="Encrypts the contacts kept for the loop (AES-256-GCM) and signs reopen "
+        "links: at least 32 characters. Unset: no contact is kept and nobody is told.",
+    )
+    reopen_days: float = Field(
+        7.0, gt=0, le=90, description="A resolved report can be reopened this long after."
+    )
+    keep_days: float = Field(
+        60.0,
+        gt=0,
+        le=365,
+        description="A contact is destroyed this long after its report at the latest, resolved "
+        "or not.",
+    )
+    poll_s: float = Field(10.0, gt=0, description="How often the alerts worker looks for news.")
+    max_attempts: int = Field(5, ge=1, description="A notice that fails this often is given up.")
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s]+$",
+        description="The ioc API as citizens reach it (https://host): resolved notices carry a "
+        "reopen link there; none when unset.",
+    )
+    phone_channel: Literal["sms", "zalo"] = Field(
+        "sms", description="How a reporter who left a phone number is told."
+    )
+    smtp_host: str | None = Field(None, description="E-mail goes through this SMTP server.")
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_starttls: bool = Field(True, description="Upgrade the SMTP connection with STARTTLS.")
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_sender: str = Field("IOC Thái Nguyên <no-reply@ioc.invalid>", description="From:.")
+    sms_url: str | None = Field(
+        None, description="SMS gateway: POST {to, text, id} as JSON, a bearer token if set."
+    )
+    sms_token: SecretStr | None = None
+    zalo_url: str = Field(
+        "https://business.openapi.zalo.me/message/template",
+        description="Zalo Notification Service (ZNS) template message endpoint.",
+    )
+    zalo_access_token: SecretStr | None = Field(
+        None, description="The Zalo OA's access token; Zalo is off when unset."
+    )
+    zalo_template_id: str | None = Field(
+        None, description="The approved ZNS template (fields ma_phan_anh, trang_thai, noi_dung)."
+    )
+
+    @field_validator("contact_key")
+    @classmethod
+    def _long_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value()) < 32:
+            raise ValueError("at least 32 characters")
+        return key
+
+
 class Settings(BaseSettings):
     """Everything an `ioc` process can be told."""
 
@@ -628,6 +688,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    citizens: CitizenSettings = Field(default_factory=CitizenSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -27,6 +27,7 @@ from ioc.devtools.stack.mosquitto import MosquittoService
 from ioc.devtools.stack.process import free_port, log_tail
 from ioc.kafka import topics
 from ioc.sensors.bridge import MqttBridge
+from tests.smtp import SmtpSink
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_RULES = Path(__file__).resolve().parent / "data" / "sensor_rules.toml"
@@ -206,12 +207,43 @@ def isolated_stack_env(stack_dir: Path, webhook_url: str) -> dict[str, str]:
     }
 
 
+# The session's API, as the browser tests serve it: the alerts worker's links (to act on an
+# incident, to reopen a report) point there.
+CONSOLE_PORT = free_port()
+CONSOLE_URL = f"http://127.0.0.1:{CONSOLE_PORT}"
+LINK_KEY = "session-links-" + "k" * 32
+CONTACT_KEY = "session-contacts-" + "c" * 32
+
+
+@pytest.fixture(scope="session")
+def citizen_mail() -> Iterator[SmtpSink]:
+    """The SMTP server the session's citizen loop sends reporters' e-mail through."""
+    sink = SmtpSink()
+    yield sink
+    sink.close()
+
+
+def citizen_loop_env(smtp_port: int) -> dict[str, str]:
+    """The citizen loop on, telling reporters by e-mail through a test's SMTP server."""
+    return {
+        "IOC_CITIZENS__CONTACT_KEY": CONTACT_KEY,
+        "IOC_CITIZENS__SMTP_HOST": "127.0.0.1",
+        "IOC_CITIZENS__SMTP_PORT": str(smtp_port),
+        "IOC_CITIZENS__SMTP_STARTTLS": "false",  # aiosmtpd here speaks plain SMTP
+        "IOC_CITIZENS__POLL_S": "1",
+        "IOC_CITIZENS__PUBLIC_URL": CONSOLE_URL,
+        "IOC_CONSOLE__LINK_KEY": LINK_KEY,
+        "IOC_ALERTS__API_URL": CONSOLE_URL,
+    }
+
+
 @pytest.fixture(scope="session")
 def stack_env(
-    tmp_path_factory: pytest.TempPathFactory, webhook: WebhookReceiver
+    tmp_path_factory: pytest.TempPathFactory, webhook: WebhookReceiver, citizen_mail: SmtpSink
 ) -> Iterator[dict[str, str]]:
     """IOC_* variables for an isolated stack; exported so worker subprocesses read the same."""
     env = isolated_stack_env(tmp_path_factory.mktemp("stack"), webhook.url)
+    env |= citizen_loop_env(citizen_mail.port)
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     yield env

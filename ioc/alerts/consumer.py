@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from ioc import metrics
 from ioc.alerts.channels import Channel, alert_id, channels_from_settings
+from ioc.citizens.loop import keep_telling, loop_from_settings
 from ioc.config import Settings
 from ioc.incidents import lifecycle
 from ioc.kafka import topics
@@ -65,6 +66,7 @@ class AlertConsumer:
         )
         self.producer = producer(settings.kafka, settings.alerts.group_id)
         self.lock = asyncio.Lock()  # the refresh and the consumer never follow one incident twice
+        self.citizens = loop_from_settings(settings)
 
     async def _reject(self, record: ConsumerRecord, reason: str) -> None:
         await send_dead_letter(
@@ -166,6 +168,9 @@ class AlertConsumer:
         await self.producer.start()
         await self.consumer.start()
         refresher = asyncio.create_task(self.refresh(stop))
+        tasks = [refresher]
+        if self.citizens is not None:
+            tasks.append(asyncio.create_task(keep_telling(self.citizens, self.store, stop)))
         log.info("alert consumer ready: channels %s", ", ".join(c.name for c in self.channels))
         try:
             while not stop.is_set():
@@ -178,9 +183,12 @@ class AlertConsumer:
                     await self.consumer.commit()
                     metrics.batch_done(FLOW, sum(map(len, batches.values())), started)
         finally:
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if self.citizens is not None:
+                await self.citizens.close()
             await self.consumer.stop()
             await self.producer.stop()
             for channel in self.channels:

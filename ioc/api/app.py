@@ -26,6 +26,7 @@ from ioc.api.context import PUBLISH_TIMEOUT_S, ApiError, Runtime, query, runtime
 from ioc.api.limits import RateLimit, RateLimiter
 from ioc.api.open311 import describe, error_document
 from ioc.api.requests import PREFIX, TITLE, router
+from ioc.citizens import web as citizen
 from ioc.config import Settings
 from ioc.console import web as console
 from ioc.dispatch.units import Units
@@ -81,6 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(staff_api.router, prefix=staff_api.INCIDENTS_PREFIX)
     app.include_router(staff_evidence.router, prefix=staff_api.INCIDENTS_PREFIX)
     app.include_router(console.router, prefix=console.CONSOLE_PATH, include_in_schema=False)
+    app.include_router(citizen.router, prefix=citizen.CITIZEN_PATH, include_in_schema=False)
     app.mount(
         f"{console.CONSOLE_PATH}/static",
         StaticFiles(directory=console.STATIC_DIR),

@@ -48,6 +48,14 @@ METRES_PER_DEGREE = 111_320  # of latitude; of longitude times cos(latitude)
 
 
 @dataclass(frozen=True)
+class SealedContact:
+    """The reporter's contact as the citizen loop keeps it (`ioc.citizens.contacts`)."""
+
+    kind: str
+    sealed: bytes
+
+
+@dataclass(frozen=True)
 class Intake:
     """A triaged ticket, ready to be stored and linked."""
 
@@ -56,6 +64,7 @@ class Intake:
     sla_due: datetime
     reporter: Reporter
     ingested_ms: int
+    contact: SealedContact | None = None
 
 
 @dataclass(frozen=True)
@@ -234,6 +243,16 @@ async def record_tickets(
             await cur.executemany(
                 "INSERT INTO ticket_events (service_request_id, status, note) VALUES (%s, %s, %s)",
                 event_rows,
+            )
+        if contacts := [
+            (i.ticket.service_request_id, i.contact.kind, i.contact.sealed)
+            for i in fresh
+            if i.contact is not None
+        ]:
+            await cur.executemany(
+                "INSERT INTO reporter_contacts (service_request_id, kind, sealed)"
+                " VALUES (%s, %s, %s) ON CONFLICT (service_request_id) DO NOTHING",
+                contacts,
             )
         await cur.execute("SELECT * FROM incidents WHERE id = ANY(%s)", (list(touched),))
         rows = {row["id"]: row for row in await cur.fetchall()}

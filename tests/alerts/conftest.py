@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import email
-import email.policy
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
-from email.message import EmailMessage
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -22,6 +19,7 @@ from aiohttp import web
 from ioc.config import StackSettings
 from ioc.devtools.stack.alertmanager import AlertmanagerService, find_alertmanager, resolve_config
 from ioc.devtools.stack.process import StackError, free_port
+from tests.smtp import SmtpSink
 
 T = TypeVar("T")
 SHIPPED_CONFIG = resolve_config(StackSettings().alertmanager_config)
@@ -91,57 +89,6 @@ class WebhookSink:
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
-
-
-@dataclass
-class Mail:
-    recipients: list[str]
-    message: EmailMessage
-
-    @property
-    def subject(self) -> str:
-        return str(self.message["Subject"])
-
-    def text(self) -> str:
-        """Every text part, decoded (the plain body and the HTML one)."""
-        parts = self.message.walk() if self.message.is_multipart() else [self.message]
-        return "\n".join(
-            part.get_content() for part in parts if part.get_content_maintype() == "text"
-        )
-
-
-@dataclass
-class SmtpSink:
-    """A real SMTP server (aiosmtpd) on a loopback port that keeps every message it accepts."""
-
-    received: list[Mail] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        from aiosmtpd.controller import Controller
-
-        self._lock = threading.Lock()
-        self.port = free_port()
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
-        self._controller.start()
-        self.smarthost = f"127.0.0.1:{self.port}"
-
-    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        with self._lock:
-            self.received.append(Mail(list(envelope.rcpt_tos), message))
-        return "250 OK"
-
-    def about(self, incident_id: str, recipient: str | None = None) -> list[Mail]:
-        with self._lock:
-            return [
-                m
-                for m in self.received
-                if incident_id in m.text() and (recipient is None or recipient in m.recipients)
-            ]
-
-    def close(self) -> None:
-        self._controller.stop()
 
 
 def config_for_tests(shipped: dict[str, Any], webhook_url: str, smarthost: str) -> dict[str, Any]:

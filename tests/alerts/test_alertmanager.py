@@ -16,8 +16,9 @@ import pytest
 from ioc.alerts.alertmanager import AlertmanagerClient, AlertmanagerError, AmAlert
 from ioc.devtools.stack.alertmanager import AlertmanagerService
 from ioc.devtools.stack.process import free_port
-from tests.alerts.conftest import SmtpSink, WebhookSink, alertmanager_missing
+from tests.alerts.conftest import WebhookSink, alertmanager_missing
 from tests.conftest import wait_for
+from tests.smtp import SmtpSink
 
 pytestmark = [
     pytest.mark.integration,

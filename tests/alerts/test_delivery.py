@@ -26,13 +26,13 @@ from ioc.models.base import deterministic_id, utc_now
 from ioc.store.writer import Store
 from tests.alerts.conftest import (
     SHIPPED_CONFIG,
-    SmtpSink,
     WebhookSink,
     alertmanager_missing,
     config_for_tests,
     start_alertmanager,
 )
 from tests.conftest import wait_for
+from tests.smtp import SmtpSink
 
 pytestmark = pytest.mark.integration
 GROUP_WAIT_S = 3  # long enough for the three candidates to be fused before the first page

@@ -91,6 +91,8 @@ def test_grafana_cannot_read_personal_ticket_columns(pg_dsn: str, ticket: str, c
         assert denied(conn, "SELECT note FROM ticket_events")
         assert denied(conn, "SELECT password_hash FROM staff_accounts")
         assert denied(conn, "SELECT csrf_token FROM staff_sessions")
+        assert denied(conn, "SELECT sealed FROM reporter_contacts")
+        assert denied(conn, "SELECT notice FROM citizen_notices")
 
 
 def test_grafana_reads_the_other_columns_and_the_areas(pg_dsn: str, ticket: str) -> None:

@@ -17,12 +17,14 @@ from datetime import timedelta
 from aiokafka import ConsumerRecord
 from psycopg import DataError
 
+from ioc.citizens.contacts import ContactBox, contact_of
 from ioc.config import required_secret
 from ioc.hotline import tickets
 from ioc.hotline.attributes import raise_for_danger
 from ioc.hotline.privacy import reporter_of
 from ioc.hotline.triage import Triage
 from ioc.kafka import topics
+from ioc.models import Ticket
 from ioc.retry import retried
 from ioc.streams.batched import PartitionedWork
 from ioc.streams.context import StreamContext
@@ -43,6 +45,16 @@ class TicketsWork(PartitionedWork):
             hotline.duplicate_radius_m, timedelta(minutes=hotline.duplicate_window_minutes)
         )
         self.pii_key = required_secret(ctx.settings.streams.pii_key, "streams.pii_key")
+        contact_key = ctx.settings.citizens.contact_key
+        self.contacts = ContactBox.of(contact_key) if contact_key else None
+
+    def sealed_contact(self, ticket: Ticket) -> tickets.SealedContact | None:
+        """The contact kept for the citizen loop, sealed; None when the loop is off."""
+        contact = contact_of(ticket) if self.contacts else None
+        if contact is None or self.contacts is None:
+            return None
+        sealed = self.contacts.seal(ticket.service_request_id, contact)
+        return tickets.SealedContact(contact.kind, sealed)
 
     def intake(self, record: ConsumerRecord) -> tickets.Intake:
         """The ticket decoded and triaged; raises `ValidationError` or `Rejected` for bad input."""
@@ -58,6 +70,7 @@ class TicketsWork(PartitionedWork):
             self.triage.sla_due(result, ticket.requested_datetime),
             reporter_of(ticket, self.pii_key),
             record.timestamp,
+            self.sealed_contact(ticket),
         )
 
     async def link(self, intakes: Sequence[tickets.Intake]) -> None:

@@ -1,0 +1,145 @@
+"""Each channel against a real server: e-mail through a real SMTP server (aiosmtpd), the SMS
+gateway and Zalo ZNS through a real HTTP server that answers as they do. A failure says why
+without the address."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from ioc.citizens.channels import (
+    DeliveryFailed,
+    EmailChannel,
+    Notice,
+    SmsGatewayChannel,
+    ZaloChannel,
+    channels_from_settings,
+)
+from ioc.citizens.contacts import ContactKind
+from ioc.config import CitizenSettings
+from ioc.devtools.stack.process import free_port
+from tests.conftest import wait_for
+from tests.smtp import SmtpSink
+
+NOTICE = Notice(
+    id="notice-1",
+    ticket_id="1022-A7",
+    subject="[1022] Phản ánh 1022-A7: đã tiếp nhận",
+    text="Phản ánh 1022-A7 (cháy, nổ) đã được tiếp nhận.",
+    status_vi="Đã tiếp nhận",
+)
+
+
+class Gateway:
+    """A real HTTP endpoint: records each POST (headers and JSON) and answers `reply`."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[dict[str, str], Any]] = []
+        self.reply: tuple[int, dict[str, Any]] = (200, {"error": 0, "message": "Success"})
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                gateway.posts.append((dict(self.headers), json.loads(body)))
+                status, answer = gateway.reply
+                encoded = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(encoded)))
+                self.end_headers()
+                self.wfile.write(encoded)
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/send"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def gateway() -> Iterator[Gateway]:
+    served = Gateway()
+    yield served
+    served.server.shutdown()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    yield sink
+    sink.close()
+
+
+def test_email_goes_through_smtp_in_vietnamese(smtp: SmtpSink) -> None:
+    settings = CitizenSettings(smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_starttls=False)
+    asyncio.run(EmailChannel(settings).send("lan@example.vn", NOTICE))
+    mail = wait_for(lambda: smtp.received[:1], 10, "the e-mail")[0]
+    assert mail.recipients == ["lan@example.vn"]
+    assert mail.subject == NOTICE.subject
+    assert mail.message["X-IOC-Notice"] == "notice-1"
+    assert "đã được tiếp nhận" in mail.text()
+
+
+def test_an_smtp_server_that_is_not_there_fails_without_naming_the_address() -> None:
+    settings = CitizenSettings(smtp_host="127.0.0.1", smtp_port=free_port(), smtp_starttls=False)
+    with pytest.raises(DeliveryFailed) as failure:
+        asyncio.run(EmailChannel(settings).send("lan@example.vn", NOTICE))
+    assert "ConnectionRefusedError" in str(failure.value)
+    assert "lan@" not in str(failure.value)
+
+
+def test_the_sms_gateway_gets_the_number_with_its_country_code_and_the_token(
+    gateway: Gateway,
+) -> None:
+    settings = CitizenSettings(sms_url=gateway.url, sms_token=SecretStr("sms-token"))
+    channel = SmsGatewayChannel(settings)
+    asyncio.run(channel.send("0912345678", NOTICE))
+    headers, body = gateway.posts[0]
+    assert headers["Authorization"] == "Bearer sms-token"
+    assert body == {"to": "84912345678", "text": NOTICE.text, "id": "notice-1"}
+    gateway.reply = (503, {})
+    with pytest.raises(DeliveryFailed, match="HTTP 503") as failure:
+        asyncio.run(SmsGatewayChannel(settings).send("0912345678", NOTICE))
+    assert "0912" not in str(failure.value)
+
+
+def test_zalo_sends_the_template_and_reads_zalos_error_code(gateway: Gateway) -> None:
+    settings = CitizenSettings(
+        phone_channel="zalo",
+        zalo_url=gateway.url,
+        zalo_access_token=SecretStr("oa-token"),
+        zalo_template_id="231512",
+    )
+    assert isinstance(channels_from_settings(settings)[ContactKind.PHONE], ZaloChannel)
+    asyncio.run(ZaloChannel(settings).send("0912345678", NOTICE))
+    headers, body = gateway.posts[0]
+    assert headers["access_token"] == "oa-token"
+    assert body["phone"] == "84912345678" and body["template_id"] == "231512"
+    assert body["template_data"]["ma_phan_anh"] == "1022-A7"
+    assert body["template_data"]["trang_thai"] == "Đã tiếp nhận"
+    assert body["tracking_id"] == "notice-1"
+    gateway.reply = (200, {"error": -124, "message": "Access token invalid"})
+    with pytest.raises(DeliveryFailed, match=r"error -124: Access token invalid"):
+        asyncio.run(ZaloChannel(settings).send("0912345678", NOTICE))
+
+
+def test_only_configured_channels_are_used() -> None:
+    assert channels_from_settings(CitizenSettings()) == {}
+    both = channels_from_settings(CitizenSettings(smtp_host="mail", sms_url="http://sms"))
+    assert {kind: channel.name for kind, channel in both.items()} == {
+        ContactKind.EMAIL: "email",
+        ContactKind.PHONE: "sms",
+    }
+    # Zalo chosen but not configured: phones are not told, rather than told another way.
+    assert ContactKind.PHONE not in channels_from_settings(
+        CitizenSettings(phone_channel="zalo", sms_url="http://sms")
+    )
