@@ -59,6 +59,7 @@ templates.env.globals |= {
     "severity_vi": SEVERITY_VI,
     "status_vi": STATUS_VI,
     "kind_vi": {kind: meta.title_vi for kind, meta in KINDS.items()},
+    "notice_vi": {"received": "đã tiếp nhận", "assigned": "đã giao", "resolved": "đã xử lý"},
 }
 
 

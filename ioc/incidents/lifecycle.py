@@ -491,12 +491,17 @@ async def evidence_files(conn: AsyncConnection, incident: FusedIncident) -> list
 
 async def tickets(conn: AsyncConnection, incident: FusedIncident) -> list[dict[str, Any]]:
     """The 1022 tickets of its hotline candidates, oldest first: the reporter's words (redacted
-    at intake) and the answers to the service's questions, which are not in those words."""
+    at intake), the answers to the service's questions, which are not in those words, and what
+    the reporter was told (`ioc.citizens`: each notice and its outcome, oldest first)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "SELECT service_request_id, requested_at, category, description, attributes"
-            " FROM tickets"
-            " WHERE incident_id = ANY(%s) ORDER BY requested_at, service_request_id",
+            "SELECT t.service_request_id, t.requested_at, t.category, t.description, t.attributes,"
+            " coalesce((SELECT jsonb_agg(jsonb_build_object('notice', split_part(n.notice, ':', 1),"
+            " 'status', n.status, 'channel', n.channel, 'at', n.at) ORDER BY n.at)"
+            " FROM citizen_notices n WHERE n.service_request_id = t.service_request_id),"
+            " '[]'::jsonb) AS notices"
+            " FROM tickets t"
+            " WHERE t.incident_id = ANY(%s) ORDER BY t.requested_at, t.service_request_id",
             ([m.id for m in incident.members if m.source == IncidentSource.HOTLINE],),
         )
         return await cur.fetchall()
