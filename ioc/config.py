@@ -656,6 +656,9 @@ class CitizenSettings(Section):
     @field_validator("contact_key")
     @classmethod
     def _long_key(cls, key: SecretStr | None) -> SecretStr | None:
+        """Empty is unset (Compose passes an unset variable on as empty)."""
+        if key is not None and not key.get_secret_value():
+            return None
         if key is not None and len(key.get_secret_value()) < 32:
             raise ValueError("at least 32 characters")
         return key

@@ -44,3 +44,13 @@ def test_a_sealed_contact_opens_only_for_its_ticket_under_its_key() -> None:
     tampered = sealed[:-1] + bytes([sealed[-1] ^ 1])
     with pytest.raises(UnreadableContact):
         box.open("1022-T-1", tampered)
+
+
+def test_the_contact_key_is_long_or_absent() -> None:
+    from pydantic import ValidationError
+
+    from ioc.config import CitizenSettings
+
+    assert CitizenSettings(contact_key="").contact_key is None, "empty (Compose's unset) is off"
+    with pytest.raises(ValidationError, match="at least 32 characters"):
+        CitizenSettings(contact_key="short")
