@@ -601,6 +601,32 @@ class ConsoleSettings(Section):
         return key
 
 
+class NotifySettings(Section):
+    """How ioc reaches a person (`ioc.notify`): the citizen loop tells reporters, the on-call
+    pager pages staff. A channel is on once its server is set."""
+
+    smtp_host: str | None = Field(None, description="E-mail goes through this SMTP server.")
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_starttls: bool = Field(True, description="Upgrade the SMTP connection with STARTTLS.")
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_sender: str = Field("IOC Thái Nguyên <no-reply@ioc.invalid>", description="From:.")
+    sms_url: str | None = Field(
+        None, description="SMS gateway: POST {to, text, id} as JSON, a bearer token if set."
+    )
+    sms_token: SecretStr | None = None
+    zalo_url: str = Field(
+        "https://business.openapi.zalo.me/message/template",
+        description="Zalo Notification Service (ZNS) template message endpoint.",
+    )
+    zalo_access_token: SecretStr | None = Field(
+        None, description="The Zalo OA's access token; Zalo is off when unset."
+    )
+    zalo_template_id: str | None = Field(
+        None, description="The approved ZNS template (fields ma_phan_anh, trang_thai, noi_dung)."
+    )
+
+
 class CitizenSettings(Section):
     """Telling reporters what became of their report (`ioc.citizens`): received, given to a
     unit, resolved, with a link to reopen it. Off until `contact_key` is set: until then a
@@ -630,27 +656,7 @@ class CitizenSettings(Section):
         "reopen link there; none when unset.",
     )
     phone_channel: Literal["sms", "zalo"] = Field(
-        "sms", description="How a reporter who left a phone number is told."
-    )
-    smtp_host: str | None = Field(None, description="E-mail goes through this SMTP server.")
-    smtp_port: int = Field(587, ge=1, le=65535)
-    smtp_starttls: bool = Field(True, description="Upgrade the SMTP connection with STARTTLS.")
-    smtp_username: str | None = None
-    smtp_password: SecretStr | None = None
-    smtp_sender: str = Field("IOC Thái Nguyên <no-reply@ioc.invalid>", description="From:.")
-    sms_url: str | None = Field(
-        None, description="SMS gateway: POST {to, text, id} as JSON, a bearer token if set."
-    )
-    sms_token: SecretStr | None = None
-    zalo_url: str = Field(
-        "https://business.openapi.zalo.me/message/template",
-        description="Zalo Notification Service (ZNS) template message endpoint.",
-    )
-    zalo_access_token: SecretStr | None = Field(
-        None, description="The Zalo OA's access token; Zalo is off when unset."
-    )
-    zalo_template_id: str | None = Field(
-        None, description="The approved ZNS template (fields ma_phan_anh, trang_thai, noi_dung)."
+        "sms", description="How a reporter who left a phone number is told (`notify`'s channel)."
     )
 
     @field_validator("contact_key")
@@ -691,6 +697,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     citizens: CitizenSettings = Field(default_factory=CitizenSettings)
 
     @classmethod

@@ -227,9 +227,9 @@ def citizen_loop_env(smtp_port: int) -> dict[str, str]:
     """The citizen loop on, telling reporters by e-mail through a test's SMTP server."""
     return {
         "IOC_CITIZENS__CONTACT_KEY": CONTACT_KEY,
-        "IOC_CITIZENS__SMTP_HOST": "127.0.0.1",
-        "IOC_CITIZENS__SMTP_PORT": str(smtp_port),
-        "IOC_CITIZENS__SMTP_STARTTLS": "false",  # aiosmtpd here speaks plain SMTP
+        "IOC_NOTIFY__SMTP_HOST": "127.0.0.1",
+        "IOC_NOTIFY__SMTP_PORT": str(smtp_port),
+        "IOC_NOTIFY__SMTP_STARTTLS": "false",  # aiosmtpd here speaks plain SMTP
         "IOC_CITIZENS__POLL_S": "1",
         "IOC_CITIZENS__PUBLIC_URL": CONSOLE_URL,
         "IOC_CONSOLE__LINK_KEY": LINK_KEY,

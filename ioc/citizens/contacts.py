@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from enum import StrEnum
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -20,18 +19,14 @@ from pydantic import SecretStr
 
 from ioc.hotline.privacy import normalise_phone
 from ioc.models import Ticket
+from ioc.notify.channels import AddressKind
 
 NONCE_BYTES = 12
 
 
-class ContactKind(StrEnum):
-    PHONE = "phone"
-    EMAIL = "email"
-
-
 @dataclass(frozen=True)
 class Contact:
-    kind: ContactKind
+    kind: AddressKind
     address: str
 
 
@@ -49,9 +44,9 @@ def contact_of(ticket: Ticket) -> Contact | None:
     """The phone if there is one (the loop's usual channel), else the e-mail; None when
     anonymous."""
     if ticket.phone and (digits := normalise_phone(ticket.phone)):
-        return Contact(ContactKind.PHONE, digits)
+        return Contact(AddressKind.PHONE, digits)
     if ticket.email and ticket.email.strip():
-        return Contact(ContactKind.EMAIL, ticket.email.strip())
+        return Contact(AddressKind.EMAIL, ticket.email.strip())
     return None
 
 
@@ -78,4 +73,4 @@ class ContactBox:
         except (InvalidTag, ValueError):
             raise UnreadableContact(f"the contact of {ticket_id} does not open") from None
         kind, _, address = plain.decode().partition(":")
-        return Contact(ContactKind(kind), address)
+        return Contact(AddressKind(kind), address)

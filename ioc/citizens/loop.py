@@ -21,14 +21,14 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from ioc.citizens.channels import CitizenChannel, DeliveryFailed, Notice, channels_from_settings
-from ioc.citizens.contacts import ContactBox, ContactKind, UnreadableContact
+from ioc.citizens.contacts import ContactBox, UnreadableContact
 from ioc.citizens.notices import ReportState, due, notice, reopen_until
 from ioc.citizens.reopen import REOPEN_PATH, ReopenClaim, reopen_token
 from ioc.config import CitizenSettings, Settings
 from ioc.dispatch.units import Units
 from ioc.hotline.tickets import advisory_key
 from ioc.models.base import utc_now
+from ioc.notify.channels import AddressKind, DeliveryFailed, Message, MessageChannel, configured
 from ioc.store.writer import Store
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class CitizenLoop:
     def __init__(
         self,
         settings: CitizenSettings,
-        channels: dict[ContactKind, CitizenChannel],
+        channels: dict[AddressKind, MessageChannel],
         units: Units,
     ) -> None:
         assert settings.contact_key is not None
@@ -109,7 +109,7 @@ class CitizenLoop:
                     )
                 destroyed += 1
                 continue
-            channel = self.channels.get(ContactKind(report["kind"]))
+            channel = self.channels.get(AddressKind(report["kind"]))
             if channel is None:
                 continue
             for key in due(state):
@@ -152,7 +152,7 @@ class CitizenLoop:
         report: dict[str, Any],
         state: ReportState,
         key: str,
-        channel: CitizenChannel,
+        channel: MessageChannel,
         now: datetime,
     ) -> str:
         """Send one notice unless it was sent or given up: `sent`, `failed` or `done`."""
@@ -173,7 +173,7 @@ class CitizenLoop:
         await self._record(conn, state.ticket_id, key, channel.name, "sent", attempts, None)
         return "sent"
 
-    def _notice(self, state: ReportState, key: str, now: datetime) -> Notice:
+    def _notice(self, state: ReportState, key: str, now: datetime) -> Message:
         until = reopen_until(state, self.reopen)
         url = None
         if key.startswith("resolved") and self.settings.public_url and until and until > now:
@@ -208,12 +208,19 @@ class CitizenLoop:
             await channel.close()
 
 
+def channels_for(settings: Settings) -> dict[AddressKind, MessageChannel]:
+    """E-mail by e-mail; a phone by the channel `citizens.phone_channel` names, if configured."""
+    available = configured(settings.notify)
+    chosen = {AddressKind.EMAIL: "email", AddressKind.PHONE: settings.citizens.phone_channel}
+    return {kind: available[name] for kind, name in chosen.items() if name in available}
+
+
 def loop_from_settings(settings: Settings) -> CitizenLoop | None:
     """The loop the settings ask for: None without a contact key or any channel."""
     citizens = settings.citizens
     if citizens.contact_key is None:
         return None
-    channels = channels_from_settings(citizens)
+    channels = channels_for(settings)
     if not channels:
         log.warning("citizens.contact_key is set but no channel is: reporters are not told")
         return None

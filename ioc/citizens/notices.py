@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ioc.citizens.channels import Notice
 from ioc.models.base import VIETNAM_TIME, deterministic_id
 from ioc.models.categories import CATEGORY_NAMES, Category
+from ioc.notify.channels import Message
 
 SIGNATURE = "Trung tâm Điều hành thông minh (IOC) tỉnh Thái Nguyên"
 
@@ -47,7 +47,7 @@ def reopen_until(state: ReportState, reopen: timedelta) -> datetime | None:
     return state.resolved_at + reopen if state.resolved_at else None
 
 
-def notice(state: ReportState, key: str, reopen_url: str | None, until: datetime | None) -> Notice:
+def notice(state: ReportState, key: str, reopen_url: str | None, until: datetime | None) -> Message:
     """The notice `key` for this report, in Vietnamese."""
     ticket, stage = state.ticket_id, key.partition(":")[0]
     names = CATEGORY_NAMES.get(Category(state.category)) if state.category else None
@@ -76,9 +76,9 @@ def notice(state: ReportState, key: str, reopen_url: str | None, until: datetime
             text += (
                 f" Nếu vấn đề vẫn còn, bạn có thể mở lại phản ánh trước {deadline}: {reopen_url}"
             )
-    return Notice(
+    return Message(
         id=deterministic_id("notice", ticket, key),
-        ticket_id=ticket,
+        reference=ticket,
         subject=f"[1022] Phản ánh {ticket}: {status.lower()}",
         text=f"{text}\n\n{SIGNATURE}",
         status_vi=status,

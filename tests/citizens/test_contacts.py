@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from ioc.citizens.contacts import Contact, ContactBox, ContactKind, UnreadableContact, contact_of
+from ioc.citizens.contacts import Contact, ContactBox, UnreadableContact, contact_of
 from ioc.models import Ticket
+from ioc.notify.channels import AddressKind
 
 KEY = SecretStr("contacts-" + "x" * 40)
 
@@ -23,16 +24,16 @@ def ticket(**contact: str) -> Ticket:
 
 def test_a_phone_is_preferred_and_kept_in_its_national_form() -> None:
     both = ticket(phone="+84 912 345 678", email="lan@example.vn")
-    assert contact_of(both) == Contact(ContactKind.PHONE, "0912345678")
+    assert contact_of(both) == Contact(AddressKind.PHONE, "0912345678")
     assert contact_of(ticket(email=" lan@example.vn ")) == Contact(
-        ContactKind.EMAIL, "lan@example.vn"
+        AddressKind.EMAIL, "lan@example.vn"
     )
     assert contact_of(ticket()) is None
 
 
 def test_a_sealed_contact_opens_only_for_its_ticket_under_its_key() -> None:
     box = ContactBox.of(KEY)
-    contact = Contact(ContactKind.EMAIL, "lan@example.vn")
+    contact = Contact(AddressKind.EMAIL, "lan@example.vn")
     sealed = box.seal("1022-T-1", contact)
     assert b"lan@example.vn" not in sealed
     assert box.seal("1022-T-1", contact) != sealed, "a fresh nonce each time"

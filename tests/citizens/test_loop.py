@@ -18,10 +18,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ioc.api.app import create_app
-from ioc.citizens.channels import EmailChannel
-from ioc.citizens.contacts import ContactBox, ContactKind, contact_of
+from ioc.citizens.contacts import ContactBox, contact_of
 from ioc.citizens.loop import CitizenLoop, PassSummary
-from ioc.config import CitizenSettings, Settings
+from ioc.config import CitizenSettings, NotifySettings, Settings
 from ioc.dispatch.units import Units
 from ioc.hotline import tickets
 from ioc.hotline.privacy import Reporter
@@ -30,6 +29,7 @@ from ioc.incidents import lifecycle
 from ioc.incidents.composition import FusionRules
 from ioc.incidents.fusion import fuse
 from ioc.models import Ticket
+from ioc.notify.channels import AddressKind, EmailChannel
 from ioc.store.migrate import migrate
 from tests.smtp import SmtpSink
 
@@ -58,19 +58,14 @@ def smtp() -> Iterator[SmtpSink]:
     sink.close()
 
 
-def citizen_settings(smtp: SmtpSink, **changes: Any) -> CitizenSettings:
-    return CitizenSettings(
-        contact_key=KEY,
-        smtp_host="127.0.0.1",
-        smtp_port=smtp.port,
-        smtp_starttls=False,
-        public_url=PUBLIC,
-        **changes,
-    )
+def citizen_settings(smtp: SmtpSink, **changes: Any) -> tuple[CitizenSettings, NotifySettings]:
+    mail = NotifySettings(smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_starttls=False)
+    return CitizenSettings(contact_key=KEY, public_url=PUBLIC, **changes), mail
 
 
-def loop_of(settings: CitizenSettings) -> CitizenLoop:
-    return CitizenLoop(settings, {ContactKind.EMAIL: EmailChannel(settings)}, Units.load())
+def loop_of(settings: tuple[CitizenSettings, NotifySettings]) -> CitizenLoop:
+    citizens, mail = settings
+    return CitizenLoop(citizens, {AddressKind.EMAIL: EmailChannel(mail)}, Units.load())
 
 
 def run(dsn: str, coroutine_of: Any) -> Any:

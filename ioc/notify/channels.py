@@ -1,10 +1,10 @@
-"""How a citizen is told: one interface, a channel per way of reaching people.
+"""How a person is reached: one interface, a channel per way of reaching people.
 
-`CitizenChannel` is the extension point: a channel names the kind of contact it reaches and
-sends one `Notice`; it raises `DeliveryFailed` with a reason a member of staff can act on (never
-the address). E-mail goes through SMTP; a phone number through an SMS gateway (a JSON POST, the
-shape most Vietnamese gateways take behind a small adapter) or Zalo's notification service
-(ZNS: an approved template, sent to the number).
+`MessageChannel` is the extension point: a channel names the kind of address it takes and sends
+one `Message`; it raises `DeliveryFailed` with a reason a member of staff can act on (never the
+address). E-mail goes through SMTP; a phone number through an SMS gateway (a JSON POST, the shape
+most Vietnamese gateways take behind a small adapter) or Zalo's notification service (ZNS: an
+approved template, sent to the number).
 """
 
 from __future__ import annotations
@@ -16,67 +16,73 @@ from dataclasses import dataclass
 from email.header import Header
 from email.mime.text import MIMEText
 from email.utils import formataddr, make_msgid, parseaddr
+from enum import StrEnum
 from typing import ClassVar
 
 import httpx
 
-from ioc.citizens.contacts import ContactKind
-from ioc.config import CitizenSettings
+from ioc.config import NotifySettings
 
 TIMEOUT_S = 10.0
 
 
+class AddressKind(StrEnum):
+    PHONE = "phone"
+    EMAIL = "email"
+
+
 @dataclass(frozen=True)
-class Notice:
-    """One message to one reporter: `id` is stable across retries (a receiver can drop a copy)."""
+class Message:
+    """One message to one person: `id` is stable across retries (a receiver can drop a copy);
+    `reference` (a report's or an incident's id) and `status_vi` fill a template's fields."""
 
     id: str
-    ticket_id: str
+    reference: str
     subject: str
     text: str
     status_vi: str
 
 
 class DeliveryFailed(RuntimeError):
-    """The channel could not hand the notice over; the message says why, without the address."""
+    """The channel could not hand the message over; the error says why, without the address."""
 
 
-class CitizenChannel(ABC):
-    """A way to reach reporters who left one kind of contact."""
+class MessageChannel(ABC):
+    """A way to reach people at one kind of address."""
 
     name: ClassVar[str]
-    reaches: ClassVar[ContactKind]
+    reaches: ClassVar[AddressKind]
 
     @abstractmethod
-    async def send(self, address: str, notice: Notice) -> None:
-        """Hand the notice over, or raise `DeliveryFailed`."""
+    async def send(self, address: str, message: Message) -> None:
+        """Hand the message over, or raise `DeliveryFailed`."""
 
     async def close(self) -> None:
         return None
 
 
-class EmailChannel(CitizenChannel):
+class EmailChannel(MessageChannel):
     """Plain-text UTF-8 e-mail through an SMTP server (smtplib, in a thread). Built with the
     legacy `Header`: the modern policy folds a long Vietnamese subject into encoded words that
     drop the space at the fold (RFC 2047 ignores whitespace between encoded words)."""
 
     name = "email"
-    reaches = ContactKind.EMAIL
+    reaches = AddressKind.EMAIL
 
-    def __init__(self, settings: CitizenSettings) -> None:
+    def __init__(self, settings: NotifySettings) -> None:
         assert settings.smtp_host is not None
         self.settings = settings
         self.host = settings.smtp_host
 
-    async def send(self, address: str, notice: Notice) -> None:
-        message = MIMEText(notice.text, "plain", "utf-8")
-        message["From"] = formataddr(parseaddr(self.settings.smtp_sender), charset="utf-8")
-        message["To"] = address
-        message["Subject"] = Header(notice.subject, "utf-8")
-        message["Message-ID"] = make_msgid(idstring=notice.id)
-        message["X-IOC-Notice"] = notice.id
+    async def send(self, address: str, message: Message) -> None:
+        mail = MIMEText(message.text, "plain", "utf-8")
+        mail["From"] = formataddr(parseaddr(self.settings.smtp_sender), charset="utf-8")
+        mail["To"] = address
+        mail["Subject"] = Header(message.subject, "utf-8")
+        mail["Message-ID"] = make_msgid(idstring=message.id)
+        mail["X-IOC-Message"] = message.id
         try:
-            await asyncio.to_thread(self._submit, message)
+            await asyncio.to_thread(self._submit, mail)
         except (OSError, smtplib.SMTPException) as error:
             raise DeliveryFailed(f"SMTP {self.host}: {smtp_reason(error)}") from None
 
@@ -109,7 +115,7 @@ def international(phone: str) -> str:
     return "84" + phone[1:] if phone.startswith("0") else phone
 
 
-class HttpChannel(CitizenChannel):
+class HttpChannel(MessageChannel):
     """A channel that POSTs JSON to a service and reads its verdict."""
 
     def __init__(self, url: str, headers: dict[str, str]) -> None:
@@ -133,16 +139,16 @@ class SmsGatewayChannel(HttpChannel):
     """An SMS gateway: `{"to": "849…", "text": …, "id": …}`, any 2xx is accepted."""
 
     name = "sms"
-    reaches = ContactKind.PHONE
+    reaches = AddressKind.PHONE
 
-    def __init__(self, settings: CitizenSettings) -> None:
+    def __init__(self, settings: NotifySettings) -> None:
         assert settings.sms_url is not None
         token = settings.sms_token
         headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
         super().__init__(settings.sms_url, headers)
 
-    async def send(self, address: str, notice: Notice) -> None:
-        await self.post({"to": international(address), "text": notice.text, "id": notice.id})
+    async def send(self, address: str, message: Message) -> None:
+        await self.post({"to": international(address), "text": message.text, "id": message.id})
 
 
 class ZaloChannel(HttpChannel):
@@ -150,26 +156,26 @@ class ZaloChannel(HttpChannel):
     took the message, another code (and a message) when not."""
 
     name = "zalo"
-    reaches = ContactKind.PHONE
+    reaches = AddressKind.PHONE
 
-    def __init__(self, settings: CitizenSettings) -> None:
+    def __init__(self, settings: NotifySettings) -> None:
         assert settings.zalo_access_token is not None and settings.zalo_template_id is not None
         self.template_id = settings.zalo_template_id
         super().__init__(
             settings.zalo_url, {"access_token": settings.zalo_access_token.get_secret_value()}
         )
 
-    async def send(self, address: str, notice: Notice) -> None:
+    async def send(self, address: str, message: Message) -> None:
         response = await self.post(
             {
                 "phone": international(address),
                 "template_id": self.template_id,
                 "template_data": {
-                    "ma_phan_anh": notice.ticket_id,
-                    "trang_thai": notice.status_vi,
-                    "noi_dung": notice.text,
+                    "ma_phan_anh": message.reference,
+                    "trang_thai": message.status_vi,
+                    "noi_dung": message.text,
                 },
-                "tracking_id": notice.id,
+                "tracking_id": message.id,
             }
         )
         try:
@@ -180,17 +186,13 @@ class ZaloChannel(HttpChannel):
             raise DeliveryFailed(f"zalo: error {answer.get('error')}: {answer.get('message')}")
 
 
-def channels_from_settings(settings: CitizenSettings) -> dict[ContactKind, CitizenChannel]:
-    """The configured channel for each kind of contact; a kind without one is not told."""
-    channels: dict[ContactKind, CitizenChannel] = {}
+def configured(settings: NotifySettings) -> dict[str, MessageChannel]:
+    """Every channel the settings configure, by name (`email`, `sms`, `zalo`)."""
+    channels: list[MessageChannel] = []
     if settings.smtp_host:
-        channels[ContactKind.EMAIL] = EmailChannel(settings)
-    if settings.phone_channel == "sms" and settings.sms_url:
-        channels[ContactKind.PHONE] = SmsGatewayChannel(settings)
-    if (
-        settings.phone_channel == "zalo"
-        and settings.zalo_access_token is not None
-        and settings.zalo_template_id
-    ):
-        channels[ContactKind.PHONE] = ZaloChannel(settings)
-    return channels
+        channels.append(EmailChannel(settings))
+    if settings.sms_url:
+        channels.append(SmsGatewayChannel(settings))
+    if settings.zalo_access_token is not None and settings.zalo_template_id:
+        channels.append(ZaloChannel(settings))
+    return {channel.name: channel for channel in channels}

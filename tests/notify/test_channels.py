@@ -1,6 +1,6 @@
-"""Each channel against a real server: e-mail through a real SMTP server (aiosmtpd), the SMS
-gateway and Zalo ZNS through a real HTTP server that answers as they do. A failure says why
-without the address."""
+"""Each way of reaching a person against a real server: e-mail through a real SMTP server
+(aiosmtpd), the SMS gateway and Zalo ZNS through a real HTTP server that answers as they do. A
+failure says why without the address."""
 
 from __future__ import annotations
 
@@ -14,23 +14,22 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from ioc.citizens.channels import (
+from ioc.config import NotifySettings
+from ioc.devtools.stack.process import free_port
+from ioc.notify.channels import (
     DeliveryFailed,
     EmailChannel,
-    Notice,
+    Message,
     SmsGatewayChannel,
     ZaloChannel,
-    channels_from_settings,
+    configured,
 )
-from ioc.citizens.contacts import ContactKind
-from ioc.config import CitizenSettings
-from ioc.devtools.stack.process import free_port
 from tests.conftest import wait_for
 from tests.smtp import SmtpSink
 
-NOTICE = Notice(
+NOTICE = Message(
     id="notice-1",
-    ticket_id="1022-A7",
+    reference="1022-A7",
     subject="[1022] Phản ánh 1022-A7: đã tiếp nhận",
     text="Phản ánh 1022-A7 (cháy, nổ) đã được tiếp nhận.",
     status_vi="Đã tiếp nhận",
@@ -80,17 +79,17 @@ def smtp() -> Iterator[SmtpSink]:
 
 
 def test_email_goes_through_smtp_in_vietnamese(smtp: SmtpSink) -> None:
-    settings = CitizenSettings(smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_starttls=False)
+    settings = NotifySettings(smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_starttls=False)
     asyncio.run(EmailChannel(settings).send("lan@example.vn", NOTICE))
     mail = wait_for(lambda: smtp.received[:1], 10, "the e-mail")[0]
     assert mail.recipients == ["lan@example.vn"]
     assert mail.subject == NOTICE.subject
-    assert mail.message["X-IOC-Notice"] == "notice-1"
+    assert mail.message["X-IOC-Message"] == "notice-1"
     assert "đã được tiếp nhận" in mail.text()
 
 
 def test_an_smtp_server_that_is_not_there_fails_without_naming_the_address() -> None:
-    settings = CitizenSettings(smtp_host="127.0.0.1", smtp_port=free_port(), smtp_starttls=False)
+    settings = NotifySettings(smtp_host="127.0.0.1", smtp_port=free_port(), smtp_starttls=False)
     with pytest.raises(DeliveryFailed) as failure:
         asyncio.run(EmailChannel(settings).send("lan@example.vn", NOTICE))
     assert "ConnectionRefusedError" in str(failure.value)
@@ -100,7 +99,7 @@ def test_an_smtp_server_that_is_not_there_fails_without_naming_the_address() -> 
 def test_the_sms_gateway_gets_the_number_with_its_country_code_and_the_token(
     gateway: Gateway,
 ) -> None:
-    settings = CitizenSettings(sms_url=gateway.url, sms_token=SecretStr("sms-token"))
+    settings = NotifySettings(sms_url=gateway.url, sms_token=SecretStr("sms-token"))
     channel = SmsGatewayChannel(settings)
     asyncio.run(channel.send("0912345678", NOTICE))
     headers, body = gateway.posts[0]
@@ -113,13 +112,12 @@ def test_the_sms_gateway_gets_the_number_with_its_country_code_and_the_token(
 
 
 def test_zalo_sends_the_template_and_reads_zalos_error_code(gateway: Gateway) -> None:
-    settings = CitizenSettings(
-        phone_channel="zalo",
+    settings = NotifySettings(
         zalo_url=gateway.url,
         zalo_access_token=SecretStr("oa-token"),
         zalo_template_id="231512",
     )
-    assert isinstance(channels_from_settings(settings)[ContactKind.PHONE], ZaloChannel)
+    assert isinstance(configured(settings)["zalo"], ZaloChannel)
     asyncio.run(ZaloChannel(settings).send("0912345678", NOTICE))
     headers, body = gateway.posts[0]
     assert headers["access_token"] == "oa-token"
@@ -133,13 +131,8 @@ def test_zalo_sends_the_template_and_reads_zalos_error_code(gateway: Gateway) ->
 
 
 def test_only_configured_channels_are_used() -> None:
-    assert channels_from_settings(CitizenSettings()) == {}
-    both = channels_from_settings(CitizenSettings(smtp_host="mail", sms_url="http://sms"))
-    assert {kind: channel.name for kind, channel in both.items()} == {
-        ContactKind.EMAIL: "email",
-        ContactKind.PHONE: "sms",
-    }
-    # Zalo chosen but not configured: phones are not told, rather than told another way.
-    assert ContactKind.PHONE not in channels_from_settings(
-        CitizenSettings(phone_channel="zalo", sms_url="http://sms")
-    )
+    assert configured(NotifySettings()) == {}
+    both = configured(NotifySettings(smtp_host="mail", sms_url="http://sms"))
+    assert sorted(both) == ["email", "sms"]
+    # A token without its template is not Zalo configured.
+    assert "zalo" not in configured(NotifySettings(zalo_access_token=SecretStr("t")))
