@@ -627,6 +627,20 @@ class NotifySettings(Section):
     )
 
 
+class OnCallSettings(Section):
+    """Paging the people on call (`ioc.dispatch.pager`): each severity's escalation chain, read
+    with the shifts from a roster file, run by the alerts worker."""
+
+    roster: Path | None = Field(
+        None,
+        description="The roster (people, shifts, chains; see ioc/dispatch/roster.toml); nobody "
+        "is paged in person while unset.",
+    )
+    poll_s: float = Field(
+        15.0, gt=0, description="How often the alerts worker looks for pages due."
+    )
+
+
 class CitizenSettings(Section):
     """Telling reporters what became of their report (`ioc.citizens`): received, given to a
     unit, resolved, with a link to reopen it. Off until `contact_key` is set: until then a
@@ -698,6 +712,7 @@ class Settings(BaseSettings):
     grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    oncall: OnCallSettings = Field(default_factory=OnCallSettings)
     citizens: CitizenSettings = Field(default_factory=CitizenSettings)
 
     @classmethod

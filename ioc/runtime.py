@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol, TypeVar, cast
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class Service(Protocol):
@@ -65,3 +68,19 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
     if terminated:
         raise SystemExit(128 + signal.SIGTERM)
     return cast(T, result)
+
+
+async def periodically(
+    what: str, step: Callable[[], Awaitable[object]], period_s: float, stop: asyncio.Event
+) -> None:
+    """`step` every `period_s` until `stop`. A failed step (the database restarting) is logged
+    and the next one tries again: a worker's side loop must not die of one bad moment."""
+    while not stop.is_set():
+        try:
+            outcome = await step()
+            if outcome:
+                log.info("%s: %s", what, outcome)
+        except Exception:
+            log.exception("%s failed; trying again in %.0f s", what, period_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), period_s)

@@ -327,6 +327,20 @@ def producer(workers: Settings) -> Iterator[Any]:
     client.close()
 
 
+def migrated_database(settings: Settings, prefix: str) -> str:
+    """The DSN of a new database in the session's PostgreSQL, migrated like production: for a
+    test of a worker's pass that reads every row of a table, which the session's own workers
+    fill and act on too."""
+    from ioc.store.migrate import migrate
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(settings.database.dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    dsn = f"{settings.database.dsn.rsplit('/', 1)[0]}/{name}"
+    migrate(dsn)
+    return dsn
+
+
 @pytest.fixture
 def db(live_stack: Settings) -> Iterator[psycopg.Connection]:
     with psycopg.connect(live_stack.database.dsn, autocommit=True) as conn:

@@ -22,8 +22,9 @@ from pydantic import ValidationError
 
 from ioc import metrics
 from ioc.alerts.channels import Channel, alert_id, channels_from_settings
-from ioc.citizens.loop import keep_telling, loop_from_settings
+from ioc.citizens.loop import loop_from_settings
 from ioc.config import Settings
+from ioc.dispatch.pager import pager_from_settings
 from ioc.incidents import lifecycle
 from ioc.kafka import topics
 from ioc.kafka.clients import consumer, producer
@@ -31,6 +32,7 @@ from ioc.kafka.dlq import describe_validation_error, send_dead_letter
 from ioc.models import Alert, FusedIncident, FusedStatus, Notification, Severity
 from ioc.models.base import epoch_ms, utc_now
 from ioc.retry import ATTEMPTS, retried
+from ioc.runtime import periodically
 from ioc.store.writer import Store
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,7 @@ class AlertConsumer:
         self.producer = producer(settings.kafka, settings.alerts.group_id)
         self.lock = asyncio.Lock()  # the refresh and the consumer never follow one incident twice
         self.citizens = loop_from_settings(settings)
+        self.pager = pager_from_settings(settings)
 
     async def _reject(self, record: ConsumerRecord, reason: str) -> None:
         await send_dead_letter(
@@ -170,7 +173,13 @@ class AlertConsumer:
         refresher = asyncio.create_task(self.refresh(stop))
         tasks = [refresher]
         if self.citizens is not None:
-            tasks.append(asyncio.create_task(keep_telling(self.citizens, self.store, stop)))
+            citizens = partial(self.citizens.run_pass, self.store)
+            poll = self.settings.citizens.poll_s
+            tasks.append(asyncio.create_task(periodically("citizen notices", citizens, poll, stop)))
+        if self.pager is not None:
+            pages = partial(self.pager.run_pass, self.store)
+            poll = self.settings.oncall.poll_s
+            tasks.append(asyncio.create_task(periodically("on-call pages", pages, poll, stop)))
         log.info("alert consumer ready: channels %s", ", ".join(c.name for c in self.channels))
         try:
             while not stop.is_set():
@@ -187,8 +196,9 @@ class AlertConsumer:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            if self.citizens is not None:
-                await self.citizens.close()
+            for side in (self.citizens, self.pager):
+                if side is not None:
+                    await side.close()
             await self.consumer.stop()
             await self.producer.stop()
             for channel in self.channels:

@@ -29,6 +29,7 @@ from ioc.api.requests import PREFIX, TITLE, router
 from ioc.citizens import web as citizen
 from ioc.config import Settings
 from ioc.console import web as console
+from ioc.dispatch.roster import Roster
 from ioc.dispatch.units import Units
 from ioc.hotline.triage import SLA_PATH, load_sla
 from ioc.kafka.clients import producer as kafka_producer
@@ -41,6 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
     registry = load_sensor_registry(settings.streams.sensor_registry)  # a bad file fails start-up
     sla = load_sla(settings.hotline.sla_table or SLA_PATH)
     units = Units.load(settings.console.units)
+    roster = Roster.load(settings.oncall.roster) if settings.oncall.roster else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,7 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
             max_size=settings.database.pool_max_size,
             open=False,
         )
-        runtime = Runtime(settings, producer, pool, registry, sla, units)
+        runtime = Runtime(settings, producer, pool, registry, sla, units, roster)
         await producer.start()
         runtime.producer_started = True
         await pool.open(wait=False)  # intake works while the database is away; GETs answer 503

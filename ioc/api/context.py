@@ -25,6 +25,7 @@ from starlette.types import Message
 
 from ioc.api.open311 import field_label
 from ioc.config import Settings
+from ioc.dispatch.roster import Roster
 from ioc.dispatch.units import Units
 from ioc.hotline.triage import SlaTable
 from ioc.incidents.service import StaffActions
@@ -63,6 +64,7 @@ class Runtime:
     sensors: SensorRegistry
     sla: SlaTable
     units: Units
+    roster: Roster | None = None
     producer_started: bool = False
 
 

@@ -11,8 +11,6 @@ or `citizens.keep_days` after the report, whichever comes first.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -62,6 +60,9 @@ class PassSummary:
     failed: int
     destroyed: int
 
+    def __bool__(self) -> bool:  # worth a line in the log
+        return bool(self.sent or self.failed or self.destroyed)
+
 
 class CitizenLoop:
     def __init__(
@@ -78,6 +79,10 @@ class CitizenLoop:
         self.units = units
         self.reopen = timedelta(days=settings.reopen_days)
         self.keep = timedelta(days=settings.keep_days)
+
+    async def run_pass(self, store: Store) -> PassSummary:
+        async with store.connection() as conn:
+            return await self.run_once(conn)
 
     async def run_once(self, conn: AsyncConnection) -> PassSummary:
         """One pass; nothing when another worker holds the pass. Each outcome is committed as
@@ -225,18 +230,3 @@ def loop_from_settings(settings: Settings) -> CitizenLoop | None:
         log.warning("citizens.contact_key is set but no channel is: reporters are not told")
         return None
     return CitizenLoop(citizens, channels, Units.load(settings.console.units))
-
-
-async def keep_telling(loop: CitizenLoop, store: Store, stop: asyncio.Event) -> None:
-    """A pass every `citizens.poll_s` until `stop`; a failed pass (the database restarting) is
-    logged and the next one tries again."""
-    while not stop.is_set():
-        try:
-            async with store.connection() as conn:
-                summary = await loop.run_once(conn)
-            if summary.sent or summary.failed or summary.destroyed:
-                log.info("citizen notices: %s", summary)
-        except Exception:
-            log.exception("telling citizens failed; trying again")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), loop.settings.poll_s)

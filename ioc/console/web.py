@@ -28,6 +28,7 @@ from ioc.api.evidence import evidence_file
 from ioc.console import accounts, links
 from ioc.console.accounts import Session
 from ioc.console.links import LinkClaim, LinkRefused
+from ioc.dispatch import pager
 from ioc.incidents import lifecycle
 from ioc.models import FusedStatus, IncidentKind
 from ioc.models.base import VIETNAM_TIME
@@ -257,6 +258,7 @@ async def _incident(
         history = await lifecycle.history(conn, incident_id)
         files = await lifecycle.evidence_files(conn, incident)
         tickets = await lifecycle.tickets(conn, incident)
+        pages = await pager.pages_of(conn, incident_id)
     units = runtime_of(request).units
     suggested = units.suggested(incident, (ticket["category"] for ticket in tickets))
     context = {
@@ -270,6 +272,8 @@ async def _incident(
         "suggested": suggested,
         "others": [unit for unit in units.units.values() if unit not in suggested],
         "due": units.due(incident),
+        "pages": pages,
+        "roster": runtime_of(request).roster,
     }
     return page(request, "incident.html", context, status_code=status)
 

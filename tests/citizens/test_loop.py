@@ -30,7 +30,7 @@ from ioc.incidents.composition import FusionRules
 from ioc.incidents.fusion import fuse
 from ioc.models import Ticket
 from ioc.notify.channels import AddressKind, EmailChannel
-from ioc.store.migrate import migrate
+from tests.conftest import migrated_database
 from tests.smtp import SmtpSink
 
 pytestmark = pytest.mark.integration
@@ -43,12 +43,7 @@ TRIAGE = Triage.load()
 def dsn(live_stack: Settings) -> str:
     """A database of the module's own: the session's alerts worker runs a loop of its own on
     the session's database, and must not tell these reporters."""
-    name = f"citizens_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(live_stack.database.dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    own = f"{live_stack.database.dsn.rsplit('/', 1)[0]}/{name}"
-    migrate(own)
-    return own
+    return migrated_database(live_stack, "citizens")
 
 
 @pytest.fixture
