@@ -26,7 +26,8 @@ from fastapi.templating import Jinja2Templates
 from ioc.api.context import Runtime, database, runtime_of, staff_actions
 from ioc.api.evidence import evidence_file
 from ioc.console import accounts, links
-from ioc.console.accounts import Session
+from ioc.console.accounts import Role, Session
+from ioc.console.i18n import LANGUAGES, Language, Translate, translator
 from ioc.console.links import LinkClaim, LinkRefused
 from ioc.dispatch import pager
 from ioc.incidents import lifecycle
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 CONSOLE_PATH = "/console"
 COOKIE = "ioc_session"
+LANGUAGE_COOKIE = "ioc_lang"
 MAX_FORM_BYTES = 16 * 1024
 MAX_REASON = 1000
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -59,7 +61,6 @@ templates.env.globals |= {
     "console": CONSOLE_PATH,
     "severity_vi": SEVERITY_VI,
     "status_vi": STATUS_VI,
-    "kind_vi": {kind: meta.title_vi for kind, meta in KINDS.items()},
     "notice_vi": {"received": "đã tiếp nhận", "assigned": "đã giao", "resolved": "đã xử lý"},
 }
 
@@ -72,10 +73,11 @@ class SignInNeeded(Exception):
 
 
 class Refused(Exception):
-    """A request the console refuses: answered with a page saying why, in Vietnamese."""
+    """A request the console refuses: answered with a page saying why, in the reader's language
+    (`message` is the Vietnamese text of `i18n`, its placeholders filled from `values`)."""
 
-    def __init__(self, status: int, message: str) -> None:
-        self.status, self.message = status, message
+    def __init__(self, status: int, message: str, **values: object) -> None:
+        self.status, self.message, self.values = status, message, values
 
 
 def sign_in_needed(request: Request, error: Exception) -> Response:
@@ -88,7 +90,8 @@ def sign_in_needed(request: Request, error: Exception) -> Response:
 
 def refused(request: Request, error: Exception) -> Response:
     assert isinstance(error, Refused)
-    return page(request, "error.html", {"message": error.message}, status_code=error.status)
+    message = words(request)(error.message, **error.values)
+    return page(request, "error.html", {"message": message}, status_code=error.status)
 
 
 HANDLERS = {SignInNeeded: sign_in_needed, Refused: refused}
@@ -107,7 +110,7 @@ async def session_of(request: Request) -> Session:
 async def form_of(request: Request) -> dict[str, str]:
     body = await request.body()
     if len(body) > MAX_FORM_BYTES:
-        raise Refused(413, f"Biểu mẫu quá lớn (tối đa {MAX_FORM_BYTES} byte).")
+        raise Refused(413, "Biểu mẫu quá lớn (tối đa {limit} byte).", limit=MAX_FORM_BYTES)
     try:
         fields = parse_qs(body.decode(), keep_blank_values=True)
     except UnicodeDecodeError:
@@ -122,10 +125,27 @@ def check_csrf(session: Session, form: Mapping[str, str]) -> None:
         raise Refused(403, "Biểu mẫu không thuộc phiên làm việc này. Hãy tải lại trang.")
 
 
+def language_of(request: Request) -> Language:
+    """Vietnamese unless the reader asked for English (`?lang=en`, then its cookie)."""
+    asked = request.query_params.get("lang") or request.cookies.get(LANGUAGE_COOKIE)
+    return "en" if asked == "en" else "vi"
+
+
+def words(request: Request) -> Translate:
+    return translator(language_of(request))
+
+
 def page(
     request: Request, name: str, context: dict[str, Any], status_code: int = 200
 ) -> HTMLResponse:
+    language = language_of(request)
+    kinds = {
+        kind: meta.title_en if language == "en" else meta.title_vi for kind, meta in KINDS.items()
+    }
+    context = context | {"_": translator(language), "lang": language, "kind_name": kinds}
     response = templates.TemplateResponse(request, name, context, status_code=status_code)
+    if request.query_params.get("lang") in LANGUAGES:
+        response.set_cookie(LANGUAGE_COOKIE, language, path=CONSOLE_PATH, samesite="lax")
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Content-Security-Policy"] = (
@@ -194,41 +214,50 @@ def _local(target: str) -> str:
 
 KindFilter = Annotated[IncidentKind | None, Query()]
 UnitFilter = Annotated[str | None, Query(max_length=100)]
+AreaFilter = Annotated[str | None, Query(max_length=200)]
 
 
 @router.get("/", response_class=HTMLResponse)
 async def queue_page(
-    request: Request, kind: KindFilter = None, unit: UnitFilter = None
+    request: Request, kind: KindFilter = None, unit: UnitFilter = None, area: AreaFilter = None
 ) -> HTMLResponse:
     session = await session_of(request)
-    context = await _queue(runtime_of(request), kind, unit) | {"session": session}
+    context = await _queue(runtime_of(request), kind, unit, area) | {"session": session}
     return page(request, "queue.html", context)
 
 
 @router.get("/queue", response_class=HTMLResponse)
 async def queue_rows(
-    request: Request, kind: KindFilter = None, unit: UnitFilter = None
+    request: Request, kind: KindFilter = None, unit: UnitFilter = None, area: AreaFilter = None
 ) -> HTMLResponse:
     """The queue's rows alone: what the page's htmx refresh swaps in."""
     await session_of(request)
-    return page(request, "_queue_rows.html", await _queue(runtime_of(request), kind, unit))
+    context = await _queue(runtime_of(request), kind, unit, area)
+    return page(request, "_queue_rows.html", context)
 
 
-async def _queue(runtime: Runtime, kind: IncidentKind | None, unit: str | None) -> dict[str, Any]:
-    """Open and acknowledged incidents, the most severe and recent first; with a unit, that
-    unit's queue, each against its SLA clock."""
+async def _queue(
+    runtime: Runtime, kind: IncidentKind | None, unit: str | None, area: str | None
+) -> dict[str, Any]:
+    """Open and acknowledged incidents, the most severe and recent first, of a kind, a unit
+    (that unit's queue, each against its SLA clock) and an area (commune or ward)."""
     async with database(runtime) as conn:
         incidents = await lifecycle.listed(conn, [FusedStatus.OPEN, FusedStatus.ACKNOWLEDGED], 500)
     shown = [
         incident
         for incident in incidents
-        if (kind is None or incident.kind == kind) and (unit is None or incident.unit == unit)
+        if (kind is None or incident.kind == kind)
+        and (unit is None or incident.unit == unit)
+        and (area is None or incident.district == area)
     ]
-    filters = [(name, value) for name, value in (("kind", kind), ("unit", unit)) if value]
+    chosen = (("kind", kind), ("unit", unit), ("area", area))
+    filters = [(name, value) for name, value in chosen if value]
     return {
         "incidents": shown,
         "kind": kind,
         "unit": unit,
+        "area": area,
+        "areas": sorted({incident.district for incident in incidents if incident.district}),
         "kinds": sorted({incident.kind for incident in incidents}),
         "units": runtime.units,
         "due": {incident.id: runtime.units.due(incident) for incident in shown},
@@ -254,11 +283,14 @@ async def _incident(
         try:
             incident = await lifecycle.get(conn, incident_id)
         except lifecycle.UnknownIncident:
-            raise Refused(404, f"Không có sự cố {incident_id}.") from None
+            raise Refused(404, "Không có sự cố {id}.", id=incident_id) from None
         history = await lifecycle.history(conn, incident_id)
         files = await lifecycle.evidence_files(conn, incident)
         tickets = await lifecycle.tickets(conn, incident)
         pages = await pager.pages_of(conn, incident_id)
+        sees_contacts = session.staff.role.at_least(Role.SUPERVISOR)  # to call a reporter back
+        if sees_contacts:
+            tickets = await _with_reporters(conn, tickets)
     units = runtime_of(request).units
     suggested = units.suggested(incident, (ticket["category"] for ticket in tickets))
     context = {
@@ -273,6 +305,7 @@ async def _incident(
         "others": [unit for unit in units.units.values() if unit not in suggested],
         "due": units.due(incident),
         "pages": pages,
+        "sees_contacts": sees_contacts,
         "roster": runtime_of(request).roster,
     }
     return page(request, "incident.html", context, status_code=status)
@@ -305,9 +338,9 @@ async def assign(incident_id: str, request: Request) -> Response:
     try:
         await staff_actions(runtime).assign_unit(incident_id, unit.id, staff, reason)
     except lifecycle.UnknownIncident:
-        raise Refused(404, f"Không có sự cố {incident_id}.") from None
+        raise Refused(404, "Không có sự cố {id}.", id=incident_id) from None
     except lifecycle.IncidentTransitionError as transition:
-        message = f"Không giao được: {transition}"
+        message = words(request)("Không giao được: {why}", why=transition)
         return await _incident(request, session, incident_id, error=message, status=409)
     log.info("incident %s: given to %s by %s (console)", incident_id, unit.id, staff)
     return RedirectResponse(f"{CONSOLE_PATH}/incidents/{quote(incident_id)}", status_code=303)
@@ -319,7 +352,7 @@ async def act(incident_id: str, action: str, request: Request) -> Response:
     form = await form_of(request)
     check_csrf(session, form)
     if action not in ACTIONS:
-        raise Refused(404, f"Không có thao tác {action}.")
+        raise Refused(404, "Không có thao tác {action}.", action=action)
     reason = form.get("reason", "").strip()[:MAX_REASON] or None
     staff = session.staff.username
     try:
@@ -329,7 +362,7 @@ async def act(incident_id: str, action: str, request: Request) -> Response:
     except lifecycle.UnknownIncident:
         return await _incident(request, session, incident_id, error=None)
     except lifecycle.IncidentTransitionError as transition:
-        message = f"Không thực hiện được: {transition}"
+        message = words(request)("Không thực hiện được: {why}", why=transition)
         return await _incident(request, session, incident_id, error=message, status=409)
     log.info("incident %s: %s by %s (console)", incident_id, action, staff)
     return RedirectResponse(f"{CONSOLE_PATH}/incidents/{quote(incident_id)}", status_code=303)
@@ -347,7 +380,7 @@ async def link_page(token: str, request: Request) -> HTMLResponse:
         try:
             incident = await lifecycle.get(conn, claim.incident_id)
         except lifecycle.UnknownIncident:
-            raise Refused(404, f"Không có sự cố {claim.incident_id}.") from None
+            raise Refused(404, "Không có sự cố {id}.", id=claim.incident_id) from None
     return page(request, "link.html", {"incident": incident, "token": token, "done": None})
 
 
@@ -372,9 +405,9 @@ async def link_acknowledge(token: str, request: Request) -> HTMLResponse:
             claim.incident_id, "ack", actor, "nhận từ liên kết trong cảnh báo"
         )
     except lifecycle.UnknownIncident:
-        raise Refused(404, f"Không có sự cố {claim.incident_id}.") from None
+        raise Refused(404, "Không có sự cố {id}.", id=claim.incident_id) from None
     except lifecycle.IncidentTransitionError as transition:
-        raise Refused(409, f"Không nhận được: {transition}") from None
+        raise Refused(409, "Không nhận được: {why}", why=transition) from None
     async with database(runtime) as conn:
         await conn.execute(
             "INSERT INTO console_link_uses (nonce, incident_id, recipient, used_by)"
@@ -395,3 +428,18 @@ def _claim(runtime: Runtime, token: str) -> LinkClaim:
     except LinkRefused as refusal:
         log.warning("alert link refused: %s", refusal.reason)
         raise Refused(refusal.status, refusal.reason) from None
+
+
+async def _with_reporters(conn: Any, tickets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tickets with their reporters' contacts as masked at intake."""
+    rows = await (
+        await conn.execute(
+            "SELECT service_request_id, reporter_masked FROM tickets"
+            " WHERE service_request_id = ANY(%s)",
+            ([ticket["service_request_id"] for ticket in tickets],),
+        )
+    ).fetchall()
+    masked = {row["service_request_id"]: row["reporter_masked"] for row in rows}
+    return [
+        ticket | {"reporter_masked": masked.get(ticket["service_request_id"])} for ticket in tickets
+    ]
