@@ -592,6 +592,13 @@ class ConsoleSettings(Section):
         "characters; no links when unset. Changing it voids every link sent.",
     )
     link_hours: float = Field(24.0, gt=0, le=24 * 7, description="A link in an alert lasts this.")
+    tile_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s]+$",
+        description="Map tiles for the incident page ({z}/{x}/{y}), e.g. the IOC's own tile "
+        "server; unset: the markers on a plain background (no internet needed).",
+    )
+    tile_attribution: str = Field("", description="Shown under the map when tiles are used.")
 
     @field_validator("link_key")
     @classmethod

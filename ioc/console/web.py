@@ -14,10 +14,11 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Mapping
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -25,7 +26,7 @@ from fastapi.templating import Jinja2Templates
 
 from ioc.api.context import Runtime, database, runtime_of, staff_actions
 from ioc.api.evidence import evidence_file
-from ioc.console import accounts, links
+from ioc.console import accounts, drawn, links
 from ioc.console.accounts import Role, Session
 from ioc.console.i18n import LANGUAGES, Language, Translate, translator
 from ioc.console.links import LinkClaim, LinkRefused
@@ -149,9 +150,19 @@ def page(
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Content-Security-Policy"] = (
-        "default-src 'self'; img-src 'self' data: blob: https:; style-src 'self' 'unsafe-inline'"
+        f"default-src 'self'; img-src 'self' data: blob: {_tile_origin(request)};"
+        " style-src 'self' 'unsafe-inline'"
     )
     return response
+
+
+def _tile_origin(request: Request) -> str:
+    """Where the map's tiles may come from: the tile server's origin, or nowhere else."""
+    tiles = runtime_of(request).settings.console.tile_url
+    if tiles is None:
+        return ""
+    parts = urlsplit(tiles.replace("{s}", "*"))  # {s}.tile.example: any of its subdomains
+    return f"{parts.scheme}://{parts.netloc.split('@')[-1]}"
 
 
 # --- Sign-in ---------------------------------------------------------------------------------
@@ -288,10 +299,13 @@ async def _incident(
         files = await lifecycle.evidence_files(conn, incident)
         tickets = await lifecycle.tickets(conn, incident)
         pages = await pager.pages_of(conn, incident_id)
+        points = await drawn.map_points(conn, incident, tickets)
+        sparklines = await drawn.sensor_sparklines(conn, incident)
         sees_contacts = session.staff.role.at_least(Role.SUPERVISOR)  # to call a reporter back
         if sees_contacts:
             tickets = await _with_reporters(conn, tickets)
     units = runtime_of(request).units
+    console_settings = runtime_of(request).settings.console
     suggested = units.suggested(incident, (ticket["category"] for ticket in tickets))
     context = {
         "session": session,
@@ -306,6 +320,12 @@ async def _incident(
         "due": units.due(incident),
         "pages": pages,
         "sees_contacts": sees_contacts,
+        "sparklines": sparklines,
+        "map_data": {
+            "tiles": console_settings.tile_url,
+            "attribution": console_settings.tile_attribution,
+            "points": [asdict(point) for point in points],
+        },
         "roster": runtime_of(request).roster,
     }
     return page(request, "incident.html", context, status_code=status)

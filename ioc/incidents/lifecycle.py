@@ -496,6 +496,7 @@ async def tickets(conn: AsyncConnection, incident: FusedIncident) -> list[dict[s
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT t.service_request_id, t.requested_at, t.category, t.description, t.attributes,"
+            " t.lat, t.lon,"
             " coalesce((SELECT jsonb_agg(jsonb_build_object('notice', split_part(n.notice, ':', 1),"
             " 'status', n.status, 'channel', n.channel, 'at', n.at) ORDER BY n.at)"
             " FROM citizen_notices n WHERE n.service_request_id = t.service_request_id),"

@@ -201,6 +201,7 @@ def test_the_issues_scenario_from_a_cameras_fire_to_the_reporters_and_the_walls(
     webhook: WebhookReceiver,
     citizen_mail: SmtpSink,
     samples_dir: Path,
+    tmp_path: Path,
 ) -> None:
     """A fire seen by a camera and reported twice on 1022 is one incident with its evidence;
     staff acknowledge it from the alert's link, give it to PCCC and resolve it in the browser;
@@ -308,6 +309,11 @@ def test_the_issues_scenario_from_a_cameras_fire_to_the_reporters_and_the_walls(
         "the camera's snapshot",
         lambda b: b.execute_script("return arguments[0].naturalWidth", image) > 0,
     )
+    # On the map, drawn by Leaflet from the package, no tiles: the incident, the camera, the
+    # two reports.
+    until(browser, "the map", lambda b: b.find_element(By.ID, "map").get_attribute("data-markers"))
+    assert browser.find_element(By.ID, "map").get_attribute("data-markers") == "4"
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#map path.leaflet-interactive")) == 4
     page = browser.page_source
     assert all(ticket in page for ticket in tickets), "both reports on the page"
     assert all(address not in page for address in addresses), "no contact shown"
@@ -344,6 +350,16 @@ def test_the_issues_scenario_from_a_cameras_fire_to_the_reporters_and_the_walls(
     for ticket in tickets:
         told = browser.find_element(By.CSS_SELECTOR, f'tr[data-ticket="{ticket}"] td.notices')
         assert told.text == "đã tiếp nhận (email) · đã giao (email) · đã xử lý (email)"
+    screenshots = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path)
+    screenshots.mkdir(parents=True, exist_ok=True)
+    browser.set_window_size(1280, 2600)  # the whole page: evidence, reports, map, history
+    until(
+        browser,
+        "the map redrawn",
+        lambda b: b.find_element(By.ID, "map").get_attribute("data-markers"),
+    )
+    assert browser.save_screenshot(str(screenshots / "resolved.png"))
+    browser.set_window_size(1280, 900)
 
     # The walls, as Grafana's login reads them: gone from the active list, resolved in the log.
     fused_wall = next(wall for wall in walls() if wall.uid == "ioc-incidents")
