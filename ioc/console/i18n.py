@@ -95,6 +95,8 @@ EN: dict[str, str] = {
     "lỗi, sẽ thử lại": "failed, will retry",
     "không gửi được": "could not be sent",
     "Báo động trực": "On-call pages",
+    "Thông báo đã gửi": "Alerts sent",
+    "Thông báo": "Notification",
     "Bước": "Step",
     "Vai trò": "Role",
     "Người nhận": "Recipient",

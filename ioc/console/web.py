@@ -299,6 +299,7 @@ async def _incident(
         files = await lifecycle.evidence_files(conn, incident)
         tickets = await lifecycle.tickets(conn, incident)
         pages = await pager.pages_of(conn, incident_id)
+        sent = await lifecycle.deliveries(conn, incident_id)
         points = await drawn.map_points(conn, incident, tickets)
         sparklines = await drawn.sensor_sparklines(conn, incident)
         sees_contacts = session.staff.role.at_least(Role.SUPERVISOR)  # to call a reporter back
@@ -319,6 +320,7 @@ async def _incident(
         "others": [unit for unit in units.units.values() if unit not in suggested],
         "due": units.due(incident),
         "pages": pages,
+        "deliveries": sent,
         "sees_contacts": sees_contacts,
         "sparklines": sparklines,
         "map_data": {

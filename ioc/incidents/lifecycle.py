@@ -489,6 +489,18 @@ async def evidence_files(conn: AsyncConnection, incident: FusedIncident) -> list
         return [EvidenceFiles(**row) for row in await cur.fetchall()]
 
 
+async def deliveries(conn: AsyncConnection, incident_id: str) -> list[dict[str, Any]]:
+    """What the alerts worker sent about it on each channel (firing, escalated, resolved), with
+    failures and their reasons, oldest first."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT channel, notification, delivered_at, ok, error FROM alerts"
+            " WHERE incident_id = %s ORDER BY delivered_at, channel",
+            (incident_id,),
+        )
+        return await cur.fetchall()
+
+
 async def tickets(conn: AsyncConnection, incident: FusedIncident) -> list[dict[str, Any]]:
     """The 1022 tickets of its hotline candidates, oldest first: the reporter's words (redacted
     at intake), the answers to the service's questions, which are not in those words, and what

@@ -318,6 +318,7 @@ def test_the_issues_scenario_from_a_cameras_fire_to_the_reporters_and_the_walls(
     assert all(ticket in page for ticket in tickets), "both reports on the page"
     assert all(address not in page for address in addresses), "no contact shown"
     assert "webhook (liên kết)" in browser.find_element(By.ID, "history").text
+    assert "webhook firing đã gửi" in browser.find_element(By.ID, "deliveries").text
 
     browser.find_element(By.CSS_SELECTOR, "button[value=assign]").click()
     until(browser, "given to PCCC", lambda b: "PCCC" in b.find_element(By.ID, "unit").text)

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
@@ -246,3 +247,20 @@ def test_giving_an_incident_to_a_unit_and_transferring_it_is_recorded(
     history = history[history.index('id="history"') :]
     assert "assigned" in history and "transferred" in history
     assert "pccc → csgt: xe bồn cháy trên quốc lộ" in history and staff in history
+
+
+def test_a_failed_delivery_shows_on_the_incident_page_with_its_reason(
+    client: TestClient, staff: str, fire: Incident, live_stack: Settings
+) -> None:
+    sign_in(client, staff)
+    incident_id = fused_id(client, fire)
+    with psycopg.connect(live_stack.database.dsn, autocommit=True) as conn:
+        conn.execute(  # as the alerts worker records a delivery that failed
+            "INSERT INTO alerts (id, incident_id, channel, notification, delivered_at,"
+            " latency_ms, ok, error) VALUES (%s, %s, 'webhook', 'firing', now(), 12, false,"
+            " 'HTTPStatusError: HTTP 503')",
+            (f"alert-{uuid.uuid4().hex}", incident_id),
+        )
+    page = client.get(f"/console/incidents/{incident_id}").text
+    table = page[page.index('id="deliveries"') :]
+    assert "webhook" in table and "lỗi: HTTPStatusError: HTTP 503" in table
