@@ -32,6 +32,7 @@ MAX_REASON = 1000
 ACTIONS = {
     "ack": "ack",
     "acknowledge": "ack",
+    "in-progress": "start",
     "resolve": "resolve",
     "false-alarm": "false_alarm",
     "reopen": "reopen",
@@ -101,10 +102,39 @@ async def get_incident(incident_id: str, request: Request) -> JSONResponse:
     )
 
 
+@router.post("/{incident_id}/assign", responses={400: {}, 401: {}, 404: {}, 409: {}, 503: {}})
+async def assign(incident_id: str, request: Request) -> JSONResponse:
+    """Giao đơn vị: JSON body `{"unit": "pccc", "reason": "..."}` with a unit of the units file;
+    a second unit transfers it (the history names both)."""
+    runtime = runtime_of(request)
+    staff = staff_of(request)
+    body = await read_body(request, runtime.settings.hotline.max_body_bytes)
+    try:
+        fields = json.loads(body or b"{}")
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ApiError(400, f"body: not JSON ({error.__class__.__name__})") from None
+    if not isinstance(fields, dict) or not isinstance(fields.get("unit"), str):
+        raise ApiError(400, "unit: required, the id of a unit (a string)")
+    unit = runtime.units.get(fields["unit"])
+    if unit is None:
+        raise ApiError(400, f"unit: one of {', '.join(sorted(runtime.units.units))}")
+    reason = fields.get("reason")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
+        raise ApiError(400, f"reason: a string of at most {MAX_REASON} characters")
+    try:
+        incident = await staff_actions(runtime).assign_unit(incident_id, unit.id, staff, reason)
+    except lifecycle.UnknownIncident as error:
+        raise ApiError(404, f"incident_id: {error}") from None
+    except lifecycle.IncidentTransitionError as error:
+        raise ApiError(409, f"unit: {error}") from None
+    log.info("incident %s: given to %s by %s", incident.id, unit.id, staff)
+    return JSONResponse(_body(incident))
+
+
 @router.post("/{incident_id}/{action}", responses={400: {}, 401: {}, 404: {}, 409: {}, 503: {}})
 async def act(incident_id: str, action: str, request: Request) -> JSONResponse:
-    """`ack`, `resolve`, `false-alarm` (Báo nhầm: resolved as nothing there) or `reopen`, with an
-    optional JSON body `{"reason": "..."}`."""
+    """`ack`, `in-progress` (Đang xử lý), `resolve`, `false-alarm` (Báo nhầm: resolved as
+    nothing there) or `reopen`, with an optional JSON body `{"reason": "..."}`."""
     runtime = runtime_of(request)
     staff = staff_of(request)
     if action not in ACTIONS:

@@ -67,6 +67,7 @@ EN: dict[str, str] = {
     "Đã nhận": "Acknowledged",
     "Đã xử lý": "Resolved",
     "Đã gộp": "Merged",
+    "Đang xử lý": "In progress",
     "đã xử lý": "handled",
     "báo nhầm": "false alarm",
     "tự hết": "cleared by itself",

@@ -44,7 +44,13 @@ LANGUAGE_COOKIE = "ioc_lang"
 MAX_FORM_BYTES = 16 * 1024
 MAX_REASON = 1000
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-ACTIONS = {"ack": "ack", "resolve": "resolve", "false-alarm": "false_alarm", "reopen": "reopen"}
+ACTIONS = {
+    "ack": "ack",
+    "in-progress": "start",
+    "resolve": "resolve",
+    "false-alarm": "false_alarm",
+    "reopen": "reopen",
+}
 SEVERITY_VI = {"urgent": "Khẩn cấp", "high": "Cao", "normal": "Thường"}
 STATUS_VI = {
     "open": "Mới",
@@ -52,6 +58,7 @@ STATUS_VI = {
     "resolved": "Đã xử lý",
     "merged": "Đã gộp",
 }
+IN_PROGRESS_VI = "Đang xử lý"  # acknowledged, and its unit reported work started
 
 router = APIRouter()
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
@@ -62,6 +69,11 @@ templates.env.globals |= {
     "console": CONSOLE_PATH,
     "severity_vi": SEVERITY_VI,
     "status_vi": STATUS_VI,
+    "status_of": lambda incident: (
+        IN_PROGRESS_VI
+        if incident.status == FusedStatus.ACKNOWLEDGED and incident.work_started_at
+        else STATUS_VI[incident.status]
+    ),
     "notice_vi": {"received": "đã tiếp nhận", "assigned": "đã giao", "resolved": "đã xử lý"},
 }
 

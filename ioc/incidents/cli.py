@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import getpass
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import psycopg
 import typer
@@ -14,11 +15,15 @@ from rich.table import Table
 
 from ioc.commandline import console
 from ioc.config import get_settings
+from ioc.dispatch.units import Units
 from ioc.incidents import lifecycle
 from ioc.incidents.lifecycle import EvidenceFiles
 from ioc.models import FusedIncident, FusedStatus
 from ioc.models.base import VIETNAM_TIME
 from ioc.runtime import run_async
+
+if TYPE_CHECKING:
+    from ioc.incidents.service import StaffActions
 
 incidents_app = typer.Typer(
     help="Incidents staff act on: list, show, acknowledge, resolve, reopen.",
@@ -162,6 +167,10 @@ def show_command(
 
 
 def _act(incident_id: str, action: str, by: str | None, reason: str | None) -> None:
+    _apply(by, lambda actions, actor: actions.change_incident(incident_id, action, actor, reason))
+
+
+def _apply(by: str | None, change: Callable[[StaffActions, str], Awaitable[FusedIncident]]) -> None:
     """Change the incident in the database, then publish the new version for alerting."""
     from ioc.incidents.service import terminal_actions
 
@@ -169,7 +178,7 @@ def _act(incident_id: str, action: str, by: str | None, reason: str | None) -> N
 
     async def run() -> FusedIncident:
         async with terminal_actions(get_settings()) as actions:
-            return await actions.change_incident(incident_id, action, actor, reason)
+            return await change(actions, actor)
 
     try:
         incident = run_async(run())
@@ -187,6 +196,31 @@ def ack_command(
 ) -> None:
     """Acknowledge: someone is on it. Its alerts are silenced until it resolves or reopens."""
     _act(incident_id, "ack", by, reason)
+
+
+@incidents_app.command("start")
+def start_command(
+    incident_id: Annotated[str, typer.Argument(help="The incident's id.")],
+    by: ByOption = None,
+    reason: ReasonOption = None,
+) -> None:
+    """Đang xử lý: work on it has started (acknowledges it too, if nobody had)."""
+    _act(incident_id, "start", by, reason)
+
+
+@incidents_app.command("assign")
+def assign_command(
+    incident_id: Annotated[str, typer.Argument(help="The incident's id.")],
+    unit: Annotated[str, typer.Argument(help="The unit's id in the units file (pccc, csgt, …).")],
+    by: ByOption = None,
+    reason: ReasonOption = None,
+) -> None:
+    """Giao đơn vị: hand it to a unit, or transfer it (the history names both units)."""
+    units = Units.load(get_settings().console.units)
+    if units.get(unit) is None:
+        console.print(f"[red]no unit {unit!r}: one of {', '.join(sorted(units.units))}[/]")
+        raise typer.Exit(2)
+    _apply(by, lambda actions, actor: actions.assign_unit(incident_id, unit, actor, reason))
 
 
 @incidents_app.command("resolve")

@@ -65,6 +65,7 @@ COLUMNS = (
     "merged_into",
     "unit",
     "assigned_at",
+    "work_started_at",
 )
 
 
@@ -124,6 +125,7 @@ def _reopened(now: datetime) -> dict[str, Any]:
         "resolved_at": None,
         "resolution": None,
         "escalated_at": None,
+        "work_started_at": None,
     }
 
 
@@ -286,9 +288,9 @@ async def _locked(cur: Any, incident_id: str) -> FusedIncident:
 async def change_status(
     conn: AsyncConnection, incident_id: str, action: str, actor: str, reason: str | None
 ) -> FusedIncident:
-    """`ack`, `resolve`, `false_alarm` or `reopen` by a staff member; the new version. A false
-    alarm resolves an active incident, or relabels one that cleared by itself (staff review
-    after the fact): its rules are judged by it."""
+    """`ack`, `start` (Đang xử lý), `resolve`, `false_alarm` or `reopen` by a staff member; the
+    new version. A false alarm resolves an active incident, or relabels one that cleared by
+    itself (staff review after the fact): its rules are judged by it."""
     now = utc_now()
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         current = await _locked(cur, incident_id)
@@ -306,6 +308,18 @@ async def change_status(
                 "acknowledged_by": actor,
                 "acknowledged_at": now,
             }
+        elif action == "start":
+            if not current.status.active:
+                raise IncidentTransitionError(f"{incident_id} is {current.status}, not active")
+            if current.work_started_at is not None:
+                raise IncidentTransitionError(f"{incident_id} is already in progress")
+            changes = {"change": "in_progress", "work_started_at": now}
+            if current.status == FusedStatus.OPEN:  # starting work acknowledges it too
+                changes |= {
+                    "status": FusedStatus.ACKNOWLEDGED,
+                    "acknowledged_by": actor,
+                    "acknowledged_at": now,
+                }
         elif action == "resolve":
             if not current.status.active:
                 raise IncidentTransitionError(f"{incident_id} is already {current.status}")
@@ -338,9 +352,10 @@ async def change_status(
             changes = {"change": "reopened", "episode": current.episode + 1} | _reopened(now)
         else:
             raise IncidentTransitionError(
-                f"unknown action {action!r} (ack, resolve, false_alarm, reopen)"
+                f"unknown action {action!r} (ack, start, resolve, false_alarm, reopen)"
             )
-        changes |= {"status_since": now, "actor": actor, "reason": reason}
+        since = now if "status" in changes else current.status_since  # start may keep it
+        changes |= {"status_since": since, "actor": actor, "reason": reason}
         updated = _next(current, **changes, ingested_at_ms=int(now.timestamp() * 1000))
         await save(cur, updated)
     return updated

@@ -151,6 +151,9 @@ class FusedIncident(WireModel):
     merged_into: str | None = None
     unit: str | None = Field(None, description="The unit it is handed to (ioc.dispatch).")
     assigned_at: AwareDatetime | None = Field(None, description="When that unit was given it.")
+    work_started_at: AwareDatetime | None = Field(
+        None, description="Đang xử lý: when work on it started (this episode)."
+    )
 
 
 class Notification(StrEnum):

@@ -181,3 +181,54 @@ def test_the_command_line_does_the_same(incident_id: str) -> None:
     assert false.returncode == 0, false.stderr
     shown = json.loads(ioc("show", incident_id, "--json").stdout)
     assert (shown["resolution"], shown["resolved_by"]) == ("false_alarm", "hoa.le")
+
+
+def test_in_progress_and_assignment_through_the_api_with_reasons_for_bad_ones(
+    client: TestClient, incident_id: str
+) -> None:
+    lan, minh = {"X-API-Key": "k-lan"}, {"X-API-Key": "k-minh"}
+    started = client.post(f"/api/v1/incidents/{incident_id}/in-progress", headers=lan)
+    assert started.status_code == 200, started.text
+    body = started.json()
+    assert body["status"] == "acknowledged" and body["acknowledged_by"] == "lan.nguyen"
+    assert body["work_started_at"] is not None and body["change"] == "in_progress"
+    again = client.post(f"/api/v1/incidents/{incident_id}/in-progress", headers=lan)
+    assert again.status_code == 409 and "already in progress" in again.text
+
+    given = client.post(
+        f"/api/v1/incidents/{incident_id}/assign", headers=minh, json={"unit": "pccc"}
+    )
+    assert given.status_code == 200 and given.json()["unit"] == "pccc"
+    moved = client.post(
+        f"/api/v1/incidents/{incident_id}/assign",
+        headers=minh,
+        json={"unit": "ca-phan-dinh-phung", "reason": "phường xử lý"},
+    )
+    assert moved.status_code == 200, moved.text
+    history = client.get(f"/api/v1/incidents/{incident_id}", headers=lan).json()["history"]
+    assert (
+        history[-1]["change"] == "transferred"
+        and "pccc → ca-phan-dinh-phung" in history[-1]["reason"]
+    )
+    for bad, reason in [
+        ({"unit": "cuu_hoa"}, "unit: one of"),
+        ({}, "unit: required"),
+        ({"unit": "pccc", "reason": 5}, "reason: a string"),
+    ]:
+        refused = client.post(f"/api/v1/incidents/{incident_id}/assign", headers=minh, json=bad)
+        assert refused.status_code == 400 and reason in refused.text
+    same = client.post(
+        f"/api/v1/incidents/{incident_id}/assign", headers=minh, json={"unit": "ca-phan-dinh-phung"}
+    )
+    assert same.status_code == 409 and "already with ca-phan-dinh-phung" in same.text
+
+
+def test_the_command_line_starts_work_and_assigns(incident_id: str) -> None:
+    started = ioc("start", incident_id, "--by", "hoa.le")
+    assert started.returncode == 0 and "in_progress by hoa.le" in started.stdout
+    given = ioc("assign", incident_id, "csgt", "--by", "hoa.le", "--reason", "tắc đường")
+    assert given.returncode == 0 and "assigned by hoa.le" in given.stdout, given.stderr
+    unknown = ioc("assign", incident_id, "cuu-hoa")
+    assert unknown.returncode == 2 and "no unit 'cuu-hoa'" in unknown.stdout
+    shown = json.loads(ioc("show", incident_id, "--json").stdout)
+    assert shown["unit"] == "csgt" and shown["work_started_at"] is not None

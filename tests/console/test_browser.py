@@ -324,6 +324,8 @@ def test_the_issues_scenario_from_a_cameras_fire_to_the_reporters_and_the_walls(
     until(browser, "given to PCCC", lambda b: "PCCC" in b.find_element(By.ID, "unit").text)
     for address in addresses:
         wait_for(lambda a=address: len(citizen_mail.to(a)) >= 2, 60, f"{address} told of PCCC")
+    browser.find_element(By.CSS_SELECTOR, "button[value=in-progress]").click()
+    until(browser, "in progress", lambda b: "Đang xử lý" in b.find_element(By.ID, "status").text)
     note = "Đã dập tắt đám cháy, không có người bị thương"
     browser.find_element(By.CSS_SELECTOR, "form[action$='/resolve'] input[name=reason]").send_keys(
         note
@@ -382,12 +384,13 @@ def test_the_issues_scenario_from_a_cameras_fire_to_the_reporters_and_the_walls(
             return grafana.execute(sql).fetchall()
 
         assert all(fused_id not in row for row in rows("Danh sách sự cố đang xử lý"))
-        staff_changes = ("resolved", "assigned", "acknowledged")  # fusion may update it too
+        staff_changes = ("resolved", "in_progress", "assigned", "acknowledged")  # not fusion's
         log = [
             row for row in rows("Nhật ký xử lý") if row[1] == fused_id and row[3] in staff_changes
         ]
         assert [(row[3], row[6]) for row in log] == [
             ("resolved", staff),
+            ("in_progress", staff),
             ("assigned", staff),
             ("acknowledged", "webhook (liên kết)"),
         ]
