@@ -599,6 +599,12 @@ class ConsoleSettings(Section):
         "server; unset: the markers on a plain background (no internet needed).",
     )
     tile_attribution: str = Field("", description="Shown under the map when tiles are used.")
+    communes: Path | None = Field(
+        None,
+        description="The province's communes as GeoJSON polygons (default: a schematic sample, "
+        "ioc/dispatch/communes.geojson): an incident whose source named no commune is routed "
+        "to the units of the commune its point lies in.",
+    )
 
     @field_validator("link_key")
     @classmethod

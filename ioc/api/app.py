@@ -28,7 +28,9 @@ from ioc.api.open311 import describe, error_document
 from ioc.api.requests import PREFIX, TITLE, router
 from ioc.citizens import web as citizen
 from ioc.config import Settings
+from ioc.console import tickets as console_tickets
 from ioc.console import web as console
+from ioc.dispatch.communes import Communes
 from ioc.dispatch.roster import Roster
 from ioc.dispatch.units import Units
 from ioc.hotline.triage import SLA_PATH, load_sla
@@ -43,6 +45,7 @@ def create_app(settings: Settings) -> FastAPI:
     sla = load_sla(settings.hotline.sla_table or SLA_PATH)
     units = Units.load(settings.console.units)
     roster = Roster.load(settings.oncall.roster) if settings.oncall.roster else None
+    communes = Communes.load(settings.console.communes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,7 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
             max_size=settings.database.pool_max_size,
             open=False,
         )
-        runtime = Runtime(settings, producer, pool, registry, sla, units, roster)
+        runtime = Runtime(settings, producer, pool, registry, sla, units, roster, communes)
         await producer.start()
         runtime.producer_started = True
         await pool.open(wait=False)  # intake works while the database is away; GETs answer 503
@@ -84,6 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(staff_api.router, prefix=staff_api.INCIDENTS_PREFIX)
     app.include_router(staff_evidence.router, prefix=staff_api.INCIDENTS_PREFIX)
     app.include_router(console.router, prefix=console.CONSOLE_PATH, include_in_schema=False)
+    app.include_router(console_tickets.router, prefix=console.CONSOLE_PATH, include_in_schema=False)
     app.include_router(citizen.router, prefix=citizen.CITIZEN_PATH, include_in_schema=False)
     app.mount(
         f"{console.CONSOLE_PATH}/static",

@@ -9,7 +9,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -25,6 +25,7 @@ from starlette.types import Message
 
 from ioc.api.open311 import field_label
 from ioc.config import Settings
+from ioc.dispatch.communes import Communes
 from ioc.dispatch.roster import Roster
 from ioc.dispatch.units import Units
 from ioc.hotline.triage import SlaTable
@@ -65,6 +66,7 @@ class Runtime:
     sla: SlaTable
     units: Units
     roster: Roster | None = None
+    communes: Communes = field(default_factory=Communes.load)
     producer_started: bool = False
 
 

@@ -319,7 +319,8 @@ async def _incident(
             tickets = await _with_reporters(conn, tickets)
     units = runtime_of(request).units
     console_settings = runtime_of(request).settings.console
-    suggested = units.suggested(incident, (ticket["category"] for ticket in tickets))
+    commune = runtime_of(request).communes.of(incident.district, incident.lat, incident.lon)
+    suggested = units.suggested(incident, (ticket["category"] for ticket in tickets), commune)
     context = {
         "session": session,
         "incident": incident,

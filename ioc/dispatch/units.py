@@ -50,15 +50,17 @@ class Units(_Strict):
     def get(self, unit_id: str) -> Unit | None:
         return self.units.get(unit_id)
 
-    def suggested(self, incident: FusedIncident, categories: Iterable[str]) -> list[Unit]:
+    def suggested(
+        self, incident: FusedIncident, categories: Iterable[str], commune: str | None
+    ) -> list[Unit]:
         """The units it routes to: those of its kind or its tickets' categories that cover its
-        commune, the commune's own units first."""
+        commune (`ioc.dispatch.communes`), the commune's own units first."""
         wanted = set(categories)
         routed = [
             unit
             for unit in self.units.values()
             if (incident.kind in unit.kinds or wanted & set(unit.categories))
-            and unit.covers(incident.district)
+            and unit.covers(commune)
         ]
         return sorted(routed, key=lambda unit: (unit.communes is None, unit.short))
 

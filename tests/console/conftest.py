@@ -16,9 +16,12 @@ import pytest
 from ioc.config import Settings
 from ioc.console import accounts
 from ioc.console.accounts import Role
+from ioc.hotline import tickets
+from ioc.hotline.privacy import reporter_of
+from ioc.hotline.triage import Triage
 from ioc.incidents.composition import FusionRules
 from ioc.incidents.fusion import fuse
-from ioc.models import Incident
+from ioc.models import Incident, Ticket
 from ioc.models.base import deterministic_id
 from ioc.store.writer import Store
 
@@ -82,3 +85,38 @@ def camera_fire(settings: Settings, title: str, snapshot: bool = False) -> Incid
 
     asyncio.run(store())
     return incident
+
+
+def reported_incident(
+    settings: Settings, text: str = "Cháy bếp nhà hàng, khói nhiều"
+) -> tuple[str, str]:
+    """A 1022 report fused into an incident of its own, its reporter masked at intake as
+    09******78: (the incident's id, the ticket's id)."""
+    triage = Triage.load()
+    ticket = Ticket(
+        service_request_id=f"1022-{uuid.uuid4().hex[:8]}",
+        requested_datetime=datetime.now(UTC),
+        description=text,
+        channel="phone",
+        phone="0912345678",
+        lat=random.uniform(9, 23),  # far from the session's other reports
+        long=random.uniform(103, 109),
+    )
+    result = triage.classify(ticket.description)
+    due = triage.sla_due(result, ticket.requested_datetime)
+    intake = tickets.Intake(ticket, result, due, reporter_of(ticket, "test-key"), 1)
+
+    async def store() -> str:
+        async with await psycopg.AsyncConnection.connect(settings.database.dsn) as conn:
+            linking = tickets.Linking(200, timedelta(hours=2))
+            (incident,) = await tickets.record_tickets(conn, [intake], linking)
+            await fuse(conn, incident, FusionRules.load(), "i18n-test")
+            cursor = await conn.execute(
+                "SELECT fused_id FROM incidents WHERE id = %s", (incident.id,)
+            )
+            row = await cursor.fetchone()
+            await conn.commit()
+        assert row is not None
+        return str(row[0])
+
+    return asyncio.run(store()), ticket.service_request_id

@@ -7,7 +7,6 @@ import asyncio
 import re
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -15,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import ioc.console.links as console_links
+import ioc.console.tickets as console_tickets
 import ioc.console.web as console_web
 from ioc.api.app import create_app
 from ioc.config import Settings
@@ -22,13 +22,7 @@ from ioc.console import accounts
 from ioc.console.accounts import Role
 from ioc.console.i18n import EN, translator
 from ioc.console.web import SEVERITY_VI, STATUS_VI
-from ioc.hotline import tickets
-from ioc.hotline.privacy import reporter_of
-from ioc.hotline.triage import Triage
-from ioc.incidents.composition import FusionRules
-from ioc.incidents.fusion import fuse
-from ioc.models import Ticket
-from tests.console.conftest import COST, PASSWORD, camera_fire
+from tests.console.conftest import COST, PASSWORD, camera_fire, reported_incident
 
 TEMPLATES = Path(console_web.__file__).resolve().parent / "templates"
 # `_("…")` in a template, and a Vietnamese literal handed to `_` through a list or a mapping.
@@ -49,7 +43,7 @@ def template_texts() -> set[str]:
 
 def test_every_vietnamese_text_of_the_console_has_its_english() -> None:
     texts = template_texts() | set(SEVERITY_VI.values()) | set(STATUS_VI.values())
-    for module in (console_web, console_links):
+    for module in (console_web, console_links, console_tickets):
         texts |= set(REFUSAL.findall(Path(module.__file__).read_text()))
     texts |= set(console_web.templates.env.globals["notice_vi"].values())
     assert len(texts) > 60, "the scan finds the texts"
@@ -113,7 +107,7 @@ def test_a_reader_who_picks_english_reads_english_until_switching_back(
 
 @pytest.mark.integration
 def test_only_supervisors_see_reporters_contacts(client: TestClient, live_stack: Settings) -> None:
-    incident_id = incident_with_report(live_stack)
+    incident_id, _ = reported_incident(live_stack)
     sign_in(client, member(live_stack, Role.OPERATOR))
     operator_view = client.get(f"/console/incidents/{incident_id}?lang=vi").text
     assert "Người phản ánh" not in operator_view and "09******78" not in operator_view
@@ -121,35 +115,3 @@ def test_only_supervisors_see_reporters_contacts(client: TestClient, live_stack:
     supervisor_view = client.get(f"/console/incidents/{incident_id}?lang=vi").text
     assert "Người phản ánh" in supervisor_view and "09******78" in supervisor_view
     assert "0912345678" not in supervisor_view, "masked at intake: nobody sees the number"
-
-
-def incident_with_report(settings: Settings) -> str:
-    """A fused incident whose 1022 report's reporter is masked at intake as 09******78."""
-    triage = Triage.load()
-    ticket = Ticket(
-        service_request_id=f"1022-{uuid.uuid4().hex[:8]}",
-        requested_datetime=datetime.now(UTC),
-        description="Cháy bếp nhà hàng, khói nhiều",
-        channel="phone",
-        phone="0912345678",
-        lat=12.5,
-        long=108.1,
-    )
-    result = triage.classify(ticket.description)
-    due = triage.sla_due(result, ticket.requested_datetime)
-    intake = tickets.Intake(ticket, result, due, reporter_of(ticket, "test-key"), 1)
-
-    async def store() -> str:
-        async with await psycopg.AsyncConnection.connect(settings.database.dsn) as conn:
-            linking = tickets.Linking(200, timedelta(hours=2))
-            (incident,) = await tickets.record_tickets(conn, [intake], linking)
-            await fuse(conn, incident, FusionRules.load(), "i18n-test")
-            cursor = await conn.execute(
-                "SELECT fused_id FROM incidents WHERE id = %s", (incident.id,)
-            )
-            row = await cursor.fetchone()
-            await conn.commit()
-        assert row is not None
-        return str(row[0])
-
-    return asyncio.run(store())

@@ -154,6 +154,22 @@ def bench_store_command(
         fail(error)
 
 
+@bench_app.command("console")
+def bench_console_command(
+    incidents: Annotated[int, typer.Option(min=1, help="Open incidents seeded.")] = 500,
+    requests: Annotated[int, typer.Option(min=1, help="Requests per round and side.")] = 100,
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds per side (median).")] = 3,
+) -> None:
+    """The console's queue refresh and incident page vs their database queries alone."""
+    from ioc.devtools.bench.console import run_bench
+
+    clean_up_on_sigterm()
+    try:
+        run_bench(incidents, requests, rounds, console)
+    except StackError as error:
+        fail(error)
+
+
 @bench_app.command("e2e")
 def bench_e2e_command(
     probes: Annotated[
