@@ -31,7 +31,7 @@ from tests.alerts.conftest import (
     config_for_tests,
     start_alertmanager,
 )
-from tests.conftest import wait_for
+from tests.conftest import CONSOLE_URL, wait_for
 from tests.smtp import SmtpSink
 
 pytestmark = pytest.mark.integration
@@ -165,7 +165,8 @@ def test_one_page_per_merged_incident_none_after_ack_and_a_resolution(
     assert [a["labels"]["sources"] for a in firing] == ["2"], "the camera and the 1022 reports"
     assert firing[0]["labels"]["kind"] == "fire" and firing[0]["labels"]["severity"] == "urgent"
     assert "KHẨN" in firing[0]["annotations"]["summary_vi"]
-    wait_for(lambda: smtp_sink.about(camera.id) or None, 30, "the hotline duty e-mail")
+    (mail,) = wait_for(lambda: smtp_sink.about(camera.id) or None, 30, "the hotline duty e-mail")
+    assert f"Nhận sự cố / acknowledge: {CONSOLE_URL}/console/a/" in mail.text(), "one tap acks"
 
     act(settings, producer, camera.id, "ack")
     wait_for(lambda: silenced(settings, camera.id) or None, 30, "the acknowledgement's silence")
