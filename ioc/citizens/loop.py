@@ -24,13 +24,13 @@ from ioc.citizens.notices import ReportState, due, notice, reopen_until
 from ioc.citizens.reopen import REOPEN_PATH, ReopenClaim, reopen_token
 from ioc.config import CitizenSettings, Settings
 from ioc.dispatch.units import Units
-from ioc.hotline.tickets import advisory_key
 from ioc.models.base import utc_now
 from ioc.notify.channels import AddressKind, DeliveryFailed, Message, MessageChannel, configured
+from ioc.store.locks import alone
 from ioc.store.writer import Store
 
 log = logging.getLogger(__name__)
-LOCK = advisory_key("ioc.citizens.loop")
+LOCK = "ioc.citizens.loop"
 
 # A report's contact, and its incident followed through one merge (fusion merges into a live
 # incident, which is not merged itself).
@@ -87,16 +87,7 @@ class CitizenLoop:
     async def run_once(self, conn: AsyncConnection) -> PassSummary:
         """One pass; nothing when another worker holds the pass. Each outcome is committed as
         it happens, so a crash repeats at most the notice it was sending."""
-        async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute("SELECT pg_try_advisory_lock(%s) AS mine", (LOCK,))
-            row = await cur.fetchone()
-        if not (row and row["mine"]):
-            return PassSummary(0, 0, 0)
-        try:
-            return await self._pass(conn)
-        finally:
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK,))
+        return await alone(conn, LOCK, lambda: self._pass(conn)) or PassSummary(0, 0, 0)
 
     async def _pass(self, conn: AsyncConnection) -> PassSummary:
         sent = failed = destroyed = 0

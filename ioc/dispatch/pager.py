@@ -22,16 +22,16 @@ from ioc.config import Settings
 from ioc.console.links import LinkMaker
 from ioc.dispatch.escalation import DuePage, due_pages
 from ioc.dispatch.roster import Roster
-from ioc.hotline.tickets import advisory_key
 from ioc.incidents import lifecycle
 from ioc.models import FusedIncident, FusedStatus
 from ioc.models.base import deterministic_id, utc_now
 from ioc.models.kinds import KINDS
 from ioc.notify.channels import DeliveryFailed, Message, MessageChannel, configured
+from ioc.store.locks import alone
 from ioc.store.writer import Store
 
 log = logging.getLogger(__name__)
-LOCK = advisory_key("ioc.dispatch.pager")
+LOCK = "ioc.dispatch.pager"
 NOBODY = "—"
 SEVERITY_VI = {"urgent": "KHẨN", "high": "CAO", "normal": "THƯỜNG"}
 
@@ -59,16 +59,7 @@ class OnCallPager:
 
     async def run_once(self, conn: AsyncConnection) -> PagerSummary:
         """One pass; nothing when another worker holds the pass."""
-        async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute("SELECT pg_try_advisory_lock(%s) AS mine", (LOCK,))
-            row = await cur.fetchone()
-        if not (row and row["mine"]):
-            return PagerSummary(0, 0)
-        try:
-            return await self._pass(conn)
-        finally:
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK,))
+        return await alone(conn, LOCK, lambda: self._pass(conn)) or PagerSummary(0, 0)
 
     async def _pass(self, conn: AsyncConnection) -> PagerSummary:
         async with conn.transaction():

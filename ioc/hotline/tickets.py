@@ -8,7 +8,6 @@ the same moment still make one incident with two reports, while reports far apar
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from ioc.incidents.rows import distance_m, distance_sql, incident_from_row
 from ioc.models import Incident, IncidentKind, IncidentSource, Severity, Ticket
 from ioc.models.base import VIETNAM_TIME, deterministic_id, epoch_ms, from_epoch_ms, utc_now
 from ioc.models.categories import CATEGORY_NAMES, Category
+from ioc.store.locks import advisory_key
 from ioc.store.writer import incident_values, upsert_incident
 
 # Internal states; Open311 shows the first four as "open" and the last two as "closed".
@@ -112,11 +112,6 @@ class Linking:
             return None
         distance = distance_m(ticket.lat, ticket.long, incident.lat, incident.lon)
         return distance if distance <= self.radius_m else None
-
-
-def advisory_key(name: str) -> int:
-    """A signed 64-bit key for `pg_advisory_xact_lock`."""
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), signed=True)
 
 
 @dataclass
