@@ -58,6 +58,10 @@ STATUS_VI = {
     "resolved": "Đã xử lý",
     "merged": "Đã gộp",
 }
+KIND_NAMES: dict[str, dict[str, str]] = {
+    "vi": {kind: meta.title_vi for kind, meta in KINDS.items()},
+    "en": {kind: meta.title_en for kind, meta in KINDS.items()},
+}
 IN_PROGRESS_VI = "Đang xử lý"  # acknowledged, and its unit reported work started
 
 router = APIRouter()
@@ -152,10 +156,8 @@ def page(
     request: Request, name: str, context: dict[str, Any], status_code: int = 200
 ) -> HTMLResponse:
     language = language_of(request)
-    kinds = {
-        kind: meta.title_en if language == "en" else meta.title_vi for kind, meta in KINDS.items()
-    }
-    context = context | {"_": translator(language), "lang": language, "kind_name": kinds}
+    kind_name = KIND_NAMES[language]
+    context = context | {"_": translator(language), "lang": language, "kind_name": kind_name}
     response = templates.TemplateResponse(request, name, context, status_code=status_code)
     if request.query_params.get("lang") in LANGUAGES:
         response.set_cookie(LANGUAGE_COOKIE, language, path=CONSOLE_PATH, samesite="lax")

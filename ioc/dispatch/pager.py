@@ -18,6 +18,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from ioc.alerts.channels import summary_vi
 from ioc.config import Settings
 from ioc.console.links import LinkMaker
 from ioc.dispatch.escalation import DuePage, due_pages
@@ -33,7 +34,6 @@ from ioc.store.writer import Store
 log = logging.getLogger(__name__)
 LOCK = "ioc.dispatch.pager"
 NOBODY = "—"
-SEVERITY_VI = {"urgent": "KHẨN", "high": "CAO", "normal": "THƯỜNG"}
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ class OnCallPager:
         return Message(
             id=deterministic_id("page", incident.id, page.key, person),
             reference=incident.id,
-            subject=f"[{SEVERITY_VI[incident.severity]}] {incident.title}{place}",
+            subject=summary_vi(incident),  # as the team alerts say it
             text="\n".join(lines),
             status_vi="Cần tiếp nhận",
         )
