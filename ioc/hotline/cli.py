@@ -201,6 +201,8 @@ def eval_command(
 
 
 def _print_scores(title: str, scores: Any, show_missed: bool) -> None:
+    from ioc.hotline.training import GOAL_RECALL
+
     console.print(
         f"\n[bold]{title}[/]: {scores.total} tickets · category accuracy"
         f" {scores.category_accuracy:.3f} · urgent recall {scores.urgent_recall:.3f}"
@@ -209,6 +211,12 @@ def _print_scores(title: str, scores: Any, show_missed: bool) -> None:
         f" ({scores.false_urgent}/{scores.not_urgent}) · fires urgent"
         f" {scores.fires_urgent}/{scores.fires}"
     )
+    auc, floor = scores.urgent_auc, scores.false_urgent_at(GOAL_RECALL)
+    if auc is not None and floor is not None:
+        console.print(
+            f"ranking: AUC {auc:.3f} · to find {GOAL_RECALL:.0%} of the urgent tickets, any"
+            f" threshold flags at least {floor:.3f} of the calm ones"
+        )
     present = [c for c in Category if any(c in key for key in scores.confusion)]
     table = Table(title="confusion (rows: labelled, columns: triaged)", title_justify="left")
     table.add_column("")

@@ -17,8 +17,9 @@ from ioc.hotline.training import (
     read_examples,
     score,
     train,
+    urgency_rank,
 )
-from ioc.hotline.triage import Triage, load_rules, load_sla
+from ioc.hotline.triage import Triage, TriageResult, load_rules, load_sla
 from ioc.models.categories import Category
 
 HOLDOUT = Path(__file__).resolve().parents[1] / "data" / "tickets_holdout.jsonl"
@@ -118,6 +119,35 @@ def test_scores_count_recall_precision_and_the_confusion() -> None:
     }
 
 
+def test_the_ranking_figures_count_pairs_and_the_least_false_urgent_for_a_recall() -> None:
+    labels = [1, 1, 1, 3, 4]
+    examples = [Example(f"t{i}", Category.KHAC, priority) for i, priority in enumerate(labels)]
+    predicted = [(Category.KHAC, False)] * len(examples)
+    scores = score(examples, predicted, ranks=[0.9, 0.5, 0.3, 0.5, 0.2])
+    # urgent above calm in 4 of the 6 pairs, one tie counted half
+    assert scores.urgent_auc == pytest.approx(4.5 / 6)
+    assert scores.false_urgent_at(1.0) == 0.5  # down to 0.3 also flags the calm 0.5
+    assert scores.false_urgent_at(0.6) == 0.5  # two of three urgent: down to 0.5, a tie
+    assert scores.false_urgent_at(0.3) == 0.0
+    unranked = score(examples, predicted)
+    assert unranked.urgent_auc is None and unranked.false_urgent_at(0.95) is None
+
+
+def test_a_ticket_flagged_below_the_threshold_ranks_first() -> None:
+    triage = Triage.load()
+    assert triage.model is not None
+    threshold = triage.model.urgent_threshold
+
+    def result(urgent: bool, confidence: float) -> TriageResult:
+        return TriageResult(Category.CHAY_NO, urgent, 1 if urgent else 3, 1.0, (), confidence)
+
+    assert urgency_rank(result(True, threshold / 2), triage) == 1.0  # a fire, urgent regardless
+    assert urgency_rank(result(True, 0.9), triage) == 0.9
+    assert urgency_rank(result(False, 0.8), triage) == pytest.approx(0.2)
+    rules_alone = Triage(triage.rules, triage.sla, None)
+    assert urgency_rank(result(False, 1.0), rules_alone) == 0.0
+
+
 def test_training_reaches_the_target_recall_out_of_fold_and_learns_corrections(
     rules: Triage,
 ) -> None:
@@ -145,3 +175,8 @@ def test_eval_scores_the_model_on_a_file_with_and_without_marks() -> None:
     assert written.total == stripped.total == len(examples)
     assert written.urgent_recall >= 0.95 and stripped.urgent_recall >= 0.95
     assert written.category_accuracy >= 0.85 and stripped.category_accuracy >= 0.85
+    for scores in (written, stripped):
+        assert len(scores.ranking) == len(examples)
+        assert scores.urgent_auc is not None and scores.urgent_auc >= 0.9
+        floor = scores.false_urgent_at(scores.urgent_recall)
+        assert floor is not None and floor <= scores.false_urgent_rate
