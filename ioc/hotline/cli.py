@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 from ioc.commandline import console, fail
 from ioc.config import get_settings
 from ioc.hotline.attributes import raise_for_danger
+from ioc.hotline.training import GOAL_RECALL, TARGET_RECALL
 from ioc.hotline.triage import Triage
 from ioc.models.base import VIETNAM_TIME
 from ioc.models.categories import Category
@@ -201,8 +202,6 @@ def eval_command(
 
 
 def _print_scores(title: str, scores: Any, show_missed: bool) -> None:
-    from ioc.hotline.training import GOAL_RECALL
-
     console.print(
         f"\n[bold]{title}[/]: {scores.total} tickets · category accuracy"
         f" {scores.category_accuracy:.3f} · urgent recall {scores.urgent_recall:.3f}"
@@ -266,8 +265,9 @@ def train_command(
         Path | None, typer.Option(help="Where to write the model; default the configured one.")
     ] = None,
     target_recall: Annotated[
-        float, typer.Option(min=0.5, max=1.0, help="Urgent recall the threshold must reach.")
-    ] = 0.97,
+        float,
+        typer.Option(min=0.5, max=1.0, help="Out-of-fold urgent recall the threshold must reach."),
+    ] = TARGET_RECALL,
 ) -> None:
     """Fit the triage model on the corpus and staff corrections (seconds on a CPU)."""
     from ioc.hotline.model import MODEL_PATH

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ioc.hotline.training import (
+    TARGET_RECALL,
     CorpusError,
     Example,
     _threshold,
@@ -154,7 +155,7 @@ def test_training_reaches_the_target_recall_out_of_fold_and_learns_corrections(
     examples = read_examples(HOLDOUT)
     unusual = "con trâu nhà ông Bảy lồng lên húc người ở đầu cầu"
     before = train(rules, examples)
-    assert before.content.card.urgent_recall_cv >= 0.97
+    assert before.content.card.urgent_recall_cv >= TARGET_RECALL
     assert before.content.card.corrections == 0
 
     correction = Example(unusual, Category.AN_NINH_TRAT_TU, 1)
