@@ -63,13 +63,15 @@ def rule_features(
     urgency: float,
     urgent: bool,
     relief: bool,
+    settled: bool,
     cues: Iterable[tuple[str, float]],
     marked: bool,
 ) -> dict[str, float]:
     """What the phrase rules found, squashed to [0, 1): per-category phrase weight, the harm
-    score and the rules' own urgent verdict, how calm the text sounds, whether a sign that the
-    danger is over was seen, and each urgency cue found (people hurt, hazards spreading,
-    exposure). Found in text typed without marks, where the rules match leniently ("dang" may
+    score and the rules' own urgent verdict, how calm the text sounds, whether a calming sign
+    was seen, and each urgency cue found (people hurt, hazards spreading, exposure). Whether
+    the danger reads as settled ("r settled") rides along for `decide_urgent`; no model reads
+    it. Found in text typed without marks, where the rules match leniently ("dang" may
     be đang, now, or đăng, to post), each feature is a different one, with its own weight."""
     out = {
         f"r cat {category.value}": max(score, 0.0) / (max(score, 0.0) + 2.0)
@@ -79,6 +81,7 @@ def rule_features(
     out["r urgent"] = 1.0 if urgent else 0.0
     out["r calm"] = math.tanh(max(-urgency, 0.0) / 2.0)
     out["r relief"] = 1.0 if relief else 0.0
+    out["r settled"] = 1.0 if settled else 0.0
     for text, weight in cues:
         out[("k +" if weight > 0 else "k -") + text] = 1.0
     suffix = "" if marked else " ~"
@@ -96,14 +99,15 @@ def view(features: Mapping[str, float], prefixes: tuple[str, ...]) -> dict[str, 
     return {name: value for name, value in features.items() if name.startswith(prefixes)}
 
 
-def relieved(features: Mapping[str, float]) -> bool:
-    """Whether the rules saw a sign that the danger is over (see `rule_features`)."""
-    return any(name.startswith("r relief") for name in features)
+def settled(features: Mapping[str, float]) -> bool:
+    """Whether the rules read the danger as settled (see `rule_features`)."""
+    return any(name.startswith("r settled") for name in features)
 
 
-def decide_urgent(category: Category, chance: float, threshold: float, relief: bool) -> bool:
-    """Urgent from the threshold; a fire or explosion always, unless the danger is over."""
-    return chance >= threshold or (category is Category.CHAY_NO and not relief)
+def decide_urgent(category: Category, chance: float, threshold: float, settled: bool) -> bool:
+    """Urgent from the threshold; a fire or explosion always, unless the text says it is out
+    or reads calm with nothing live (a question about a hissing gas bottle is not settled)."""
+    return chance >= threshold or (category is Category.CHAY_NO and not settled)
 
 
 class Linear(BaseModel):

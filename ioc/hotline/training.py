@@ -30,7 +30,7 @@ from ioc.hotline.model import (
     ModelFile,
     TriageModel,
     decide_urgent,
-    relieved,
+    settled,
     view,
 )
 from ioc.hotline.text import fold
@@ -263,11 +263,11 @@ def train(
             odds = fitted.category.probabilities(features[i])
             category = Category(max(odds, key=lambda name: odds[name]))
             chance = fitted.urgency.probabilities(features[i])["urgent"]
-            out_of_fold.append((i, category, chance, relieved(features[i])))
+            out_of_fold.append((i, category, chance, settled(features[i])))
     threshold = _threshold(rows, out_of_fold, target_recall)
     predicted = [
-        (category, decide_urgent(category, chance, threshold, relief))
-        for _, category, chance, relief in out_of_fold
+        (category, decide_urgent(category, chance, threshold, calm))
+        for _, category, chance, calm in out_of_fold
     ]
     cv = score([rows[i] for i, *_ in out_of_fold], predicted)
 

@@ -67,8 +67,15 @@ class UrgencyCue(_Strict):
     text: str
     weight: Finite
     exact: bool = False
+    over: bool = False  # says the danger has passed ("đã dập tắt"), not merely calm ("xin hỏi")
 
     _text = field_validator("text")(_has_words)
+
+    @model_validator(mode="after")
+    def _over_calms(self) -> UrgencyCue:
+        if self.over and self.weight >= 0:
+            raise ValueError(f"cue {self.text!r}: a cue saying the danger is over must calm")
+        return self
 
 
 class CategoryRules(_Strict):
@@ -197,6 +204,7 @@ class _Verdict:
     totals: dict[Category, float]  # phrase weight per category
     urgency: float  # the harm score: phrase and cue urgency
     relief: bool  # a sign that the danger is over or was never there ("đã dập tắt", "xin hỏi")
+    settled: bool  # the danger has passed, or nothing live is said (see `_judge`)
     cues: tuple[tuple[str, float], ...]  # urgency cues found, with their weights
 
 
@@ -367,6 +375,7 @@ def _features(analysed: Analysed, verdict: _Verdict) -> dict[str, float]:
         verdict.urgency,
         verdict.result.urgent,
         verdict.relief,
+        verdict.settled,
         verdict.cues,
         analysed.accented,
     )
@@ -403,6 +412,7 @@ class Triage:
             _Rule(None, cue.text, _pattern(cue.text), cue.weight, 0.0, cue.exact, (), 0)
             for cue in rules.urgency.cues
         ]
+        self._over = frozenset(cue.text for cue in rules.urgency.cues if cue.over)
         self._negators = [_pattern(text) for text in rules.urgency.negators]
         self._skippable = frozenset(
             syllable(word).folded for text in rules.text.skippable for word in words(text)
@@ -479,7 +489,7 @@ class Triage:
         The rules judge first; with a model, their evidence joins the text's n-grams and the
         model decides (see `ioc.hotline.model`), leaning urgent below certainty: a ticket is
         urgent from `urgent_threshold`, a probability well under one half, and a fire or
-        explosion is urgent unless the text says the danger is over.
+        explosion is urgent unless the text says it is out or reads calm with nothing live.
         """
         analysed = self.normaliser.analyse(text)
         verdict = self._judge(analysed, service_code)
@@ -492,7 +502,7 @@ class Triage:
         else:
             category, confidence = Category(service_code), 1.0
         chance = prediction.urgent_probability
-        urgent = decide_urgent(category, chance, self.model.urgent_threshold, verdict.relief)
+        urgent = decide_urgent(category, chance, self.model.urgent_threshold, verdict.settled)
         odds = prediction.priority
         pair = (1, 2) if urgent else (3, 4)
         priority = max(pair, key=lambda level: odds[level])
@@ -566,7 +576,12 @@ class Triage:
             urgency_confidence=1.0,
         )
         relief = any(weight < 0 for _, weight in cues)
-        return _Verdict(result, totals, urgency, relief, tuple(cues))
+        # Settled: the text says the danger has passed, or reads calm with no sign of anything
+        # live ("cho hỏi" alone is settled; "cho hỏi … bình gas đang xì" is not).
+        settled = any(text in self._over for text, _ in cues) or (
+            relief and not any(weight > 0 for _, weight in cues)
+        )
+        return _Verdict(result, totals, urgency, relief, settled, tuple(cues))
 
     def _urgency(self, category: Category, hits: list[_Hit]) -> tuple[float, list[_Hit]]:
         """The category's base urgency plus the urgency of its phrases found."""

@@ -19,6 +19,7 @@ from ioc.hotline.triage import (
     SLA_PATH,
     Triage,
     TriageResult,
+    UrgencyCue,
     load_rules,
     load_sla,
 )
@@ -180,6 +181,31 @@ def test_tricky_tickets(triage: Triage, text: str, category: Category, urgent: b
     assert result.category == category, result
     if urgent is not None:
         assert result.urgent == urgent, result
+
+
+@pytest.mark.parametrize(
+    ("text", "urgent"),
+    [
+        # A question with something live in it is still a fire call, typed with marks or not.
+        ("Cho em hỏi bình gas nhà em đang xì ra mùi nồng lắm thì phải làm sao ạ", True),
+        ("cho em hoi binh gas nha em dang xi ra mui nong lam thi phai lam sao a", True),
+        # A question and nothing live, or a fire the text says is out.
+        ("Cho hỏi mua bình chữa cháy mini ở đâu ạ", False),
+        ("Đám cháy ở chợ đã được dập tắt, cho hỏi ai chịu trách nhiệm", False),
+    ],
+)
+def test_a_fire_is_urgent_unless_settled(triage: Triage, text: str, urgent: bool) -> None:
+    result = triage.classify(text)
+    assert result.category is Category.CHAY_NO, result
+    assert result.urgent is urgent, result
+    assert triage.model is not None
+    if urgent:  # the rule, not the model, made it urgent
+        assert result.urgency_confidence < triage.model.urgent_threshold, result
+
+
+def test_a_cue_saying_the_danger_is_over_must_calm() -> None:
+    with pytest.raises(ValidationError, match="must calm"):
+        UrgencyCue(text="đã dập tắt", weight=1, over=True)
 
 
 def test_result_is_explained_and_bounded(triage: Triage) -> None:
