@@ -35,6 +35,7 @@ FORMAT = 1
 CHAR_SIZES = (3, 4, 5)
 PRIORITIES = (1, 2, 3, 4)
 URGENCY_CLASSES = ("calm", "urgent")
+SETTLED_CHANCE = 0.5  # see `decide_urgent`; "more likely than not", not tuned on any set
 
 
 class TriageModelError(RuntimeError):
@@ -105,9 +106,13 @@ def settled(features: Mapping[str, float]) -> bool:
 
 
 def decide_urgent(category: Category, chance: float, threshold: float, settled: bool) -> bool:
-    """Urgent from the threshold; a fire or explosion always, unless the text says it is out
-    or reads calm with nothing live (a question about a hissing gas bottle is not settled)."""
-    return chance >= threshold or (category is Category.CHAY_NO and not settled)
+    """Urgent from the threshold, which leans urgent; a fire or explosion always. A report the
+    rules read as settled (put out, nobody hurt, a question with nothing live in it) is urgent
+    only when the model thinks it more likely than not: the calm it states must lower urgency,
+    as staff expect, whatever the alarming words around it."""
+    if settled:
+        return chance >= max(threshold, SETTLED_CHANCE)
+    return chance >= threshold or category is Category.CHAY_NO
 
 
 class Linear(BaseModel):

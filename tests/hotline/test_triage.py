@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from ioc.hotline.cli import triage_file
+from ioc.hotline.model import decide_urgent
 from ioc.hotline.text import Normaliser, fold, is_syllable, ngrams, normalise, words
 from ioc.hotline.training import evaluate, read_examples
 from ioc.hotline.triage import (
@@ -198,9 +199,23 @@ def test_a_fire_is_urgent_unless_settled(triage: Triage, text: str, urgent: bool
     result = triage.classify(text)
     assert result.category is Category.CHAY_NO, result
     assert result.urgent is urgent, result
-    assert triage.model is not None
-    if urgent:  # the rule, not the model, made it urgent
-        assert result.urgency_confidence < triage.model.urgent_threshold, result
+
+
+@pytest.mark.parametrize(
+    ("category", "chance", "settled", "urgent"),
+    [
+        (Category.CHAY_NO, 0.01, False, True),  # a fire call, whatever the model says
+        (Category.CHAY_NO, 0.45, True, False),  # put out: only the model can raise it
+        (Category.CHAY_NO, 0.55, True, True),
+        (Category.GIAO_THONG, 0.45, True, False),  # nobody hurt: over the threshold, not enough
+        (Category.GIAO_THONG, 0.45, False, True),
+        (Category.GIAO_THONG, 0.05, False, False),
+    ],
+)
+def test_the_urgent_decision(
+    category: Category, chance: float, settled: bool, urgent: bool
+) -> None:
+    assert decide_urgent(category, chance, 0.25, settled) is urgent
 
 
 def test_a_cue_saying_the_danger_is_over_must_calm() -> None:
