@@ -116,36 +116,38 @@ def test_text_without_diacritics_triages_like_the_accented_text(
     assert (without.category, without.urgent) == (with_marks.category, with_marks.urgent)
 
 
+def _known_error(text: str, category: Category, urgent: bool, error: str) -> object:
+    """A case the shipped model gets wrong: a strict xfail, so a model that gets it right says
+    so."""
+    return pytest.param(
+        text, category, urgent, marks=pytest.mark.xfail(strict=True, reason=f"known error: {error}")
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "category", "urgent"),
     [
         # chạy (run) and chảy (flow) fold onto cháy (burn); context and typed marks decide.
-        pytest.param(
+        _known_error(
             "Xe chạy quá tốc độ trên quốc lộ 3, rất nguy hiểm",
             Category.GIAO_THONG,
             False,
-            marks=pytest.mark.xfail(
-                strict=True, reason="known error: speeding with 'nguy hiểm' flagged urgent (p 0.47)"
-            ),
+            "speeding with 'nguy hiểm' flagged urgent (p 0.47)",
         ),
-        pytest.param(
+        _known_error(
             "xe tai chay qua toc do qua cong truong",
             Category.GIAO_THONG,
             False,
-            marks=pytest.mark.xfail(
-                strict=True, reason="known error: speeding past a school flagged urgent (p 0.32)"
-            ),
+            "speeding past a school flagged urgent (p 0.32)",
         ),
         ("tai nan xe may, nguoi bi thuong chay nhieu mau", Category.GIAO_THONG, True),
         ("vo ong nuoc, nuoc chay lenh lang ra duong", Category.DIEN_NUOC_CHIEU_SANG, None),
         # Smoke from burning straw is pollution, not a fire call.
-        pytest.param(
+        _known_error(
             "Đốt rơm rạ khói mù mịt cả xóm",
             Category.MOI_TRUONG,
             False,
-            marks=pytest.mark.xfail(
-                strict=True, reason="known error: straw smoke over a hamlet flagged urgent (p 0.50)"
-            ),
+            "straw smoke over a hamlet flagged urgent (p 0.50)",
         ),
         # An outage is a service problem; a live wire on the road is a danger.
         ("Mất điện cả khu từ sáng", Category.DIEN_NUOC_CHIEU_SANG, False),
@@ -164,13 +166,11 @@ def test_text_without_diacritics_triages_like_the_accented_text(
         # "gấp đôi" is double, not hurry.
         ("Tiền điện tháng này tăng gấp đôi", Category.DIEN_NUOC_CHIEU_SANG, False),
         # Praise is praise whatever it praises.
-        pytest.param(
+        _known_error(
             "Khen ngợi bác sĩ khoa cấp cứu đã tận tình",
             Category.KHAC,
             False,
-            marks=pytest.mark.xfail(
-                strict=True, reason="known error: praise for a doctor filed under health"
-            ),
+            "praise for a doctor filed under health",
         ),
     ],
 )
