@@ -19,7 +19,16 @@ from typer.core import TyperGroup
 from ioc.commandline import console, fail
 from ioc.config import get_settings
 from ioc.hotline.attributes import raise_for_danger
-from ioc.hotline.training import GOAL_RECALL, TARGET_RECALL
+from ioc.hotline.training import (
+    CORPUS_DIR,
+    GOAL_RECALL,
+    TARGET_RECALL,
+    CorpusError,
+    evaluate,
+    read_corpus,
+    read_examples,
+    train,
+)
 from ioc.hotline.triage import Triage
 from ioc.models.base import VIETNAM_TIME
 from ioc.models.categories import Category
@@ -180,7 +189,6 @@ def eval_command(
     ] = False,
 ) -> None:
     """Category accuracy, a confusion matrix, and urgent recall and precision."""
-    from ioc.hotline.training import CorpusError, evaluate, read_examples
 
     triage = _triage(model)
     assert triage.model is not None
@@ -271,7 +279,6 @@ def train_command(
 ) -> None:
     """Fit the triage model on the corpus and staff corrections (seconds on a CPU)."""
     from ioc.hotline.model import MODEL_PATH
-    from ioc.hotline.training import CORPUS_DIR, CorpusError, read_corpus, train
     from ioc.hotline.triage import RULES_PATH, SLA_PATH, load_rules, load_sla
 
     settings = get_settings()

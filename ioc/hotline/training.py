@@ -165,12 +165,19 @@ class Scores:
     def false_urgent_at(self, recall: float) -> float | None:
         """The least share of calm tickets any threshold must flag to find `recall` of the
         urgent ones: whether a threshold alone could meet a goal, or the ranking cannot."""
-        urgent = sorted((rank for rank, label in self.ranking if label), reverse=True)
+        urgent = [rank for rank, label in self.ranking if label]
         calm = [rank for rank, label in self.ranking if not label]
         if not urgent or not calm:
             return None
-        needed = urgent[min(max(1, math.ceil(recall * len(urgent) - 1e-9)), len(urgent)) - 1]
+        needed = rank_reaching(urgent, recall)
         return sum(rank >= needed for rank in calm) / len(calm)
+
+
+def rank_reaching(urgent: Iterable[float], recall: float) -> float:
+    """The highest rank (or probability) at or above which `recall` of the urgent tickets lie:
+    the threshold training chooses, and the one eval's ranking figure tries."""
+    ordered = sorted(urgent, reverse=True)
+    return ordered[min(max(1, math.ceil(recall * len(ordered) - 1e-9)), len(ordered)) - 1]
 
 
 def score(
@@ -180,6 +187,7 @@ def score(
 ) -> Scores:
     """Figures for `predicted` (category, urgent) against the labels; `ranks`, when given, are
     how strongly each ticket was judged urgent."""
+    labels = [example.urgent for example in examples]
     confusion: dict[tuple[Category, Category], int] = {}
     flagged_by_label: dict[tuple[Category, int], tuple[int, int]] = {}
     missed: list[str] = []
@@ -218,7 +226,7 @@ def score(
         confusion=confusion,
         missed=tuple(missed),
         flagged_by_label=flagged_by_label,
-        ranking=tuple(zip(ranks, (example.urgent for example in examples), strict=bool(ranks))),
+        ranking=tuple(zip(ranks, labels, strict=True)) if ranks else (),
     )
 
 
@@ -371,14 +379,10 @@ def _threshold(
     target_recall: float,
 ) -> float:
     """The highest threshold whose out-of-fold urgent recall reaches the target."""
-    urgent = sorted(
-        (chance for index, _, chance, _ in out_of_fold if rows[index].urgent), reverse=True
-    )
+    urgent = [chance for index, _, chance, _ in out_of_fold if rows[index].urgent]
     if not urgent:
         return 0.5
-    needed = min(max(1, math.ceil(target_recall * len(urgent) - 1e-9)), len(urgent))
-    chosen = urgent[needed - 1]
-    return min(max(chosen, 0.01), 0.5)
+    return min(max(rank_reaching(urgent, target_recall), 0.01), 0.5)
 
 
 def _content(fitted: Fitted, threshold: float, card: ModelCard) -> ModelFile:

@@ -47,8 +47,8 @@ def test_the_sample_tickets_are_triaged_to_the_goal(triage: Triage, samples_dir:
     (the goal's recall); 3 of the 20 calm ones are flagged, one over the goal's 10 %: a stolen
     motorbike, rubbish overflowing, and a loose dog that has bitten a child, which the SLA
     table's header (written after these labels) calls urgent. The model before, trained on 900
-    tickets, flagged 1 and missed 1 urgent ticket; on four new blind sets it missed 4 times as
-    many (README, Hotline)."""
+    tickets, flagged 1 and missed 1 urgent ticket; on blind sets 14-17 it missed 17 urgent
+    tickets to this model's 7 (README, Hotline)."""
     examples = read_examples(samples_dir / "tickets_1022.jsonl")
     assert len(examples) == 32
     scores = evaluate(triage, examples)
