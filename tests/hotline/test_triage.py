@@ -190,6 +190,9 @@ def test_tricky_tickets(triage: Triage, text: str, category: Category, urgent: b
         # A question with something live in it is still a fire call, typed with marks or not.
         ("Cho em hỏi bình gas nhà em đang xì ra mùi nồng lắm thì phải làm sao ạ", True),
         ("cho em hoi binh gas nha em dang xi ra mui nong lam thi phai lam sao a", True),
+        # A gas smell, or one growing worse, is live too, with no "đang" to say so.
+        ("Xin hỏi cầu thang khu tập thể có mùi gas từ sáng, càng lúc càng nồng", True),
+        ("cho toi hoi trong bep co mui ga tu toi qua, khoa van roi ma van con", True),
         # A question and nothing live, or a fire the text says is out.
         ("Cho hỏi mua bình chữa cháy mini ở đâu ạ", False),
         ("Đám cháy ở chợ đã được dập tắt, cho hỏi ai chịu trách nhiệm", False),
