@@ -44,17 +44,16 @@ def _tickets(path: Path) -> list[dict]:
 
 def test_the_sample_tickets_are_triaged_to_the_goal(triage: Triage, samples_dir: Path) -> None:
     """The IOC's 32 reference tickets are not in the training corpus. Every urgent one is found
-    (the goal's recall); 3 of the 20 calm ones are flagged, one over the goal's 10 %: a stolen
-    motorbike, rubbish overflowing, and a loose dog that has bitten a child, which the SLA
-    table's header (written after these labels) calls urgent. The model before, trained on 900
-    tickets, flagged 1 and missed 1 urgent ticket; on blind sets 14-17 it missed 17 urgent
-    tickets to this model's 7 (README, Hotline)."""
+    (the goal's recall) and 1 of the 20 calm ones is flagged: a loose dog that has bitten a
+    child, which the SLA table's header (written after these labels) calls urgent (without
+    marks, also a portal form that will not download). The bars are the goal's; the model
+    before this one (2,700 tickets) flagged 3."""
     examples = read_examples(samples_dir / "tickets_1022.jsonl")
     assert len(examples) == 32
     scores = evaluate(triage, examples)
     assert scores.category_accuracy >= 0.95
     assert scores.urgent_recall >= 0.95 and scores.fires_urgent == scores.fires
-    assert scores.false_urgent_rate <= 0.15
+    assert scores.false_urgent_rate <= 0.10
 
 
 def test_holdout_set_is_broad_enough() -> None:
@@ -132,23 +131,18 @@ def _known_error(text: str, category: Category, urgent: bool, error: str) -> obj
             "Xe chạy quá tốc độ trên quốc lộ 3, rất nguy hiểm",
             Category.GIAO_THONG,
             False,
-            "speeding with 'nguy hiểm' flagged urgent (p 0.47)",
+            "speeding with 'nguy hiểm' flagged urgent (p 0.71)",
         ),
         _known_error(
             "xe tai chay qua toc do qua cong truong",
             Category.GIAO_THONG,
             False,
-            "speeding past a school flagged urgent (p 0.32)",
+            "speeding past a school flagged urgent (p 0.47)",
         ),
         ("tai nan xe may, nguoi bi thuong chay nhieu mau", Category.GIAO_THONG, True),
         ("vo ong nuoc, nuoc chay lenh lang ra duong", Category.DIEN_NUOC_CHIEU_SANG, None),
         # Smoke from burning straw is pollution, not a fire call.
-        _known_error(
-            "Đốt rơm rạ khói mù mịt cả xóm",
-            Category.MOI_TRUONG,
-            False,
-            "straw smoke over a hamlet flagged urgent (p 0.50)",
-        ),
+        ("Đốt rơm rạ khói mù mịt cả xóm", Category.MOI_TRUONG, False),
         # An outage is a service problem; a live wire on the road is a danger.
         ("Mất điện cả khu từ sáng", Category.DIEN_NUOC_CHIEU_SANG, False),
         ("Dây điện đứt rơi xuống đường", Category.DIEN_NUOC_CHIEU_SANG, True),
