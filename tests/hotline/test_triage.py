@@ -159,6 +159,16 @@ def _known_error(text: str, category: Category, urgent: bool, error: str) -> obj
         ),
         # "gấp đôi" is double, not hurry.
         ("Tiền điện tháng này tăng gấp đôi", Category.DIEN_NUOC_CHIEU_SANG, False),
+        # Someone confused who has not come back is a person at risk.
+        ("Bà nội tôi bị lẫn, đi khỏi nhà từ sáng đến giờ chưa về", Category.AN_NINH_TRAT_TU, True),
+        # English, as foreign managers in the industrial parks write it.
+        ("Help! Fire in the workers dormitory, smoke everywhere", Category.CHAY_NO, True),
+        ("My colleague was robbed just now, his arm is bleeding", Category.AN_NINH_TRAT_TU, True),
+        (
+            "Dear 1022 team, thanks for fixing the street light",
+            Category.DIEN_NUOC_CHIEU_SANG,
+            False,
+        ),
         # Praise is praise whatever it praises.
         _known_error(
             "Khen ngợi bác sĩ khoa cấp cứu đã tận tình",
