@@ -42,6 +42,10 @@ def _has_words(value: str) -> str:
     return value
 
 
+def _all_have_words(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(_has_words(value) for value in values)
+
+
 class PhraseRule(_Strict):
     """A phrase pointing to a category; `urgency` counts when that category is chosen."""
 
@@ -54,11 +58,7 @@ class PhraseRule(_Strict):
     decisive: bool = False  # a speech act (praise, wrong number): its category wins
 
     _text = field_validator("text")(_has_words)
-
-    @field_validator("near")
-    @classmethod
-    def _near_words(cls, values: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(_has_words(value) for value in values)
+    _near = field_validator("near")(_all_have_words)
 
 
 class UrgencyCue(_Strict):
@@ -68,8 +68,11 @@ class UrgencyCue(_Strict):
     weight: Finite
     exact: bool = False
     over: bool = False  # says the danger has passed ("đã dập tắt"), not merely calm ("xin hỏi")
+    near: tuple[str, ...] = ()  # one of these must occur within `window` words
+    window: int = Field(5, ge=1, le=20)
 
     _text = field_validator("text")(_has_words)
+    _near = field_validator("near")(_all_have_words)
 
     @model_validator(mode="after")
     def _over_calms(self) -> UrgencyCue:
@@ -409,7 +412,16 @@ class Triage:
         for index, rule in enumerate(self._rules):
             self._by_first[rule.pattern[0].folded].append(index)
         self._cues = [
-            _Rule(None, cue.text, _pattern(cue.text), cue.weight, 0.0, cue.exact, (), 0)
+            _Rule(
+                None,
+                cue.text,
+                _pattern(cue.text),
+                cue.weight,
+                0.0,
+                cue.exact,
+                tuple(_pattern(text) for text in cue.near),
+                cue.window,
+            )
             for cue in rules.urgency.cues
         ]
         self._over = frozenset(cue.text for cue in rules.urgency.cues if cue.over)
@@ -419,11 +431,10 @@ class Triage:
         )
         vocabulary = {
             token.folded
-            for rule in self._rules
+            for rule in (*self._rules, *self._cues)
             for pattern in (rule.pattern, *rule.near)
             for token in pattern
         }
-        vocabulary |= {token.folded for cue in self._cues for token in cue.pattern}
         vocabulary |= {
             syllable(word).folded
             for text in rules.text.abbreviations.values()
@@ -625,14 +636,16 @@ class Triage:
 
     def _cues_found(self, matcher: _Matcher) -> list[tuple[str, float]]:
         """Urgency cues found (each once, none inside a longer cue found); a raising cue with a
-        negator just before it ("không ai bị thương") does not count."""
+        negator just before it ("không ai bị thương") does not count, nor a cue with `near`
+        words when none of them is close by."""
         window = self.rules.urgency.negation_window
         hits: list[_Hit] = []
         for cue in self._cues:
             spans = [
                 span
                 for span in matcher.spans(cue.pattern, cue.exact)
-                if cue.weight < 0 or not self._negated(matcher, span[0], window)
+                if (cue.weight < 0 or not self._negated(matcher, span[0], window))
+                and (not cue.near or matcher.near(span, cue.near, cue.window))
             ]
             if spans:
                 hits.append(_Hit(cue, tuple(spans)))

@@ -199,6 +199,8 @@ def test_tricky_tickets(triage: Triage, text: str, category: Category, urgent: b
         # A gas smell, or one growing worse, is live too, with no "đang" to say so.
         ("Xin hỏi cầu thang khu tập thể có mùi gas từ sáng, càng lúc càng nồng", True),
         ("cho toi hoi trong bep co mui ga tu toi qua, khoa van roi ma van con", True),
+        # Smoke from a switchboard is a fire starting, however politely reported.
+        ("Tủ điện dưới sảnh có mùi khét, khói mỏng bay ra, không biết có sao không, cảm ơn", True),
         # A question and nothing live, or a fire the text says is out.
         ("Cho hỏi mua bình chữa cháy mini ở đâu ạ", False),
         ("Đám cháy ở chợ đã được dập tắt, cho hỏi ai chịu trách nhiệm", False),
@@ -230,6 +232,18 @@ def test_the_urgent_decision(
 def test_a_cue_saying_the_danger_is_over_must_calm() -> None:
     with pytest.raises(ValidationError, match="must calm"):
         UrgencyCue(text="đã dập tắt", weight=1, over=True)
+
+
+def test_a_cue_with_near_words_counts_only_beside_them() -> None:
+    """ "Mùi khét" from a switchboard is a live sign; from a field being burnt it is not."""
+    rules = load_rules(RULES_PATH).model_copy(deep=True)
+    cue = UrgencyCue(text="mùi khét", weight=1, near=("tủ điện",), window=4)
+    rules = rules.model_copy(update={"urgency": rules.urgency.model_copy(update={"cues": (cue,)})})
+    judge = Triage(rules, load_sla(SLA_PATH), None)
+    assert "+mùi khét" in judge.classify("tủ điện nhà tôi có mùi khét").matched
+    assert "+mùi khét" not in judge.classify("đốt rơm ngoài đồng, mùi khét cả xóm").matched
+    with pytest.raises(ValidationError, match="no words"):
+        UrgencyCue(text="mùi khét", weight=1, near=("!!",))
 
 
 def test_result_is_explained_and_bounded(triage: Triage) -> None:
