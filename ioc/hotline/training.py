@@ -188,7 +188,6 @@ def score(
 ) -> Scores:
     """Figures for `predicted` (category, urgent) against the labels; `ranks`, when given, are
     how strongly each ticket was judged urgent."""
-    labels = [example.urgent for example in examples]
     confusion: dict[tuple[Category, Category], int] = {}
     flagged_by_label: dict[tuple[Category, int], tuple[int, int]] = {}
     missed: list[str] = []
@@ -227,7 +226,9 @@ def score(
         confusion=confusion,
         missed=tuple(missed),
         flagged_by_label=flagged_by_label,
-        ranking=tuple(zip(ranks, labels, strict=True)) if ranks else (),
+        ranking=tuple(zip(ranks, (example.urgent for example in examples), strict=True))
+        if ranks
+        else (),
     )
 
 

@@ -236,9 +236,10 @@ def test_a_cue_saying_the_danger_is_over_must_calm() -> None:
 
 def test_a_cue_with_near_words_counts_only_beside_them() -> None:
     """ "Mùi khét" from a switchboard is a live sign; from a field being burnt it is not."""
-    rules = load_rules(RULES_PATH).model_copy(deep=True)
+    shipped = load_rules(RULES_PATH)
     cue = UrgencyCue(text="mùi khét", weight=1, near=("tủ điện",), window=4)
-    rules = rules.model_copy(update={"urgency": rules.urgency.model_copy(update={"cues": (cue,)})})
+    urgency = shipped.urgency.model_copy(update={"cues": (cue,)})
+    rules = shipped.model_copy(update={"urgency": urgency})
     judge = Triage(rules, load_sla(SLA_PATH), None)
     assert "+mùi khét" in judge.classify("tủ điện nhà tôi có mùi khét").matched
     assert "+mùi khét" not in judge.classify("đốt rơm ngoài đồng, mùi khét cả xóm").matched
