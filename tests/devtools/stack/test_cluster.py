@@ -9,6 +9,7 @@ generous deadline; nothing asserts on a duration.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -23,7 +24,7 @@ import pytest
 from fastapi.testclient import TestClient
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
-from kafka.errors import KafkaError
+from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 
 from ioc.api.app import create_app
 from ioc.config import Settings
@@ -404,13 +405,17 @@ def test_a_group_rebalances_with_a_broker_down(cluster: Settings) -> None:
         return consumer
 
     def step() -> None:
-        """One poll of every member, committing what it read (at-least-once)."""
+        """One poll of every member, committing what it read (at-least-once). A commit refused
+        because the group is rebalancing (CI run 138: a member joined between a poll and its
+        commit) is not an error: the partitions' next owner reads those records again from the
+        last commit, which is the at-least-once delivery this test checks."""
         for consumer in members:
             batches = consumer.poll(timeout_ms=200)
             for batch in batches.values():
                 seen.update(record.value.decode() for record in batch)
             if batches:
-                consumer.commit()
+                with contextlib.suppress(RebalanceInProgressError, CommitFailedError):
+                    consumer.commit()
 
     def state() -> str:
         """What the group looked like, for a failure: CI run 31 (under load) saw the first member
