@@ -15,11 +15,11 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from rich.console import Console
 from rich.table import Table
@@ -27,7 +27,17 @@ from rich.table import Table
 from ioc.config import get_settings
 from ioc.devtools.bench.common import cpu_name, percentile
 
+if TYPE_CHECKING:  # the benches import lazily: vision pulls torch, which `--help` must not wait for
+    from ioc.devtools.bench.e2e import E2EResult
+    from ioc.devtools.bench.replay import ReplayBench
+    from ioc.devtools.bench.sensors import SensorBenchResult
+    from ioc.devtools.bench.store import StoreBenchResult
+    from ioc.devtools.bench.stream import StreamBenchResult
+    from ioc.devtools.bench.tickets import TicketBenchResult
+    from ioc.devtools.bench.vision import VisionBenchResult
+
 HIGHER, LOWER = "higher", "lower"
+ResultT = TypeVar("ResultT")
 
 
 @dataclass(frozen=True)
@@ -147,13 +157,29 @@ def _gpu() -> str:
     return ", ".join(torch.cuda.get_device_name(n) for n in range(torch.cuda.device_count()))
 
 
-# --- One function per bench: run it with the preset's sizes, return its rows -------------------
+# --- Per bench: run it at the preset's sizes, then read its headline rows from its result -------
+# Apart so that each bench's own test runs it through `run` and checks its `rows`, and
+# `ioc bench all`'s test need not run every bench again.
 
 
-def _stream(preset: Preset, console: Console) -> list[Row]:
+@dataclass(frozen=True)
+class Bench(Generic[ResultT]):
+    """How `ioc bench all` runs one bench and reads its headline figures."""
+
+    run: Callable[[Preset, Console], ResultT]
+    rows: Callable[[ResultT, Preset], list[Row]]
+
+    def measure(self, preset: Preset, console: Console) -> list[Row]:
+        return self.rows(self.run(preset, console), preset)
+
+
+def _run_stream(preset: Preset, console: Console) -> StreamBenchResult:
     from ioc.devtools.bench.stream import run_bench
 
-    result = run_bench(preset.stream_count, preset.rounds, console)
+    return run_bench(preset.stream_count, preset.rounds, console)
+
+
+def _stream_rows(result: StreamBenchResult, preset: Preset) -> list[Row]:
     return [
         Row(
             "stream",
@@ -176,12 +202,15 @@ def _stream(preset: Preset, console: Console) -> list[Row]:
     ]
 
 
-def _tickets(preset: Preset, console: Console) -> list[Row]:
+def _run_tickets(preset: Preset, console: Console) -> TicketBenchResult:
     from ioc.devtools.bench.tickets import run_bench
 
-    result = run_bench(
+    return run_bench(
         preset.tickets_count, preset.rounds, preset.tickets_rate, preset.tickets_seconds, console
     )
+
+
+def _tickets_rows(result: TicketBenchResult, preset: Preset) -> list[Row]:
     return [
         Row(
             "tickets",
@@ -195,10 +224,10 @@ def _tickets(preset: Preset, console: Console) -> list[Row]:
     ]
 
 
-def _sensors(preset: Preset, console: Console) -> list[Row]:
+def _run_sensors(preset: Preset, console: Console) -> SensorBenchResult:
     from ioc.devtools.bench.sensors import run_bench
 
-    result = run_bench(
+    return run_bench(
         preset.sensors_count,
         preset.rounds,
         preset.sensors_fleet,
@@ -206,6 +235,9 @@ def _sensors(preset: Preset, console: Console) -> list[Row]:
         preset.sensors_seconds,
         console,
     )
+
+
+def _sensors_rows(result: SensorBenchResult, preset: Preset) -> list[Row]:
     return [
         Row(
             "sensors",
@@ -219,14 +251,17 @@ def _sensors(preset: Preset, console: Console) -> list[Row]:
     ]
 
 
-def _vision(preset: Preset, console: Console) -> list[Row]:
+def _run_vision(preset: Preset, console: Console) -> VisionBenchResult:
     from ioc.devtools.bench.vision import run_bench
 
     vision = get_settings().vision
     batch = preset.vision_batch or vision.batch_size
-    result = run_bench(
+    return run_bench(
         vision, vision.device, preset.vision_frames, batch, preset.rounds, None, console
     )
+
+
+def _vision_rows(result: VisionBenchResult, preset: Preset) -> list[Row]:
     return [
         Row(
             "vision",
@@ -240,10 +275,13 @@ def _vision(preset: Preset, console: Console) -> list[Row]:
     ]
 
 
-def _store(preset: Preset, console: Console) -> list[Row]:
+def _run_store(preset: Preset, console: Console) -> StoreBenchResult:
     from ioc.devtools.bench.store import run_bench
 
-    result = run_bench(preset.store_rows, preset.rounds, 5000, console)
+    return run_bench(preset.store_rows, preset.rounds, 5000, console)
+
+
+def _store_rows(result: StoreBenchResult, preset: Preset) -> list[Row]:
     return [
         Row(
             "store",
@@ -257,10 +295,15 @@ def _store(preset: Preset, console: Console) -> list[Row]:
     ]
 
 
-def _e2e(preset: Preset, console: Console) -> list[Row]:
-    from ioc.devtools.bench.e2e import KINDS_MEASURED, LABELS, run_bench
+def _run_e2e(preset: Preset, console: Console) -> E2EResult:
+    from ioc.devtools.bench.e2e import run_bench
 
-    result = run_bench(preset.e2e_probes, True, console)
+    return run_bench(preset.e2e_probes, True, console)
+
+
+def _e2e_rows(result: E2EResult, preset: Preset) -> list[Row]:
+    from ioc.devtools.bench.e2e import KINDS_MEASURED, LABELS
+
     baseline = percentile(result.baseline_ms, 0.99)
     rows = []
     for kind in KINDS_MEASURED:
@@ -282,10 +325,13 @@ def _e2e(preset: Preset, console: Console) -> list[Row]:
     return rows
 
 
-def _replay(preset: Preset, console: Console) -> list[Row]:
+def _run_replay(preset: Preset, console: Console) -> ReplayBench:
     from ioc.devtools.bench.replay import run_bench
 
-    result = run_bench(preset.replay_minutes, preset.rounds, console)
+    return run_bench(preset.replay_minutes, preset.rounds, console)
+
+
+def _replay_rows(result: ReplayBench, preset: Preset) -> list[Row]:
     return [
         Row(
             "replay",
@@ -299,14 +345,14 @@ def _replay(preset: Preset, console: Console) -> list[Row]:
     ]
 
 
-BENCHES: dict[str, Callable[[Preset, Console], list[Row]]] = {
-    "stream": _stream,
-    "tickets": _tickets,
-    "sensors": _sensors,
-    "vision": _vision,
-    "store": _store,
-    "e2e": _e2e,
-    "replay": _replay,
+BENCHES: dict[str, Bench[Any]] = {
+    "stream": Bench(_run_stream, _stream_rows),
+    "tickets": Bench(_run_tickets, _tickets_rows),
+    "sensors": Bench(_run_sensors, _sensors_rows),
+    "vision": Bench(_run_vision, _vision_rows),
+    "store": Bench(_run_store, _store_rows),
+    "e2e": Bench(_run_e2e, _e2e_rows),
+    "replay": Bench(_run_replay, _replay_rows),
 }
 
 
@@ -333,17 +379,32 @@ class AllBenchResult:
         }
 
 
-def run_all(preset: Preset, console: Console, json_path: Path | None = None) -> AllBenchResult:
-    """Every bench in turn; a failure becomes its row and the next bench runs."""
+def bench_names(only: Sequence[str]) -> list[str]:
+    """The benches named, in `BENCHES`' order; a name that is no bench is a ValueError."""
+    unknown = sorted(set(only) - set(BENCHES))
+    if unknown:
+        raise ValueError(f"no such bench: {', '.join(unknown)}; there are {', '.join(BENCHES)}")
+    return [name for name in BENCHES if name in only]
+
+
+def run_all(
+    preset: Preset,
+    console: Console,
+    json_path: Path | None = None,
+    only: Sequence[str] = tuple(BENCHES),
+) -> AllBenchResult:
+    """The benches named in `only` (all by default) in turn, in `BENCHES`' order; a failure
+    becomes its row and the next bench runs."""
+    chosen = bench_names(only)
     host = machine()
     console.print(f"machine: {host.line()}")
     rows: list[Row] = []
     began = time.monotonic()
-    for number, (name, bench) in enumerate(BENCHES.items(), 1):
-        console.rule(f"[{number}/{len(BENCHES)}] ioc bench {name} · preset {preset.name}")
+    for number, name in enumerate(chosen, 1):
+        console.rule(f"[{number}/{len(chosen)}] ioc bench {name} · preset {preset.name}")
         started = time.monotonic()
         try:
-            measured = bench(preset, console)
+            measured = BENCHES[name].measure(preset, console)
         except Exception as error:  # one bench's failure must not hide the others
             console.print(f"[red]ioc bench {name} failed: {error!r}[/]")
             measured = [Row(name, failed=f"failed: {error}")]

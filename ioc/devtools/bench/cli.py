@@ -219,14 +219,21 @@ def bench_all_command(
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Also write the figures and machine as JSON.")
     ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(help="Run only this bench (repeat for more), e.g. --only store --only e2e."),
+    ] = None,
 ) -> None:
     """Every bench (stream, tickets, sensors, vision, store, e2e, replay) in turn, each against
     its baseline in the same run, then one table with ratios and the machine (~10–15 min on 2
     cores). Exits 1 if any bench failed; the others still run."""
-    from ioc.devtools.bench.all import DEFAULT, QUICK, run_all
+    from ioc.devtools.bench.all import BENCHES, DEFAULT, QUICK, bench_names, run_all
 
+    try:
+        names = bench_names(only or tuple(BENCHES))
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--only") from None
     clean_up_on_sigterm()
-
-    result = run_all(QUICK if quick else DEFAULT, console, json_path)
+    result = run_all(QUICK if quick else DEFAULT, console, json_path, names)
     if result.failed:
         raise typer.Exit(1)

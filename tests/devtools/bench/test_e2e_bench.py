@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from ioc.devtools.bench.e2e import KINDS_MEASURED, Receiver, camera_registry_toml, run_bench
+from ioc.devtools.bench.all import BENCHES, QUICK
+from ioc.devtools.bench.e2e import KINDS_MEASURED, Receiver, camera_registry_toml
 from ioc.models.registry import load_camera_registry
+from tests.devtools.bench.headline import headline_rows
 
 
 def test_receiver_keeps_the_first_firing_per_member() -> None:
@@ -43,7 +46,8 @@ def test_camera_registry_loads(tmp_path: Path) -> None:
 def test_bench_e2e_end_to_end() -> None:
     out = io.StringIO()
     console = Console(file=out, width=160)
-    result = run_bench(probes=3, load=True, console=console)
+    preset = replace(QUICK, e2e_probes=3)
+    result = BENCHES["e2e"].run(preset, console)  # with background load, as `bench all`
     print(out.getvalue())
     for kind in KINDS_MEASURED:
         measured = result.kinds[kind]
@@ -55,3 +59,6 @@ def test_bench_e2e_end_to_end() -> None:
     text = out.getvalue()
     assert "ioc bench e2e" in text and "baseline" in text
     assert set(result.as_dict()["kinds"]) == set(KINDS_MEASURED)
+    rows = headline_rows("e2e", result, preset)
+    notified = [f"{len(result.kinds[kind].latency_ms)}/3 probes" for kind in KINDS_MEASURED]
+    assert [row.rounds for row in rows] == notified

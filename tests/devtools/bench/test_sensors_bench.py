@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from ioc.devtools.bench.all import BENCHES, QUICK
 from ioc.devtools.bench.common import percentile
 from ioc.devtools.bench.sensors import (
     ALARM_PREFIX,
@@ -22,12 +23,12 @@ from ioc.devtools.bench.sensors import (
     interleave,
     readings,
     registry_toml,
-    run_bench,
     sensor_specs,
     steady_readings,
 )
 from ioc.models import load_sensor_registry
 from ioc.sensors.fiware import parse_observation
+from tests.devtools.bench.headline import headline_rows
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
@@ -118,7 +119,10 @@ def test_percentile_and_medians() -> None:
 @pytest.mark.timeout(900)
 def test_bench_sensors_end_to_end() -> None:
     output = io.StringIO()
-    result = run_bench(2000, 1, 50, 200.0, 3.0, Console(file=output, width=160))
+    assert (QUICK.sensors_count, QUICK.sensors_fleet, QUICK.rounds) == (2000, 50, 1)
+    result = BENCHES["sensors"].run(QUICK, Console(file=output, width=160))
     assert result.pipeline.median > 0 and result.baseline.median > 0
     assert result.ratio == pytest.approx(result.pipeline.median / result.baseline.median)
     assert "ioc bench sensors" in output.getvalue()
+    (row,) = headline_rows("sensors", result)
+    assert (row.figure, row.baseline) == (result.pipeline.median, result.baseline.median)
