@@ -62,6 +62,15 @@ class KafkaSettings(Section):
     retention_hours: int = Field(
         72, ge=1, description="Retention of data topics (DLQ keeps 30 days)."
     )
+    session_timeout_s: float = Field(
+        10.0,
+        ge=6.0,
+        le=300.0,
+        description="How long a worker that died without leaving its groups (kill -9, power cut, "
+        "OOM) keeps its partitions before the group gives them to the others or its restart; "
+        "heartbeats go every third of it. Every consumer group of ioc uses it, Faust's too "
+        "(Faust's own default, 60 s, held incidents back a minute after a streams worker crashed).",
+    )
     topic_prefix: str = Field(
         "",
         pattern=r"^[A-Za-z0-9._-]*$",

@@ -87,3 +87,27 @@ def test_streams_app_is_built_with_the_credentials() -> None:
     app = create_app(Settings(kafka=secured().model_dump(), streams={"pii_key": "test-key"}))
     assert isinstance(app.conf.broker_credentials, faust.SASLCredentials)
     assert app.conf.broker_credentials.protocol is AuthProtocol.SASL_SSL
+
+
+def test_every_group_member_gives_up_a_dead_peers_partitions_after_the_same_session() -> None:
+    """A worker killed without leaving holds its partitions for `kafka.session_timeout_s`: ioc's
+    own consumers and Faust's group take the same, and heartbeat three times within it."""
+    import asyncio
+
+    from ioc.config import Settings
+    from ioc.streams.app import create_app
+
+    kafka = KafkaSettings(session_timeout_s=12)
+
+    async def member_timeouts() -> tuple[int, int]:
+        member = kafka_clients.consumer(kafka, "ioc-test", "ioc.test")
+        try:
+            return member._session_timeout_ms, member._heartbeat_interval_ms
+        finally:
+            await member.stop()
+
+    assert asyncio.run(member_timeouts()) == (12_000, 4_000)
+    app = create_app(Settings(kafka=kafka.model_dump(), streams={"pii_key": "test-key"}))
+    assert app.conf.broker_session_timeout == 12.0
+    assert app.conf.broker_heartbeat_interval == 4.0
+    assert KafkaSettings().session_timeout_s == 10.0  # Faust's own 60 s held incidents a minute
