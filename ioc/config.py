@@ -71,6 +71,12 @@ class KafkaSettings(Section):
         "heartbeats go every third of it. Every consumer group of ioc uses it, Faust's too "
         "(Faust's own default, 60 s, held incidents back a minute after a streams worker crashed).",
     )
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        """Three heartbeats per session: one lost heartbeat never evicts a live member."""
+        return self.session_timeout_s / 3
+
     topic_prefix: str = Field(
         "",
         pattern=r"^[A-Za-z0-9._-]*$",

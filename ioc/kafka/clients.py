@@ -147,7 +147,7 @@ def consumer(kafka: KafkaSettings, group_id: str, *topics: str) -> AIOKafkaConsu
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=MAX_MESSAGE_BYTES + 64 * 1024,
         session_timeout_ms=round(kafka.session_timeout_s * 1000),
-        heartbeat_interval_ms=round(kafka.session_timeout_s * 1000 / 3),
+        heartbeat_interval_ms=round(kafka.heartbeat_interval_s * 1000),
     )
 
 

@@ -36,7 +36,7 @@ def create_app(settings: Settings) -> faust.App:
         # Frequent commits keep lag near zero between sensor clock ticks (drain checks read it).
         broker_commit_interval=1.0,
         broker_session_timeout=settings.kafka.session_timeout_s,
-        broker_heartbeat_interval=settings.kafka.session_timeout_s / 3,
+        broker_heartbeat_interval=settings.kafka.heartbeat_interval_s,
         producer_acks=-1,
         # Dead letters carry up to KEPT_VALUE_BYTES of the original (Faust's default is 1 MB).
         producer_max_request_size=MAX_MESSAGE_BYTES + 64 * 1024,
